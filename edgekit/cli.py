@@ -1,0 +1,174 @@
+"""The ``edgekit`` command line: one verb per stage of the deployment path.
+
+Only typer and edgekit's error types are imported here; each command imports what it needs when
+it runs, so ``edgekit --help`` never imports torch. Any :class:`~edgekit.errors.EdgekitError`
+becomes a one-line ``error: ...`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgekit import __version__
+from edgekit.errors import EdgekitError
+
+app = typer.Typer(
+    name="edgekit",
+    help="Distill, compress, export, verify, benchmark and run vision models on edge devices.\n\n"
+         "Every command defaults to the embedded digits dataset, so each one does real work with no "
+         "arguments on a fresh machine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# -- options shared by train and distill -----------------------------------------------------------
+Config = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (e.g. a run's config.yaml).")]
+Data = Annotated[str | None, typer.Option(help="'digits' (embedded), an ImageFolder root (train/ val/) or a CSV.")]
+Val = Annotated[str | None, typer.Option(help="Validation CSV (for a CSV --data; default: a stratified split).")]
+Model = Annotated[str | None, typer.Option("--model", "-m", help="timm model name of the student.")]
+Heads = Annotated[str | None, typer.Option(
+    help="Heads as name[:kind[:loss]],... kind: classification|multilabel|regression, "
+         "e.g. 'age:regression,gender,emotion'.")]
+Imgsz = Annotated[int | None, typer.Option(help="Input size in pixels (square).")]
+Epochs = Annotated[int | None, typer.Option(help="Training epochs.")]
+Batch = Annotated[int | None, typer.Option("--batch-size", "-b", help="Batch size per process.")]
+Lr = Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+Seed = Annotated[int | None, typer.Option(help="Seed of data order, augmentation and init.")]
+Name = Annotated[str | None, typer.Option(help="Run name: the run folder is OUT/<stage>/<name>.")]
+Out = Annotated[str | None, typer.Option(help="Folder holding the run folders (default: runs).")]
+Workers = Annotated[int | None, typer.Option(help="DataLoader worker processes.")]
+SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (a warning) instead of failing.")]
+NoAug = Annotated[bool, typer.Option("--no-augment", help="Train without augmentation.")]
+Resume = Annotated[Path | None, typer.Option(help="Continue the run in this folder from its last.pt.")]
+Sets = Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set train.weight_decay=0.01")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+def _overrides(**kw) -> dict:
+    keys = {"data": "data.source", "val": "data.val", "model": "model.arch", "imgsz": "data.imgsz",
+            "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr", "device": "train.device",
+            "seed": "train.seed", "name": "name", "out": "out", "workers": "data.workers",
+            "teacher": "distill.teacher", "teacher_weights": "distill.teacher_weights",
+            "teacher_logits": "distill.teacher_logits", "teacher_epochs": "distill.teacher_epochs",
+            "alpha": "distill.alpha", "beta": "distill.beta", "gamma": "distill.gamma",
+            "temperature": "distill.temperature", "feature_loss": "distill.feature_loss", "views": "distill.views"}
+    out = {keys[k]: v for k, v in kw.items() if k in keys and v is not None}
+    if kw.get("skip_bad"):
+        out["data.skip_bad"] = True
+    if kw.get("no_augment"):
+        out["data.augment.enabled"] = False
+    if kw.get("heads"):
+        from edgekit.config import parse_heads
+
+        out["model.heads"] = parse_heads(kw["heads"])
+    return out
+
+
+@app.command(epilog="Examples:\n\n"
+             "  edgekit train       # mobileone_s0 on the embedded digits\n\n"
+             "  edgekit train --model resnet18 --epochs 5 --name teacher\n\n"
+             "  edgekit train --data ~/faces.csv --heads 'age:regression,gender,emotion' --imgsz 96\n\n"
+             "  edgekit train --resume runs/train/digits-mobileone_s0\n\n"
+             "  torchrun --nproc_per_node 2 -m edgekit train --device cpu   # DDP")
+def train(config: Config = None, data: Data = None, val: Val = None, model: Model = None, heads: Heads = None,
+          imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
+          device: Device = None, seed: Seed = None, name: Name = None, out: Out = None, workers: Workers = None,
+          skip_bad: SkipBad = False, no_augment: NoAug = False, resume: Resume = None, set_: Sets = None,
+          quiet: Quiet = False) -> None:
+    """Train a model on labels. Writes runs/train/NAME/ (best.pt, last.pt, history.json, card.json)."""
+    from edgekit.config import load_config
+    from edgekit.train.supervised import resume_config
+    from edgekit.train.supervised import train as run_train
+
+    if resume is not None:
+        cfg = resume_config(resume, stage="train")
+    else:
+        cfg = load_config(config, _overrides(**locals()), set_, stage="train")
+    result = run_train(cfg, resume=resume is not None, verbose=not quiet)
+    if result.best["value"] is not None:  # None on DDP ranks other than 0
+        typer.echo(f"{result.run_dir / 'best.pt'}  best {result.best['metric']} = {result.best['value']:.4f}")
+
+
+@app.command(epilog="Examples:\n\n"
+             "  edgekit distill     # digits: train a resnet18 teacher, distill mobileone_s0, compare with no KD\n\n"
+             "  edgekit distill --teacher timm:resnet50 --teacher-weights resnet50.safetensors --data ~/imgs\n\n"
+             "  edgekit distill --teacher open_clip:ViT-B-32 --teacher-weights open_clip_model.safetensors "
+             "--model mobilevit_xxs --alpha 0.5 --beta 1 --gamma 1 --temperature 3")
+def distill(config: Config = None, data: Data = None, val: Val = None, model: Model = None, heads: Heads = None,
+            imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
+            device: Device = None, seed: Seed = None, name: Name = None, out: Out = None, workers: Workers = None,
+            skip_bad: SkipBad = False, no_augment: NoAug = False, resume: Resume = None, set_: Sets = None,
+            quiet: Quiet = False,
+            teacher: Annotated[str | None, typer.Option(
+                help="timm:<name> or open_clip:<arch>[:<pretrained tag>] (default timm:resnet18).")] = None,
+            teacher_weights: Annotated[str | None, typer.Option(
+                help="Teacher weights: an edgekit checkpoint, a timm state dict or an open_clip checkpoint. "
+                     "Left out with a timm teacher: edgekit trains the teacher on the same data first.")] = None,
+            teacher_logits: Annotated[str | None, typer.Option(help="auto, head, probe or zeroshot (CLIP).")] = None,
+            teacher_epochs: Annotated[int | None, typer.Option(help="Epochs when edgekit trains the teacher.")] = None,
+            alpha: Annotated[float | None, typer.Option(help="Weight of the feature loss.")] = None,
+            beta: Annotated[float | None, typer.Option(help="Weight of the response (soft label) loss.")] = None,
+            gamma: Annotated[float | None, typer.Option(help="Weight of the task (label) loss.")] = None,
+            temperature: Annotated[float | None, typer.Option("--temperature", "-T", help="KD temperature.")] = None,
+            feature_loss: Annotated[str | None, typer.Option(help="cosine or mse.")] = None,
+            views: Annotated[int | None, typer.Option(help="Cached augmentation views per sample.")] = None,
+            baseline: Annotated[bool, typer.Option(
+                help="Also train the student without KD (same epochs and seed) and compare.")] = True) -> None:
+    """Distill a frozen teacher into a small student: L = a*L_feat + b*L_resp + g*L_task."""
+    from edgekit.compress.distill import distill as run_distill
+    from edgekit.compress.distill import print_report
+    from edgekit.config import load_config
+    from edgekit.train.supervised import resume_config
+
+    if resume is not None:
+        cfg = resume_config(resume, stage="distill")
+    else:
+        sets = list(set_ or []) + ([] if baseline else ["distill.baseline=false"])
+        cfg = load_config(config, _overrides(**locals()), sets, stage="distill")
+    report = run_distill(cfg, resume=resume is not None, verbose=not quiet)
+    if report is not None:  # None on DDP ranks other than 0
+        print_report(report)
+        typer.echo(str(report.run_dir / "best.pt"))
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
+    if version:
+        typer.echo(f"edgekit {__version__}")
+        raise typer.Exit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the app, turning edgekit errors into one line and exit code 2."""
+    try:
+        app(args=argv)  # standalone: usage errors print themselves and exit 2
+    except EdgekitError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        _shutdown_distributed()
+    return 0
+
+
+def _shutdown_distributed() -> None:
+    if "torch" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

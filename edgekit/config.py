@@ -1,0 +1,199 @@
+"""Run configuration: YAML files validated into pydantic models.
+
+A run folder's ``config.yaml`` is the fully resolved config of that run, so
+``edgekit train --config runs/train/NAME/config.yaml`` reruns it. Flags override the file, and
+``--set section.key=value`` overrides anything (the value is parsed as YAML).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgekit.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AugmentConfig(_Strict):
+    """Training augmentation, passed to ``timm.data.create_transform``.
+
+    ``None`` means "the data source's default": no flips and no colour jitter for the embedded
+    digits (a mirrored 2 is not a 2), timm-like defaults for user image folders.
+    """
+
+    enabled: bool = True
+    scale: tuple[float, float] | None = None
+    ratio: tuple[float, float] | None = None
+    hflip: float | None = None
+    vflip: float | None = None
+    color_jitter: float | None = None
+    auto_augment: str | None = None
+    re_prob: float | None = None
+
+
+class DataConfig(_Strict):
+    source: str = "digits"  # "digits", an ImageFolder root, or a CSV file
+    val: str | None = None  # optional separate validation CSV
+    imgsz: int = Field(32, ge=8, le=4096)
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # CSV without a val file: stratified split
+    skip_bad: bool = False
+    limit: int | None = Field(None, ge=2)  # use at most this many train (and limit//4 val) samples: smoke runs
+    workers: int = Field(0, ge=0)
+    mean: tuple[float, float, float] | None = None  # default: the backbone's data config
+    std: tuple[float, float, float] | None = None
+    crop_pct: float | None = None
+    interpolation: str | None = None
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+HeadKind = Literal["classification", "multilabel", "regression"]
+
+
+class HeadConfig(_Strict):
+    name: str
+    kind: HeadKind = "classification"
+    column: str | None = None  # CSV column holding the labels (default: the head name)
+    loss: Literal["ce", "bce", "l1", "mse", "smooth_l1"] | None = None  # default from kind
+    weight: float = Field(1.0, ge=0.0)
+    label_smoothing: float | None = None  # default: train.label_smoothing
+    threshold: float = 0.5  # multilabel decision threshold
+
+
+class ModelConfig(_Strict):
+    arch: str = "mobileone_s0"
+    heads: list[HeadConfig] = Field(default_factory=list)  # empty: one classification head from the data
+    drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    weights: str | None = None  # local file to initialise the backbone (timm state dict)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(5e-3, gt=0.0)
+    weight_decay: float = Field(0.05, ge=0.0)
+    warmup_epochs: float = Field(1.0, ge=0.0)
+    min_lr_ratio: float = Field(0.01, ge=0.0, le=1.0)
+    grad_clip: float = Field(1.0, ge=0.0)  # 0 disables clipping
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    amp: Literal["auto", "on", "off"] = "auto"  # auto: on for cuda/mps, off on cpu
+    device: str = "auto"
+    seed: int = 0
+    save_every: int = Field(5, ge=0)  # write epoch_N.pt every N epochs (0: never)
+    monitor: str = "auto"  # val metric choosing best.pt, e.g. "digit/acc" or "loss"
+    threads: int | None = None  # torch intra-op threads on cpu
+
+
+class DistillConfig(_Strict):
+    teacher: str = "timm:resnet18"  # timm:<name> or open_clip:<arch>[:<pretrained tag>]
+    teacher_weights: str | None = None  # edgekit checkpoint, timm/open_clip weights file
+    teacher_logits: Literal["auto", "head", "probe", "zeroshot"] = "auto"
+    teacher_epochs: int = Field(8, ge=1)  # when edgekit trains the teacher itself
+    alpha: float = Field(0.5, ge=0.0)  # feature loss weight
+    beta: float = Field(1.0, ge=0.0)  # response (soft label) loss weight
+    gamma: float = Field(1.0, ge=0.0)  # task (hard label) loss weight
+    temperature: float = Field(4.0, gt=0.0)
+    feature_loss: Literal["cosine", "mse"] = "cosine"
+    views: int = Field(4, ge=1)  # fixed augmentation views per sample whose teacher outputs are cached
+    prompt: str = "a photo of the number {}."  # CLIP zero-shot prompt template
+    baseline: bool = True  # also train the student without KD, same budget, for comparison
+
+
+class RunConfig(_Strict):
+    name: str | None = None
+    stage: Literal["train", "distill", "teacher"] = "train"
+    out: str = "runs"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    distill: DistillConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "/" in v or v.startswith(".")):
+            raise ValueError("name must be a plain folder name")
+        return v
+
+    # -- I/O ------------------------------------------------------------------------------------
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) / self.stage / (self.name or "default")
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                sets: list[str] | None = None, stage: str = "train") -> RunConfig:
+    """Read a YAML config (or the defaults), apply flag overrides and ``--set k=v`` items."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p} must hold a mapping of sections (data:, model:, train:, ...)")
+        data = loaded or {}
+    data.setdefault("stage", stage)
+    if stage == "distill" and data.get("distill") is None:
+        data["distill"] = {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _assign(data, key, value)
+    for item in sets or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects section.key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: cannot parse value '{raw}'") from exc
+        _assign(data, key.strip(), value)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise ConfigError(f"config {where}: {err['msg']}") from None
+
+
+def _assign(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"cannot set '{dotted}': '{part}' is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_heads(spec: str) -> list[dict[str, Any]]:
+    """Parse ``"age:regression,gender,emotion:classification"`` into head configs."""
+    heads = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        parts = item.split(":")
+        if len(parts) > 3 or not parts[0]:
+            raise ConfigError(f"--heads item '{item}' must be name[:kind[:loss]]")
+        head: dict[str, Any] = {"name": parts[0]}
+        if len(parts) > 1:
+            head["kind"] = parts[1]
+        if len(parts) > 2:
+            head["loss"] = parts[2]
+        heads.append(head)
+    if not heads:
+        raise ConfigError("--heads is empty")
+    return heads

@@ -1,0 +1,49 @@
+"""Errors edgekit raises on purpose.
+
+Every failure a user can cause (bad data, a missing file, a device that is not there) is an
+:class:`EdgekitError`. The CLI prints its message on one line and exits with code 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class EdgekitError(Exception):
+    """A user-facing error: the message alone must tell the user what to do."""
+
+
+class DataError(EdgekitError):
+    """The dataset is missing, empty, malformed or contains unreadable files."""
+
+
+class ConfigError(EdgekitError):
+    """A config file or a flag has a value edgekit cannot use."""
+
+
+class DeviceError(EdgekitError):
+    """The requested device (cuda, mps) is not available."""
+
+
+class CheckpointError(EdgekitError):
+    """A file is not an edgekit checkpoint, or does not match the model it should hold."""
+
+
+class CardError(EdgekitError):
+    """A model card is missing or incomplete."""
+
+
+class DependencyError(EdgekitError):
+    """An optional package needed for this command is not installed."""
+
+
+def require(module: str, extra: str = "all"):
+    """Import an optional dependency or raise a :class:`DependencyError` saying what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise DependencyError(
+            f"this needs the Python package '{module.split('.')[0]}' ({exc}); "
+            f"install it with: pip install 'edgekit[{extra}]'"
+        ) from exc

@@ -1,0 +1,119 @@
+"""Model factory: any timm backbone with edgekit's named heads on top.
+
+``build_student("mobileone_s0", heads=[...])`` reads like ``timm.create_model``. The backbone is
+created with ``num_classes=0`` so it returns its pooled embedding; each head is a linear layer
+(with dropout) on that embedding. ``forward`` returns ``{head name: output}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgekit.card import HeadSpec
+from edgekit.errors import CheckpointError, ConfigError
+
+
+class EdgeModel(nn.Module):
+    """A timm backbone producing a pooled embedding, and one linear layer per named head."""
+
+    def __init__(self, arch: str, heads: list[HeadSpec], drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.arch = arch
+        self.head_specs = list(heads)
+        self.backbone = create_backbone(arch, drop_path_rate=drop_path_rate)
+        self.embed_dim = embed_dim(self.backbone)
+        self.heads = nn.ModuleDict({
+            h.name: nn.Sequential(nn.Dropout(drop_rate), nn.Linear(self.embed_dim, h.outputs)) for h in heads
+        })
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled embedding, ``[N, embed_dim]``."""
+        return self.backbone(x)
+
+    def forward_heads(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: head(emb) for name, head in self.heads.items()}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.forward_heads(self.forward_features(x))
+
+
+def create_backbone(arch: str, drop_path_rate: float = 0.0) -> nn.Module:
+    """``timm.create_model(arch, num_classes=0)``, with clear errors for unknown names."""
+    import timm
+
+    if not timm.is_model(arch):
+        stem = arch.split("_")[0]
+        close = timm.list_models(f"{stem}*")[:8]
+        hint = f"; similar: {', '.join(close)}" if close else ""
+        raise ConfigError(f"unknown timm model '{arch}'{hint}")
+    kwargs = {"drop_path_rate": drop_path_rate} if drop_path_rate > 0 else {}
+    try:
+        return timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"timm model '{arch}' does not accept {', '.join(kwargs)}: {exc}") from exc
+
+
+def embed_dim(backbone: nn.Module) -> int:
+    """Width of the pooled embedding (MobileNetV3/V4 add a conv head after pooling)."""
+    return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
+
+
+def backbone_data_config(backbone: nn.Module) -> dict:
+    """timm's data config (mean, std, interpolation, crop_pct) for a backbone."""
+    from timm.data import resolve_data_config
+
+    return resolve_data_config({}, model=backbone)
+
+
+def build_student(arch: str, heads: list[HeadSpec], drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                  weights: str | Path | None = None) -> EdgeModel:
+    """A student: timm ``arch`` with ``heads``; ``weights`` optionally initialises the backbone."""
+    model = EdgeModel(arch, heads, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+    if weights:
+        load_backbone_weights(model.backbone, weights)
+    return model
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
+    """Load a timm state dict (``.safetensors`` or a torch file) into ``backbone``.
+
+    The classifier of the file is ignored (edgekit heads replace it). Fails when fewer than half
+    of the backbone's tensors are found, which means the file is for another architecture.
+    """
+    state = read_state_dict(path)
+    own = backbone.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if len(usable) < len(own) / 2:
+        raise CheckpointError(f"{path} does not fit this backbone: {len(usable)} of {len(own)} tensors match")
+    backbone.load_state_dict(usable, strict=False)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file or a torch file (loaded with ``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a weights file"
+        raise CheckpointError(f"cannot read weights from {path}: {str(exc).splitlines()[0]}") from exc
+    if isinstance(obj, dict):
+        for key in ("model_state", "state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    return obj
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

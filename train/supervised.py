@@ -1,0 +1,73 @@
+"""``edgekit train``: a student (or teacher) trained on labels alone."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from edgekit import __version__
+from edgekit.card import ModelCard
+from edgekit.config import RunConfig, load_config
+from edgekit.errors import ConfigError
+from edgekit.train.data import DataBundle, Transforms, build_transforms, load_data, warn_skipped
+from edgekit.train.losses import Supervised, TaskLoss
+from edgekit.train.models import EdgeModel, backbone_data_config, build_student
+from edgekit.train.trainer import FitResult, fit
+
+
+@dataclass
+class Setup:
+    """What every training recipe starts from: data, transforms, a freshly seeded model, its card."""
+
+    data: DataBundle
+    tfs: Transforms
+    model: EdgeModel
+    card: ModelCard
+
+
+def default_name(cfg: RunConfig) -> str:
+    source = cfg.data.source
+    tag = source if source == "digits" else Path(source.rstrip("/")).stem or "data"
+    return f"{tag}-{cfg.model.arch}"
+
+
+def prepare(cfg: RunConfig) -> Setup:
+    """Load data, build the seeded model and its transforms, and start its model card."""
+    if cfg.name is None:
+        cfg.name = default_name(cfg)
+    data = load_data(cfg.data, cfg.model.heads)
+    warn_skipped(data)
+    torch.manual_seed(cfg.train.seed)
+    model = build_student(cfg.model.arch, data.heads, drop_rate=cfg.model.drop_rate,
+                          drop_path_rate=cfg.model.drop_path_rate, weights=cfg.model.weights)
+    tfs = build_transforms(cfg.data, data.kind, backbone_data_config(model.backbone))
+    card = ModelCard(name=cfg.name, arch=cfg.model.arch, heads=data.heads, input=tfs.input,
+                     provenance={"stage": cfg.stage, "edgekit": __version__, "data": cfg.data.source,
+                                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                 "seed": cfg.train.seed, "augment": tfs.augment})
+    return Setup(data=data, tfs=tfs, model=model, card=card)
+
+
+def train(cfg: RunConfig, *, resume: bool = False, verbose: bool = True, stop_after: int | None = None) -> FitResult:
+    """Train ``cfg.model`` on ``cfg.data`` with the task loss; writes ``cfg.run_dir``."""
+    s = prepare(cfg)
+    criterion = Supervised(TaskLoss(s.data.heads, cfg.model.heads, cfg.train.label_smoothing))
+    return fit(s.model, criterion, s.data, s.tfs, cfg, s.card, resume=resume, stop_after=stop_after,
+               verbose=verbose)
+
+
+def resume_config(run: str | Path, stage: str) -> RunConfig:
+    """The config of a run folder (or of the folder holding ``last.pt``) to resume it."""
+    path = Path(run)
+    run_dir = path.parent if path.is_file() else path
+    cfg_file = run_dir / "config.yaml"
+    if not cfg_file.is_file():
+        raise ConfigError(f"cannot resume {run}: {cfg_file} does not exist")
+    cfg = load_config(cfg_file, stage=stage)
+    if cfg.run_dir.resolve() != run_dir.resolve():  # the folder was moved: write where it is now
+        cfg.out = str(run_dir.parent.parent)
+        cfg.name = run_dir.name
+    return cfg
