@@ -263,7 +263,7 @@ def baseline_config(cfg: RunConfig) -> RunConfig:
 
 def ensure_teacher(cfg: RunConfig, verbose: bool = True) -> Path:
     """Train the ``timm:`` teacher on the same data (once: reused while its config is unchanged)."""
-    from edgekit.train.supervised import train
+    from edgekit.train.supervised import default_name, train
 
     d = cfg.distill
     arch = d.teacher.split(":", 1)[1]
@@ -271,8 +271,9 @@ def ensure_teacher(cfg: RunConfig, verbose: bool = True) -> Path:
     t_cfg.distill, t_cfg.stage = None, "teacher"
     t_cfg.model.arch, t_cfg.model.drop_path_rate = arch, 0.0
     t_cfg.train.epochs = d.teacher_epochs
-    digest = hashlib.sha1(t_cfg.model_copy(update={"name": None}).to_yaml().encode()).hexdigest()[:8]
-    t_cfg.name = f"{cfg.name}-teacher-{arch}-{digest}"
+    t_cfg.name = None
+    digest = hashlib.sha1(t_cfg.to_yaml().encode()).hexdigest()[:8]
+    t_cfg.name = f"{default_name(t_cfg)}-{digest}"  # shared by every student distilled on this data
     if finished(t_cfg):
         if verbose:
             say(f"teacher: reusing {t_cfg.run_dir / 'best.pt'}")
