@@ -102,6 +102,12 @@ class ModelCard:
     def head_names(self) -> list[str]:
         return [h.name for h in self.heads]
 
+    def derive(self, **provenance: Any) -> ModelCard:
+        """A copy with ``provenance`` entries added (each stage records what it did)."""
+        new = ModelCard.from_dict(json.loads(self.to_json()))
+        new.provenance.update(provenance)
+        return new
+
     # -- (de)serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

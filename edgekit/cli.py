@@ -138,6 +138,109 @@ def distill(config: Config = None, data: Data = None, val: Val = None, model: Mo
         typer.echo(str(report.run_dir / "best.pt"))
 
 
+@app.command(epilog="Examples:\n\n"
+             "  edgekit reparam runs/distill/digits-mobileone_s0/best.pt\n\n"
+             "  edgekit reparam runs/train/my-repvgg/best.pt --out runs/reparam/repvgg")
+def reparam(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt) of a MobileOne/RepVGG/FastViT model.")],
+            out: Annotated[Path | None, typer.Option(help="Output folder (default runs/reparam/NAME).")] = None,
+            images: Annotated[int, typer.Option(help="Val images for the equivalence check.")] = 256) -> None:
+    """Fuse training-time branches into single convs; refuse to save if outputs change (rel. error > 1e-4)."""
+    from edgekit.compress.reparam import fuse_checkpoint
+    from edgekit.console import say
+    from edgekit.train.checkpoint import card_of, load_checkpoint
+
+    name = card_of(load_checkpoint(ckpt)).name
+    report = fuse_checkpoint(ckpt, out or Path("runs") / "reparam" / name, n_images=images)
+    s = report.stats
+    say(f"params {s['params_before'] / 1e6:.2f} M -> {s['params_after'] / 1e6:.2f} M, "
+        f"GFLOPs {s['gflops_before']:.3f} -> {s['gflops_after']:.3f}, "
+        f"eager batch-1 latency {s['eager_ms_before']:.2f} -> {s['eager_ms_after']:.2f} ms, "
+        f"max relative error {s['max_rel']:.1e} on {s['images']} val images")
+    typer.echo(str(report.path))
+
+
+@app.command(epilog="Examples:\n\n"
+             "  edgekit export runs/reparam/digits-mobileone_s0/model.pt --target all\n\n"
+             "  edgekit export best.pt --target onnx --dynamic-batch --fp16\n\n"
+             "  edgekit export best.pt --target tflite --int8 --calib 512")
+def export(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")],
+           target: Annotated[str, typer.Option(help="onnx, coreml, tflite, all, or a comma list.")] = "all",
+           int8: Annotated[bool, typer.Option("--int8", help="Also write INT8 files (PTQ, see edgekit quantize).")]
+           = False,
+           fp16: Annotated[bool, typer.Option("--fp16", help="Also write FP16 ONNX/TFLite (CoreML is FP16 anyway).")]
+           = False,
+           batch: Annotated[int, typer.Option(help="Fixed batch size of the exported graph.")] = 1,
+           dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="ONNX with a dynamic batch axis.")]
+           = False,
+           imgsz: Annotated[int | None, typer.Option(help="Export at another input size than trained.")] = None,
+           out: Annotated[Path | None, typer.Option(help="Output folder (default runs/export/NAME).")] = None,
+           calib: Annotated[int, typer.Option(help="Calibration images for --int8.")] = 256,
+           calib_method: Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")] = "minmax",
+           skip_layers: Annotated[str, typer.Option(help="Modules kept in float with --int8, comma separated.")]
+           = "",
+           verify: Annotated[bool, typer.Option(help="Check each file against PyTorch on val images.")] = True,
+           quiet: Quiet = False) -> None:
+    """Export to ONNX / CoreML / TFLite with the model card inside, and prove parity (parity.json)."""
+    from edgekit.export.exporter import export_checkpoint, parse_targets
+
+    report = export_checkpoint(ckpt, parse_targets(target), out, int8=int8, fp16=fp16, batch=batch,
+                               dynamic_batch=dynamic_batch, imgsz=imgsz, calib_images=calib,
+                               calib_method=calib_method, skip_layers=_split(skip_layers), verify=verify,
+                               verbose=not quiet)
+    for art in report.artifacts:
+        typer.echo(str(art.path))
+
+
+@app.command(epilog="Examples:\n\n"
+             "  edgekit quantize runs/distill/digits-mobileone_s0/best.pt               # PTQ, float layers chosen\n\n"
+             "  edgekit quantize best.pt --method qat --epochs 3 --lr 1e-4\n\n"
+             "  edgekit quantize best.pt --calib 512 --calib-method percentile --skip-layers backbone.stem")
+def quantize(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")],
+             method: Annotated[str, typer.Option(help="ptq (post-training) or qat (quantization-aware training).")]
+             = "ptq",
+             target: Annotated[str, typer.Option(help="onnx, tflite, coreml, all, or a comma list.")] = "onnx,tflite",
+             calib: Annotated[int, typer.Option(help="Calibration images from the training data.")] = 256,
+             calib_method: Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")] = "minmax",
+             skip_layers: Annotated[str, typer.Option(
+                 help="Modules kept in float (comma separated), 'auto' to pick them, '' for none.")] = "auto",
+             epochs: Annotated[int, typer.Option(help="QAT fine-tuning epochs.")] = 3,
+             lr: Annotated[float, typer.Option(help="QAT learning rate.")] = 1e-4,
+             out: Annotated[Path | None, typer.Option(help="Output folder (default runs/quantize/NAME/METHOD).")]
+             = None,
+             quiet: Quiet = False) -> None:
+    """INT8 ONNX / TFLite (/ INT8-weight CoreML), evaluated through the real INT8 runtimes -> quant.json."""
+    from edgekit.export.exporter import parse_targets
+    from edgekit.export.quantized import quantize_checkpoint
+
+    skip = "auto" if skip_layers == "auto" else _split(skip_layers)
+    summary = quantize_checkpoint(ckpt, method, parse_targets(target), out, calib, calib_method, skip, epochs, lr,
+                                  verbose=not quiet)
+    for f in summary["files"]:
+        typer.echo(f)
+
+
+@app.command(epilog="Examples:\n\n"
+             "  edgekit predict runs/export/digits-mobileone_s0-fused/model.int8.tflite digit.png\n\n"
+             "  edgekit predict model.onnx photos/ --json --topk 3\n\n"
+             "  edgekit predict model.onnx clip.mp4 --stride 10")
+def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpackage or edgekit .pt")],
+            source: Annotated[Path, typer.Argument(help="An image, a folder of images, or a video file.")],
+            json_: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+            topk: Annotated[int, typer.Option(help="Classes to list per classification head.")] = 1,
+            device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+            threads: Annotated[int | None, typer.Option(help="CPU threads of the backend.")] = None,
+            stride: Annotated[int, typer.Option(help="Video: every N-th frame.")] = 1) -> None:
+    """Run a model on images or a video and print the predictions (the runtime: no torch needed)."""
+    from edgekit.runtime.predict_files import print_predictions, run_on_source
+
+    results = run_on_source(model, source, topk=topk, device=device, threads=threads, stride=stride)
+    print_predictions(results, as_json=json_)
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 @app.callback(invoke_without_command=True)
 def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
     if version:

@@ -373,11 +373,19 @@ def build_transforms(cfg: DataConfig, kind: str, backbone_cfg: dict[str, Any]) -
     crop_pct = cfg.crop_pct or (1.0 if kind == "digits" else backbone_cfg.get("crop_pct", 0.875))
     aug = {k: v for k, v in cfg.augment.model_dump().items() if k != "enabled"}
     aug = {k: (_AUG_DEFAULTS[kind].get(k) if v is None else v) for k, v in aug.items()}
-    common = {"input_size": (3, size, size), "interpolation": interp, "mean": mean, "std": std}
-    eval_tf = create_transform(**common, is_training=False, crop_pct=crop_pct)
-    train_tf = create_transform(**common, is_training=True, **aug) if cfg.augment.enabled else eval_tf
     spec = InputSpec(size=[size, size], mean=list(mean), std=list(std), interpolation=interp, crop_pct=crop_pct)
+    eval_tf = eval_transform(spec)
+    train_tf = create_transform(input_size=(3, size, size), interpolation=interp, mean=mean, std=std,
+                                is_training=True, **aug) if cfg.augment.enabled else eval_tf
     return Transforms(train=train_tf, eval=eval_tf, input=spec, augment={"enabled": cfg.augment.enabled, **aug})
+
+
+def eval_transform(spec: InputSpec) -> Callable:
+    """timm's eval transform for a model card's input contract (what the runtime mirrors)."""
+    from timm.data import create_transform
+
+    return create_transform(input_size=(3, *spec.size), interpolation=spec.interpolation, mean=tuple(spec.mean),
+                            std=tuple(spec.std), crop_pct=spec.crop_pct, is_training=False)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,113 @@
+"""CoreML: an mlprogram converted from ``torch.export``, FP16 by default, INT8 weights optionally.
+
+The model takes an RGB image (``ct.ImageType``, what Xcode previews and Vision feed), so the
+normalization is folded into the graph and the card's mean/std become the identity on [0, 255]
+pixels. Heads are activated in the graph (softmax / sigmoid) so Swift code gets probabilities;
+a single classification head is a CoreML classifier with its class labels (Xcode shows them).
+The card is in ``user_defined_metadata["edgekit.card"]``. Prediction needs macOS: on Linux the
+converted program is checked for structure only (see :func:`check_structure`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekit.card import CARD_KEY, ModelCard
+from edgekit.errors import DependencyError
+
+
+class ImageInModel(nn.Module):
+    """Normalize [0, 255] RGB pixels inside the graph and activate each head."""
+
+    def __init__(self, module: nn.Module, card: ModelCard) -> None:
+        super().__init__()
+        self.module, self.kinds = module, [h.kind for h in card.heads]
+        self.register_buffer("mean", torch.tensor(card.input.mean).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(card.input.std).view(1, 3, 1, 1) * 255.0)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs = self.module((x - self.mean) / self.std)
+        return tuple(torch.softmax(o, 1) if k == "classification" else torch.sigmoid(o) if k == "multilabel" else o
+                     for o, k in zip(outs, self.kinds, strict=True))
+
+
+def export_coreml(module: nn.Module, card: ModelCard, path: str | Path, sample: torch.Tensor,
+                  int8_weights: bool = False, fp16: bool = True) -> Path:
+    try:
+        import coremltools as ct
+    except ImportError as exc:
+        raise DependencyError("CoreML export needs coremltools: pip install 'edgekit[all]'") from exc
+    h, w = card.input.size
+    program = torch.export.export(ImageInModel(module, card).eval(), (sample * 0 + 128.0,)).run_decompositions({})
+    single_classifier = len(card.heads) == 1 and card.heads[0].kind == "classification"
+    kwargs: dict[str, Any] = {}
+    if single_classifier:
+        kwargs["classifier_config"] = ct.ClassifierConfig([str(c) for c in card.heads[0].classes])
+    else:
+        kwargs["outputs"] = [ct.TensorType(name=n) for n in card.head_names]
+    with contextlib.redirect_stderr(io.StringIO()):  # coremltools draws a progress bar per pass
+        model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+                           inputs=[ct.ImageType(name="image", shape=(int(sample.shape[0]), 3, h, w),
+                                                color_layout=ct.colorlayout.RGB)],
+                           compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32, **kwargs)
+        if int8_weights:
+            from edgekit.compress.quantize import coreml_int8_weights
+
+            model = coreml_int8_weights(model)
+    card.input.mean, card.input.std = [0.0, 0.0, 0.0], [1 / 255.0] * 3  # the graph normalizes
+    card.input.dtype, card.input.layout = "image", "NHWC"
+    card.provenance.update(format="coreml", outputs_activated=True, batch=int(sample.shape[0]),
+                           classifier=single_classifier)
+    from edgekit.runtime.metadata import card_json
+
+    model.user_defined_metadata[CARD_KEY] = card_json(card)
+    model.short_description = f"{card.name}: {card.arch} with heads {', '.join(card.head_names)} (edgekit)"
+    model.author = "edgekit"
+    return _save_atomically(model, Path(path))
+
+
+def _save_atomically(model, path: Path) -> Path:
+    """An .mlpackage is a folder: build it beside the target, then swap it in."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(str(tmp))
+    old = path.with_name(f".old-{path.name}")
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def check_structure(path: str | Path, card: ModelCard) -> dict[str, Any]:
+    """What can be verified without macOS: input image size, one output per head, the card inside."""
+    import coremltools as ct
+
+    from edgekit.runtime.metadata import read_card
+
+    spec = ct.utils.load_spec(str(path))
+    desc = spec.description
+    problems = []
+    inp = desc.input[0]
+    if inp.type.WhichOneof("Type") != "imageType":
+        problems.append("input is not an image")
+    elif (inp.type.imageType.height, inp.type.imageType.width) != tuple(card.input.size):
+        problems.append(f"input is {inp.type.imageType.height}x{inp.type.imageType.width}, card says {card.input.size}")
+    outputs = [o.name for o in desc.output]
+    if card.provenance.get("classifier"):
+        if not (desc.predictedFeatureName and desc.predictedProbabilitiesName in outputs):
+            problems.append("classifier lacks its label / probabilities outputs")
+    elif outputs != card.head_names:
+        problems.append(f"outputs {outputs} != heads {card.head_names}")
+    embedded = read_card(path)
+    if embedded.head_names != card.head_names:
+        problems.append("embedded card does not match")
+    return {"structure_ok": not problems, "problems": problems, "outputs": outputs,
+            "spec_version": spec.specificationVersion, "numeric": "skipped: CoreML prediction needs macOS"}

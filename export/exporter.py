@@ -1,0 +1,225 @@
+"""``edgekit export``: a checkpoint -> ONNX / TFLite / CoreML files, each verified, ``parity.json``.
+
+One small module per target (``onnx.py``, ``tflite.py``, ``coreml.py``); this file only decides
+what to build, times it, and runs the shared verification (``verify.py``). FP16 and INT8 variants
+come from the same FP32 graph through ``edgekit.compress.quantize``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgekit import __version__
+from edgekit.atomic import write_json
+from edgekit.card import ModelCard
+from edgekit.console import say
+from edgekit.errors import ConfigError, DependencyError, EdgekitError
+from edgekit.train.trained import ChannelsLast, Trained, load_trained
+
+TARGETS = ("onnx", "tflite", "coreml")
+
+
+class ParityError(EdgekitError):
+    """An FP32 export does not reproduce the PyTorch model within tolerance."""
+
+
+@dataclass
+class Artifact:
+    path: Path
+    format: str
+    precision: str
+    seconds: float
+
+    @property
+    def size_bytes(self) -> int:
+        if self.path.is_dir():
+            return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return self.path.stat().st_size
+
+
+@dataclass
+class ExportReport:
+    out_dir: Path
+    artifacts: list[Artifact]
+    parity: list[dict[str, Any]] = field(default_factory=list)
+
+    def by_file(self, name: str) -> dict[str, Any] | None:
+        return next((p for p in self.parity if p["file"] == name), None)
+
+
+def parse_targets(target: str) -> list[str]:
+    names = list(TARGETS) if target == "all" else [t.strip() for t in target.split(",") if t.strip()]
+    bad = [t for t in names if t not in TARGETS]
+    if bad or not names:
+        raise ConfigError(f"--target must be onnx, tflite, coreml, all or a comma list of them; got '{target}'")
+    return names
+
+
+def default_out_dir(card: ModelCard, stage: str = "export") -> Path:
+    return Path("runs") / stage / (card.name + ("-fused" if card.provenance.get("fused") else ""))
+
+
+def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = TARGETS, out_dir: str | Path | None = None,
+                      int8: bool = False, fp16: bool = False, batch: int = 1, dynamic_batch: bool = False,
+                      imgsz: int | None = None, calib_images: int = 256, calib_method: str = "minmax",
+                      skip_layers: Sequence[str] = (), verify: bool = True, val_images: int | None = None,
+                      verbose: bool = True) -> ExportReport:
+    """Export ``ckpt`` to each target (FP32, plus FP16 / INT8 variants), verify, write parity.json."""
+    trained = ckpt if isinstance(ckpt, Trained) else load_trained(ckpt)
+    if batch < 1:
+        raise ConfigError("--batch must be at least 1")
+    if imgsz is not None:
+        trained.card.input.size = [imgsz, imgsz]
+    _check_targets_available(targets)
+    if not trained.card.provenance.get("fused"):
+        from edgekit.compress.reparam import has_reparam_blocks
+
+        if has_reparam_blocks(trained.model):
+            say(f"[yellow]note[/]: {trained.card.arch} is in its training form; `edgekit reparam {trained.path}` "
+                "first gives a smaller, faster file with the same outputs")
+    out = Path(out_dir) if out_dir else default_out_dir(trained.card)
+    out.mkdir(parents=True, exist_ok=True)
+    base = trained.card.derive(source=str(trained.path), edgekit=__version__, precision="fp32",
+                               exported=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    module, sample = trained.wrapped(), trained.sample(batch)
+    calib = trained.images("train", limit=calib_images)[0] if int8 else None
+    artifacts: list[Artifact] = []
+
+    def build(fmt: str, precision: str, name: str, fn) -> Path:
+        t0 = time.perf_counter()
+        if verbose:
+            say(f"export {fmt} {precision} -> {out / name}")
+        path = fn(base.derive(precision=precision), out / name)
+        artifacts.append(Artifact(path, fmt, precision, time.perf_counter() - t0))
+        return path
+
+    if "onnx" in targets:
+        from edgekit.export import onnx as onnx_x
+
+        fp32 = build("onnx", "fp32", "model.onnx",
+                     lambda c, p: onnx_x.export_onnx(module, c, p, sample, dynamic_batch=dynamic_batch))
+        if fp16:
+            build("onnx", "fp16", "model.fp16.onnx", lambda c, p: onnx_x.to_fp16(fp32, _like(c, fp32), p))
+        if int8:
+            from edgekit.compress.quantize import ort_quantize
+
+            build("onnx", "int8", "model.int8.onnx",
+                  lambda c, p: ort_quantize(fp32, p, calib, _like(c, fp32), calib_method, skip_layers))
+    if "tflite" in targets:
+        from edgekit.export import tflite as tfl
+
+        nhwc = ChannelsLast(module)
+        sample_nhwc = sample.permute(0, 2, 3, 1).contiguous()
+        fp32_t = build("tflite", "fp32", "model.tflite", lambda c, p: tfl.export_tflite(nhwc, c, p, sample_nhwc))
+        if fp16:
+            build("tflite", "fp16", "model.fp16.tflite", lambda c, p: tfl.to_fp16(fp32_t, _like(c, fp32_t), p))
+        if int8:
+            build("tflite", "int8", "model.int8.tflite",
+                  lambda c, p: tflite_int8(nhwc, c, p, sample_nhwc, calib, skip_layers, calib_method))
+    if "coreml" in targets:
+        from edgekit.export import coreml as cml
+
+        build("coreml", "fp16", "model.mlpackage", lambda c, p: cml.export_coreml(module, c, p, sample))
+        if int8:
+            build("coreml", "int8-weights", "model.int8.mlpackage",
+                  lambda c, p: cml.export_coreml(module, c, p, sample, int8_weights=True))
+
+    report = ExportReport(out_dir=out, artifacts=artifacts)
+    if verify:
+        verify_artifacts(trained, report, val_images, verbose=verbose)
+    return report
+
+
+def tflite_int8(nhwc: torch.nn.Module, card: ModelCard, path: Path, sample_nhwc: torch.Tensor, calib: np.ndarray,
+                skip: Sequence[str], calib_method: str) -> Path:
+    """Static INT8 TFLite through litert-torch's pt2e quantizer (min/max observers)."""
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from edgekit.compress.quantize import pt2e_ptq
+    from edgekit.export.tflite import export_tflite
+
+    if calib_method != "minmax":
+        warnings.warn(f"the TFLite pt2e path calibrates with min/max observers; '{calib_method}' applies to "
+                      "ONNX only", stacklevel=2)
+    graph, quantizer = pt2e_ptq(nhwc, calib, skip)
+    card.provenance.update(quantization={"method": "ptq", "backend": "litert-torch pt2e", "activations": "int8",
+                                         "weights": "int8 per-channel", "calibration": "minmax",
+                                         "calibration_images": int(len(calib)), "float_layers": list(skip)})
+    return export_tflite(graph, card, path, sample_nhwc, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+
+
+def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | None = None,
+                     verbose: bool = True) -> None:
+    """Check every artifact against PyTorch on real val images; write parity.json; fail on FP32."""
+    from edgekit.export.verify import verify_file
+
+    x, targets = trained.images("val", limit=val_images)
+    with torch.no_grad():
+        ref_t = {h: [] for h in trained.card.head_names}
+        for i in range(0, len(x), 128):
+            for h, v in trained.model(torch.from_numpy(x[i: i + 128])).items():
+                ref_t[h].append(v.float().numpy())
+        reference = {h: np.concatenate(v) for h, v in ref_t.items()}
+    entries = []
+    for art in report.artifacts:
+        entry = verify_file(art.path, reference, x, targets, trained.card)
+        entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes)
+        entries.append(entry)
+        if verbose:
+            say(_describe(entry))
+    report.parity = entries
+    write_json(report.out_dir / "parity.json", {"source": str(trained.path), "val_images": len(x),
+                                                "artifacts": entries})
+    failed = [e for e in entries if not e["passed"]]
+    for e in failed:  # never leave a file that failed its check where a deploy script would pick it up
+        path = report.out_dir / e["file"]
+        if path.exists():
+            shutil.move(str(path), str(path) + ".failed")
+    if failed:
+        worst = ", ".join(f"{e['file']} (relative error {e.get('max_rel', float('nan')):.1e})" for e in failed)
+        raise ParityError(f"export does not match PyTorch: {worst}; moved aside as *.failed, details in "
+                          f"{report.out_dir / 'parity.json'}")
+
+
+def _describe(e: dict[str, Any]) -> str:
+    if "heads" not in e:
+        return f"  {e['file']}: structure {'ok' if e.get('structure_ok') else 'BAD'} ({e.get('numeric')})"
+    parts = []
+    for head, s in e["heads"].items():
+        bits = [f"rel {s['rel']:.1e}"]
+        if "top1_agreement" in s:
+            bits.append(f"agree {s['top1_agreement'] * 100:.1f}%")
+        if "accuracy" in s:
+            bits.append(f"acc {s['accuracy'] * 100:.2f}% (torch {s['reference_accuracy'] * 100:.2f}%)")
+        parts.append(f"{head}: {', '.join(bits)}")
+    status = "ok" if e["passed"] else "[red]FAILED[/]"
+    return f"  {e['file']}: {status}  {'; '.join(parts)}  ({e['export_seconds']:.1f}s, {e['size_bytes'] / 1e6:.2f} MB)"
+
+
+def _like(card: ModelCard, exported: Path) -> ModelCard:
+    """``card`` with the input/output contract of an already exported file (layout, opset...)."""
+    from edgekit.runtime.metadata import read_card
+
+    done = read_card(exported)
+    new = done.derive(**{k: v for k, v in card.provenance.items() if k == "precision"})
+    return new
+
+
+def _check_targets_available(targets: Sequence[str]) -> None:
+    needs = {"onnx": ("onnxscript", "onnx"), "tflite": ("litert_torch", "ai_edge_litert"), "coreml": ("coremltools",)}
+    import importlib.util
+
+    for t in targets:
+        missing = [m for m in needs[t] if importlib.util.find_spec(m) is None]
+        if missing:
+            raise DependencyError(f"--target {t} needs {', '.join(missing)}: pip install 'edgekit[all]'")

@@ -1,0 +1,247 @@
+"""``edgekit quantize``: INT8 deliverables, evaluated through the real INT8 runtimes.
+
+PTQ: the checkpoint (fused first when it is a MobileOne-style model) is exported to FP32 and
+INT8 ONNX / TFLite (and INT8-weight CoreML) by :mod:`edgekit.export.exporter`. QAT: the model is
+prepared with ``prepare_qat_pt2e``, fine-tuned by the edgekit trainer with the FP32 model as its
+teacher, converted, and exported to ONNX (QDQ) and TFLite. Either way every INT8 file is run by
+onnxruntime / the TFLite interpreter on the validation set: FP32 vs INT8 accuracy, top-1
+agreement, size, and the measured speed-up at batch 1 go into ``quant.json`` and the cards.
+
+``--skip-layers auto`` keeps the layers in float whose INT8 version changes the model's answers
+most: each top-level block is tried in float (through onnxruntime, fast) and judged by agreement
+with the FP32 model on held-out *training* images, so the validation set stays unseen.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgekit.atomic import write_json
+from edgekit.console import say
+from edgekit.errors import ConfigError
+from edgekit.export.exporter import ExportReport, default_out_dir, export_checkpoint, verify_artifacts
+from edgekit.train.trained import Trained, load_trained
+
+
+def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence[str] = ("onnx", "tflite"),
+                        out_dir: str | Path | None = None, calib_images: int = 256, calib_method: str = "minmax",
+                        skip_layers: Sequence[str] | str = "auto", epochs: int = 3, lr: float = 1e-4,
+                        verbose: bool = True) -> dict[str, Any]:
+    """Quantize ``ckpt`` (``method`` ptq or qat) and write INT8 files plus ``quant.json``."""
+    if method not in ("ptq", "qat"):
+        raise ConfigError(f"--method must be ptq or qat, got '{method}'")
+    trained = load_trained(ckpt)
+    fuse_if_possible(trained, verbose)
+    out = Path(out_dir) if out_dir else default_out_dir(trained.card, "quantize") / method
+    if skip_layers == "auto":
+        skip_layers = choose_float_layers(trained, calib_images, calib_method, out, verbose)
+    skip = list(skip_layers)
+    if method == "ptq":
+        report = export_checkpoint(trained, targets, out, int8=True, calib_images=calib_images,
+                                   calib_method=calib_method, skip_layers=skip, verbose=verbose)
+    else:
+        report = export_checkpoint(trained, [t for t in targets if t != "coreml"], out, verbose=verbose,
+                                   verify=False)
+        report.artifacts += qat_artifacts(trained, out, skip, epochs, lr, verbose)
+        verify_artifacts(trained, report, verbose=verbose)
+    summary = summarize(trained, report, method, skip, verbose)
+    write_json(out / "quant.json", summary)
+    return summary
+
+
+def fuse_if_possible(trained: Trained, verbose: bool = True) -> None:
+    """Quantize the inference form: fuse MobileOne-style blocks first (checked on val images)."""
+    from edgekit.compress.reparam import TOLERANCE, FusionError, compare, has_reparam_blocks, reparameterize
+
+    if trained.card.provenance.get("fused") or not has_reparam_blocks(trained.model):
+        return
+    fused = reparameterize(trained.model)
+    x, _ = trained.images("val", limit=128)
+    worst = max(e["rel"] for e in compare(trained.model, fused, torch.from_numpy(x)).values())
+    if not worst <= TOLERANCE:
+        raise FusionError(f"fusing {trained.card.arch} before quantization changed its outputs "
+                          f"(relative error {worst:.1e}); quantize the unfused model with `edgekit reparam` fixed")
+    trained.model = fused
+    trained.card.provenance.update(fused=True, fusion_max_rel_error=worst)
+    trained.card.params = sum(p.numel() for p in fused.parameters())
+    if verbose:
+        say(f"fused {trained.card.arch} before quantizing (relative error {worst:.1e})")
+
+
+def candidate_layers(trained: Trained) -> list[str]:
+    """Top-level blocks a user would keep in float: the backbone's children and each head."""
+    names = [f"backbone.{n}" for n, m in trained.model.backbone.named_children()
+             if any(p.numel() for p in m.parameters())]
+    if hasattr(trained.model.backbone, "stages"):  # one candidate per stage, not the whole trunk
+        stages = [f"backbone.stages.{n}" for n, _ in trained.model.backbone.stages.named_children()]
+        names = [n for n in names if n != "backbone.stages"] + stages
+    return names + [f"heads.{h}" for h in trained.card.head_names]
+
+
+def choose_float_layers(trained: Trained, calib_images: int, calib_method: str, out: Path, verbose: bool = True,
+                        tolerance: float = 0.005, max_layers: int = 2) -> list[str]:
+    """Greedy mixed precision: add the block whose float version best restores agreement with FP32."""
+    from edgekit.compress.quantize import ort_quantize
+    from edgekit.export.onnx import export_onnx
+    from edgekit.runtime import load
+
+    work = out / ".select"
+    work.mkdir(parents=True, exist_ok=True)
+    fp32 = export_onnx(trained.wrapped(), trained.card.derive(), work / "fp32.onnx", trained.sample(1),
+                       dynamic_batch=True)
+    calib, _ = trained.images("train", limit=calib_images, seed=0)
+    held, _ = trained.images("train", limit=min(512, calib_images * 2), seed=1)
+    ref = load(fp32, device="cpu").run(held)
+
+    def agreement(skip: list[str]) -> float:
+        q = ort_quantize(fp32, work / "q.onnx", calib, trained.card.derive(), calib_method, skip)
+        got = load(q, device="cpu").run(held)
+        return float(np.mean([(got[h].argmax(1) == ref[h].argmax(1)).mean() for h in ref if ref[h].shape[1] > 1]
+                             or [1.0]))
+
+    chosen: list[str] = []
+    best = agreement(chosen)
+    trail = [{"float_layers": [], "agreement": best}]
+    while 1.0 - best > tolerance and len(chosen) < max_layers:
+        scores = {c: agreement(chosen + [c]) for c in candidate_layers(trained) if c not in chosen}
+        layer, score = max(scores.items(), key=lambda kv: kv[1])
+        if score <= best:
+            break
+        chosen.append(layer)
+        best = score
+        trail.append({"float_layers": list(chosen), "agreement": best})
+    write_json(out / "float_layers.json", {"held_out_train_images": len(held), "tolerance": tolerance,
+                                           "steps": trail})
+    for f in work.iterdir():
+        f.unlink()
+    work.rmdir()
+    if verbose:
+        say(f"mixed precision: float layers {chosen or 'none'} (INT8/FP32 top-1 agreement on held-out "
+            f"training images {best * 100:.1f}%)")
+    return chosen
+
+
+def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr: float, verbose: bool):
+    """Fine-tune with fake quantization, convert, export ONNX (QDQ) and TFLite; returns artifacts."""
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from edgekit.compress.quantize import QATModel, SelfDistillLoss, qat_convert, qat_prepare
+    from edgekit.config import RunConfig
+    from edgekit.export.exporter import Artifact
+    from edgekit.export.onnx import export_onnx
+    from edgekit.export.tflite import export_tflite
+    from edgekit.train.data import build_transforms, load_data
+    from edgekit.train.losses import TaskLoss
+    from edgekit.train.trained import ChannelsLast
+    from edgekit.train.trainer import fit
+
+    cfg = RunConfig.model_validate(trained.config)
+    cfg.stage, cfg.distill, cfg.out = "qat", None, str(out.parent)
+    cfg.name = out.name + "-train"
+    cfg.train.epochs, cfg.train.lr, cfg.train.warmup_epochs, cfg.train.save_every = epochs, lr, 0.0, 0
+    cfg.data.limit = None
+    inp = trained.card.input
+    cfg.data.mean, cfg.data.std = tuple(inp.mean), tuple(inp.std)
+    cfg.data.interpolation, cfg.data.crop_pct = inp.interpolation, inp.crop_pct
+    data = load_data(cfg.data, cfg.model.heads)
+    tfs = build_transforms(cfg.data, data.kind, {})  # the augmentation the FP32 model was trained with
+    sample = trained.sample(2).permute(0, 2, 3, 1).contiguous()
+    prepared, quantizer = qat_prepare(ChannelsLast(trained.wrapped()), sample, skip)
+    model = QATModel(prepared, trained.card.head_names)
+    criterion = SelfDistillLoss(TaskLoss(data.heads, cfg.model.heads, cfg.train.label_smoothing), trained.model)
+    card = trained.card.derive(stage="qat", qat_training_state=True)
+    t0 = time.perf_counter()
+    fit(model, criterion, data, tfs, cfg, card, verbose=verbose)
+    converted = qat_convert(prepared)
+    train_s = time.perf_counter() - t0
+    arts = []
+    quant = {"method": "qat", "epochs": epochs, "lr": lr, "teacher": "fp32 self-distillation",
+             "activations": "int8", "weights": "int8 per-channel", "float_layers": skip}
+    for fmt, name, fn in (
+        ("onnx", "model.int8.onnx", lambda c, p: export_onnx(converted, c, p, sample[:1])),
+        ("tflite", "model.int8.tflite",
+         lambda c, p: export_tflite(converted, c, p, sample[:1], quant_config=QuantConfig(pt2e_quantizer=quantizer))),
+    ):
+        t1 = time.perf_counter()
+        c = trained.card.derive(precision="int8", quantization={**quant, "backend": fmt})
+        c.input.layout = "NHWC"
+        path = fn(c, out / name)
+        arts.append(Artifact(path, fmt, "int8", time.perf_counter() - t1 + train_s))
+    return arts
+
+
+def summarize(trained: Trained, report: ExportReport, method: str, skip: list[str], verbose: bool) -> dict[str, Any]:
+    """FP32 vs INT8 per backend: accuracy, agreement, size, measured batch-1 latency and speed-up."""
+    from edgekit.runtime import load
+
+    x, _ = trained.images("val", limit=1)
+    backends: dict[str, Any] = {}
+    for fmt, fp32_name, int8_name in (("onnxruntime", "model.onnx", "model.int8.onnx"),
+                                      ("tflite", "model.tflite", "model.int8.tflite")):
+        a, b = report.by_file(fp32_name), report.by_file(int8_name)
+        if not a or not b:
+            continue
+        fp32_ms, int8_ms = _latency_pair(load(report.out_dir / fp32_name, threads=1),
+                                         load(report.out_dir / int8_name, threads=1), x)
+        heads = {}
+        for head, s in b["heads"].items():
+            heads[head] = {k: s.get(k) for k in ("accuracy", "reference_accuracy", "top1_agreement", "mae",
+                                                  "reference_mae") if k in s}
+            if "accuracy" in s:
+                fp32_acc = a["heads"][head]["accuracy"]
+                heads[head]["fp32_accuracy"] = fp32_acc
+                heads[head]["drop_points"] = (fp32_acc - s["accuracy"]) * 100
+        backends[fmt] = {"fp32": {"file": fp32_name, "size_bytes": a["size_bytes"], "latency_ms": fp32_ms},
+                         "int8": {"file": int8_name, "size_bytes": b["size_bytes"], "latency_ms": int8_ms},
+                         "speedup": fp32_ms / int8_ms, "size_ratio": a["size_bytes"] / b["size_bytes"],
+                         "heads": heads}
+        if fp32_ms < int8_ms:
+            warnings.warn(f"{fmt}: INT8 is slower than FP32 here ({int8_ms:.3f} vs {fp32_ms:.3f} ms at batch 1); "
+                          "ship the FP32 file for this backend or try --skip-layers", stacklevel=2)
+        if verbose:
+            drops = ", ".join(f"{h}: {v['drop_points']:+.2f} pts" for h, v in heads.items() if "drop_points" in v)
+            say(f"{fmt}: INT8 {int8_ms:.3f} ms vs FP32 {fp32_ms:.3f} ms at batch 1 "
+                f"(x{fp32_ms / int8_ms:.2f}), {a['size_bytes'] / b['size_bytes']:.1f}x smaller, accuracy drop {drops}")
+    summary = {"method": method, "source": str(trained.path), "fused": bool(trained.card.provenance.get("fused")),
+               "float_layers": skip, "val_images": report.parity[0].get("val_images") if report.parity else None,
+               "backends": backends, "files": [e["file"] for e in report.parity]}
+    _record_in_cards(report, backends)
+    return summary
+
+
+def _latency_pair(fp32, int8, x: np.ndarray, runs: int = 200, warmup: int = 20) -> tuple[float, float]:
+    """Median batch-1 latency of two predictors, interleaved so both see the same machine load."""
+    feeds = []
+    for p in (fp32, int8):
+        feeds.append(x if p.card.input.layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    for _ in range(warmup):
+        fp32.backend.run(feeds[0])
+        int8.backend.run(feeds[1])
+    times: list[list[float]] = [[], []]
+    for _ in range(runs):
+        for i, p in enumerate((fp32, int8)):
+            t = time.perf_counter()
+            p.backend.run(feeds[i])
+            times[i].append(time.perf_counter() - t)
+    return float(np.median(times[0]) * 1e3), float(np.median(times[1]) * 1e3)
+
+
+def _record_in_cards(report: ExportReport, backends: dict[str, Any]) -> None:
+    """Write the measured INT8 accuracy and speed-up into the INT8 files' own cards."""
+    from edgekit.export.onnx import rewrite_card as onnx_card
+    from edgekit.export.tflite import rewrite_card as tflite_card
+    from edgekit.runtime.metadata import read_card
+
+    for info in backends.values():
+        path = report.out_dir / info["int8"]["file"]
+        card = read_card(path)
+        card.metrics = {**card.metrics, "int8": {"heads": info["heads"], "speedup_vs_fp32": info["speedup"],
+                                                 "latency_ms": info["int8"]["latency_ms"]}}
+        (onnx_card if path.suffix == ".onnx" else tflite_card)(path, card)

@@ -1,0 +1,127 @@
+"""TFLite: ``litert_torch.convert`` with channels-last (NHWC) input, one output per head.
+
+The card goes into the flatbuffer itself, as a ``Model.metadata`` entry named ``edgekit.card``
+pointing at a buffer of UTF-8 JSON. That keeps the ``.tflite`` self-contained (no sidecar to lose
+when copying the file to a phone); the TFLite runtime ignores metadata it does not know. INT8
+files take int8 inputs and give int8 outputs: their scales and zero points go into the card too.
+FP16 is ai-edge-quantizer's float-casting recipe on the FP32 file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgekit.atomic import write_with
+from edgekit.card import CARD_KEY, ModelCard
+from edgekit.errors import EdgekitError
+
+
+def export_tflite(module: torch.nn.Module, card: ModelCard, path: str | Path, sample: torch.Tensor,
+                  quant_config=None) -> Path:
+    """Convert ``module`` to TFLite at ``path`` with the card embedded.
+
+    ``module`` takes NHWC input (:class:`~edgekit.train.trained.ChannelsLast`, or a pt2e graph
+    quantized from one, then with ``quant_config``); ``sample`` is an NHWC batch.
+    """
+    import litert_torch
+
+    with _quiet():
+        edge = litert_torch.convert(module.eval() if quant_config is None else module, (sample,),
+                                    quant_config=quant_config)
+        tmp = Path(path).with_name(f".{Path(path).name}.convert")
+        edge.export(str(tmp))
+    data = tmp.read_bytes()
+    tmp.unlink()
+    card.input.layout = "NHWC"
+    card.provenance.update(format="tflite", batch=int(sample.shape[0]))
+    return write_tflite(data, card, path)
+
+
+def write_tflite(data: bytes, card: ModelCard, path: str | Path) -> Path:
+    """Fill the card's integer I/O scales from the model, embed it, write ``path`` atomically."""
+    _io_quant_into_card(data, card)
+    return write_with(path, lambda fh: fh.write(embed_metadata(data, CARD_KEY, _card_bytes(card))))
+
+
+def rewrite_card(path: str | Path, card: ModelCard) -> Path:
+    """Replace the card embedded in a TFLite file."""
+    data = Path(path).read_bytes()
+    return write_with(path, lambda fh: fh.write(embed_metadata(data, CARD_KEY, _card_bytes(card))))
+
+
+def to_fp16(src: str | Path, card: ModelCard, path: str | Path) -> Path:
+    """FP16 weights (ai-edge-quantizer float casting) of an FP32 ``.tflite``."""
+    from ai_edge_quantizer import quantizer, recipe_manager
+    from ai_edge_quantizer.recipe import AlgorithmName, TFLOperationName
+
+    rm = recipe_manager.RecipeManager()
+    rm.add_weight_only_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                              algorithm_key=AlgorithmName.FLOAT_CASTING)
+    with _quiet():
+        result = quantizer.Quantizer(str(src), rm.get_quantization_recipe()).quantize()
+    return write_tflite(bytes(result.quantized_model), card, path)
+
+
+def embed_metadata(data: bytes, name: str, value: bytes) -> bytes:
+    """Add (or replace) a named metadata buffer in a TFLite flatbuffer."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    for b in model.buffers or []:
+        if (b.offset or 0) > 1:  # weights stored after the flatbuffer (ai-edge-quantizer does this): inline them
+            if b.offset + b.size > 2**31 - 2**20:
+                raise EdgekitError("this .tflite is too large (>2 GB) to embed the card; use a .card.json sidecar")
+            b.data = np.frombuffer(data, dtype=np.uint8, count=b.size, offset=b.offset)
+            b.offset, b.size = 0, 0
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(value, dtype=np.uint8)
+    model.buffers.append(buf)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (name, name.encode())] + [entry]
+    builder = flatbuffers.Builder(len(data) + len(value) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _io_quant_into_card(data: bytes, card: ModelCard) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgekit.runtime.backends import tflite_output_position
+
+    interp = Interpreter(model_content=data)
+    inp = interp.get_input_details()[0]
+    scale, zero = inp["quantization"]
+    card.input.dtype = np.dtype(inp["dtype"]).name
+    card.input.quant = {"scale": float(scale), "zero_point": int(zero)} if scale else None
+    outs = {}
+    for i, o in enumerate(sorted(interp.get_output_details(), key=tflite_output_position)):
+        s, z = o["quantization"]
+        if s and i < len(card.heads):
+            outs[card.heads[i].name] = {"scale": float(s), "zero_point": int(z), "dtype": np.dtype(o["dtype"]).name}
+    card.output_quant = outs or None
+
+
+def _card_bytes(card: ModelCard) -> bytes:
+    from edgekit.runtime.metadata import card_json
+
+    return card_json(card).encode("utf-8")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """litert-torch and ai-edge-quantizer print progress and warnings on every call."""
+    level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.getLogger().setLevel(level)

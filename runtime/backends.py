@@ -1,0 +1,260 @@
+"""Inference backends, one per file format, behind one small interface.
+
+``backend.run(x)`` takes a float32 batch in the model's layout (NCHW or NHWC, from the card) and
+returns one float32 array per head, in card order. Integer (INT8) inputs and outputs are
+(de)quantized here with the tensor's own scale and zero point. Only the backend's own package is
+imported: onnxruntime, ai-edge-litert or coremltools — torch only for ``.pt`` checkpoints.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.card import ModelCard
+from edgekit.errors import DeviceError, EdgekitError, require
+
+
+class ModelFileError(EdgekitError):
+    """The file is not a model this runtime can load."""
+
+
+class Backend:
+    """Runs a batch; ``batch`` is the fixed batch size of the file, or None when it is dynamic."""
+
+    name = "?"
+    batch: int | None = None
+    device = "cpu"
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+# -- ONNX ----------------------------------------------------------------------------------------
+
+
+class OnnxBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
+        ort = require("onnxruntime", "runtime")
+        available = ort.get_available_providers()
+        providers = _onnx_providers(device, available)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ModelFileError(f"{path} is not a valid ONNX model: {_first_line(exc)}") from None
+        self.device = "cuda" if providers[0].startswith("CUDA") else (
+            "coreml" if providers[0].startswith("CoreML") else "cpu")
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_dtype = np.float32 if "float" in inp.type and "16" not in inp.type else _onnx_dtype(inp.type)
+
+    def order_outputs(self, heads: list[str]) -> None:
+        if set(heads) <= set(self.output_names):
+            self.output_names = list(heads)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        outs = self.session.run(self.output_names, {self.input_name: x.astype(self.input_dtype, copy=False)})
+        return [np.asarray(o, dtype=np.float32) for o in outs]
+
+
+def _onnx_providers(device: str, available: list[str]) -> list[str]:
+    device = (device or "auto").lower()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise DeviceError("--device cuda: this onnxruntime has no CUDAExecutionProvider "
+                              "(install onnxruntime-gpu and an NVIDIA driver)")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device in ("mps", "coreml"):
+        if "CoreMLExecutionProvider" not in available:
+            raise DeviceError(f"--device {device}: onnxruntime's CoreMLExecutionProvider is not available "
+                              "(it needs macOS)")
+        return ["CoreMLExecutionProvider", "CPUExecutionProvider"]
+    if device != "auto":
+        raise DeviceError(f"unknown device '{device}' (use auto, cpu, cuda or mps)")
+    for p in ("CUDAExecutionProvider", "CoreMLExecutionProvider"):
+        if p in available:
+            return [p, "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _onnx_dtype(t: str):
+    return {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(t, np.float32)
+
+
+# -- TFLite --------------------------------------------------------------------------------------
+
+
+class TFLiteBackend(Backend):
+    name = "tflite"
+
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
+        interp_mod = require("ai_edge_litert.interpreter", "runtime")
+        if device not in ("auto", "cpu", None):
+            raise DeviceError(f"--device {device}: the TFLite backend here runs on the CPU (XNNPACK) only")
+        try:
+            self.interp = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
+            self.interp.allocate_tensors()
+        except Exception as exc:  # noqa: BLE001
+            raise ModelFileError(f"{path} is not a valid TFLite model: {_first_line(exc)}") from None
+        inp = self.interp.get_input_details()[0]
+        self.input_index = inp["index"]
+        self.input_shape = list(inp["shape"])
+        self.input_dtype = inp["dtype"]
+        self.input_quant = inp["quantization"]  # (scale, zero_point); scale 0 means float
+        self.batch = None  # the batch dimension is resized on demand
+        self.outputs = sorted(self.interp.get_output_details(), key=tflite_output_position)
+
+    def order_outputs(self, heads: list[str]) -> None:
+        names = [o["name"] for o in self.outputs]
+        if set(heads) <= set(names):
+            self.outputs = [self.outputs[names.index(h)] for h in heads]
+        # else: litert-torch's output_<i> names follow the order the model returned (card order)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        if list(x.shape) != self.input_shape:
+            self.interp.resize_tensor_input(self.input_index, list(x.shape), strict=False)
+            self.interp.allocate_tensors()
+            self.input_shape = list(x.shape)
+            self.outputs = _reorder_like(self.outputs, self.interp.get_output_details())
+        self.interp.set_tensor(self.input_index, _quantize(x, self.input_dtype, self.input_quant))
+        self.interp.invoke()
+        return [_dequantize(self.interp.get_tensor(o["index"]), o["quantization"]) for o in self.outputs]
+
+
+def tflite_output_position(detail: dict) -> int:
+    """litert-torch names outputs ``..._output_<i>...`` in the order the module returned them."""
+    m = re.search(r"output_(\d+)", detail["name"])
+    return int(m.group(1)) if m else int(detail["index"])
+
+
+def _reorder_like(old: list[dict], new: list[dict]) -> list[dict]:
+    by_index = {o["index"]: o for o in new}
+    return [by_index[o["index"]] for o in old]
+
+
+def _quantize(x: np.ndarray, dtype, quant: tuple[float, int]) -> np.ndarray:
+    scale, zero = quant
+    if np.issubdtype(dtype, np.floating) or not scale:
+        return x.astype(dtype, copy=False)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, quant: tuple[float, int]) -> np.ndarray:
+    scale, zero = quant
+    if np.issubdtype(y.dtype, np.floating) or not scale:
+        return np.array(y, dtype=np.float32)
+    return (y.astype(np.float32) - zero) * scale
+
+
+# -- CoreML --------------------------------------------------------------------------------------
+
+
+class CoreMLBackend(Backend):
+    name = "coreml"
+
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
+        if platform.system() != "Darwin":
+            raise DeviceError("CoreML models run only on macOS (coremltools can convert and inspect them "
+                              "on Linux, not predict); use the .onnx or .tflite export here")
+        ct = require("coremltools", "all")
+        units = {"cpu": ct.ComputeUnit.CPU_ONLY, "mps": ct.ComputeUnit.CPU_AND_GPU}.get(device, ct.ComputeUnit.ALL)
+        self.model = ct.models.MLModel(str(path), compute_units=units)
+        spec = self.model.get_spec()
+        self.input_name = spec.description.input[0].name
+        self.image_input = spec.description.input[0].type.WhichOneof("Type") == "imageType"
+        self.output_names = [o.name for o in spec.description.output]
+        self.probs_name = spec.description.predictedProbabilitiesName or None
+        self.classes: list[str] | None = None
+        self.batch = 1
+        self.device = device
+
+    def order_outputs(self, heads: list[str]) -> None:
+        if set(heads) <= set(self.output_names):
+            self.output_names = list(heads)
+
+    def set_classes(self, classes: list[str] | None) -> None:
+        self.classes = classes
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - macOS only
+        from PIL import Image
+
+        feed = x
+        if self.image_input:  # NHWC pixels in [0, 255]
+            feed = Image.fromarray(np.clip(np.round(x[0]), 0, 255).astype(np.uint8))
+        out = self.model.predict({self.input_name: feed})
+        if self.probs_name:  # a classifier: {label: probability} in the card's class order
+            return [np.asarray([[out[self.probs_name][c] for c in self.classes]], dtype=np.float32)]
+        return [np.asarray(out[n], dtype=np.float32).reshape(1, -1) for n in self.output_names]
+
+
+# -- torch checkpoints ---------------------------------------------------------------------------
+
+
+class TorchBackend(Backend):
+    """An edgekit ``.pt`` checkpoint in eager PyTorch (development machines: needs edgekit[train])."""
+
+    name = "torch"
+
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
+        torch = require("torch", "train")
+        # The one place the runtime reaches upstream, lazily: rebuilding a checkpoint needs the
+        # model factory. Device files (.onnx, .tflite, .mlpackage) never come here.
+        from edgekit.train.checkpoint import model_from_checkpoint
+        from edgekit.train.device import resolve_device
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.dev = resolve_device(device)
+        self.device = self.dev.type
+        self.model, self.card, _ = model_from_checkpoint(path)
+        self.model.to(self.dev)
+        self.heads = self.card.head_names
+
+    def order_outputs(self, heads: list[str]) -> None:
+        self.heads = list(heads)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        with self.torch.inference_mode():
+            out = self.model(self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.dev))
+        return [out[h].float().cpu().numpy() for h in self.heads]
+
+
+# -- dispatch ------------------------------------------------------------------------------------
+
+BACKENDS = {".onnx": OnnxBackend, ".tflite": TFLiteBackend, ".mlpackage": CoreMLBackend, ".mlmodel": CoreMLBackend,
+            ".pt": TorchBackend, ".pth": TorchBackend}
+
+
+def open_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:
+    cls = BACKENDS.get(path.suffix.lower())
+    if cls is None:
+        raise ModelFileError(f"{path}: unknown model format '{path.suffix}' (expected "
+                             f"{', '.join(sorted(BACKENDS))})")
+    return cls(path, device=device, threads=threads)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def check_card_matches(card: ModelCard, backend: Backend, path: Path) -> None:
+    """Catch a card that does not describe the file it is in (e.g. a copied sidecar)."""
+    n_out = len(getattr(backend, "output_names", getattr(backend, "outputs", card.heads)))
+    if n_out < len(card.heads):
+        raise ModelFileError(f"{path} has {n_out} output(s) but its card lists {len(card.heads)} heads")

@@ -1,0 +1,73 @@
+"""Read the model card embedded in a model file, without torch.
+
+- ONNX: ``metadata_props["edgekit.card"]`` (read through onnxruntime's model metadata).
+- TFLite: a ``Model.metadata`` entry named ``edgekit.card`` pointing at a buffer of UTF-8 JSON
+  (read with the flatbuffer schema that ships with ai-edge-litert).
+- CoreML: ``user_defined_metadata["edgekit.card"]`` (coremltools).
+- An edgekit ``.pt`` checkpoint: its ``"card"`` entry (needs torch).
+
+A ``<model file>.card.json`` beside the model is used only when the file itself carries no card
+(e.g. a model exported by another tool), so users can attach a card to a foreign model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgekit.card import CARD_KEY, ModelCard
+from edgekit.errors import CardError
+
+
+def read_card(path: str | Path, session=None) -> ModelCard:
+    """The card of ``path`` (``session``: an onnxruntime session already opened on it)."""
+    path = Path(path)
+    text = _embedded(path, session)
+    if text is None:
+        sidecar = path.with_name(path.name + ".card.json")
+        if sidecar.is_file():
+            text = sidecar.read_text()
+    if text is None:
+        raise CardError(f"{path} carries no edgekit model card (export it with `edgekit export`, or put a "
+                        f"card in {path.name}.card.json beside it)")
+    return ModelCard.from_json(text)
+
+
+def _embedded(path: Path, session=None) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        if session is None:
+            import onnxruntime as ort
+
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.get_modelmeta().custom_metadata_map.get(CARD_KEY)
+    if suffix == ".tflite":
+        return tflite_metadata(path.read_bytes(), CARD_KEY)
+    if suffix in (".mlpackage", ".mlmodel"):
+        import coremltools as ct
+
+        spec = ct.utils.load_spec(str(path))
+        return dict(spec.description.metadata.userDefined).get(CARD_KEY)
+    return None
+
+
+def tflite_metadata(data: bytes, name: str) -> str | None:
+    """The UTF-8 metadata buffer called ``name`` in a TFLite flatbuffer, or ``None``."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        return None
+    model = schema.Model.GetRootAs(data, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() is not None and entry.Name().decode() == name:
+            buf = model.Buffers(entry.Buffer())
+            if buf.DataLength():
+                return buf.DataAsNumpy().tobytes().decode("utf-8")
+            if buf.Offset() > 1:  # large models keep buffers after the flatbuffer
+                return data[buf.Offset(): buf.Offset() + buf.Size()].decode("utf-8")
+    return None
+
+
+def card_json(card: ModelCard) -> str:
+    return json.dumps(card.to_dict(), separators=(",", ":"))

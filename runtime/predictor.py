@@ -1,0 +1,126 @@
+"""``load(path)`` -> :class:`Predictor`: one API over ONNX, TFLite, CoreML and torch checkpoints.
+
+The predictor reads the model card from the file, preprocesses images with it, runs the backend
+and decodes each head: top-k labels with probabilities (classification), labels over a threshold
+(multilabel), a value (regression). Errors in the input (an empty frame, a wrong dtype) raise
+:class:`~edgekit.runtime.preprocess.InputError` and leave the predictor usable, so a long-running
+app can log and go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.card import ModelCard
+from edgekit.runtime.backends import Backend, ModelFileError, TorchBackend, check_card_matches, open_backend
+from edgekit.runtime.metadata import read_card
+from edgekit.runtime.preprocess import InputError, preprocess, read_image
+
+Image = str | Path | np.ndarray
+
+
+class Predictor:
+    """A loaded model: ``predict(images)`` for decoded results, ``run(batch)`` for raw outputs."""
+
+    def __init__(self, backend: Backend, card: ModelCard, path: Path) -> None:
+        self.backend, self.card, self.path = backend, card, path
+        backend.order_outputs(card.head_names)
+        if hasattr(backend, "set_classes"):
+            backend.set_classes(card.heads[0].classes)
+        self.layout = card.input.layout
+        self._shape = (3, *card.input.size) if self.layout == "NCHW" else (*card.input.size, 3)
+
+    def __repr__(self) -> str:
+        where = f"{self.backend.name} on {self.backend.device}"
+        return f"Predictor({self.path.name}, {where}, heads={self.card.head_names})"
+
+    # -- raw -------------------------------------------------------------------------------------
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw float32 outputs per head for a preprocessed batch (``[N, *input shape]``, float32)."""
+        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or tuple(batch.shape[1:]) != self._shape:
+            got = batch.shape if isinstance(batch, np.ndarray) else type(batch).__name__
+            raise InputError(f"expected a float32 batch of shape [N, {', '.join(map(str, self._shape))}] "
+                             f"({self.layout}), got {got}")
+        if not np.issubdtype(batch.dtype, np.floating):
+            raise InputError(f"expected a float batch, got {batch.dtype} (use predict() for uint8 images)")
+        fixed = self.backend.batch
+        if fixed is None or fixed == len(batch):
+            outs = self.backend.run(batch)
+        else:  # a file exported with a fixed batch: run in chunks, padding the last one
+            parts = []
+            for i in range(0, len(batch), fixed):
+                chunk = batch[i: i + fixed]
+                n = len(chunk)
+                if n < fixed:
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
+                parts.append([o[:n] for o in self.backend.run(chunk)])
+            outs = [np.concatenate(p) for p in zip(*parts, strict=True)]
+        return {h.name: o.reshape(len(batch), -1) for h, o in zip(self.card.heads, outs, strict=False)}
+
+    def preprocess(self, images: Image | Sequence[Image], color: str = "BGR") -> np.ndarray:
+        """Images (paths, HxWx3 uint8 arrays, or a list of them) -> the model's input batch."""
+        return preprocess(self._frames(images), self.card.input, color)
+
+    # -- decoded ---------------------------------------------------------------------------------
+    def predict(self, images: Image | Sequence[Image], topk: int = 5, color: str = "BGR") -> list[dict[str, Any]]:
+        """One dict per image: ``{head: {"label", "score", "top"} | {"labels", "scores"} | {"value"}}``."""
+        return self.decode(self.run(self.preprocess(images, color)), topk)
+
+    __call__ = predict
+
+    def decode(self, outputs: dict[str, np.ndarray], topk: int = 5) -> list[dict[str, Any]]:
+        n = len(next(iter(outputs.values())))
+        results: list[dict[str, Any]] = [{} for _ in range(n)]
+        activated = bool(self.card.provenance.get("outputs_activated"))
+        for head in self.card.heads:
+            out = outputs[head.name]
+            if head.kind == "classification":
+                probs = out if activated else _softmax(out)
+                k = min(topk, probs.shape[1])
+                order = np.argsort(-probs, axis=1)[:, :k]
+                for i in range(n):
+                    top = [(head.classes[j], float(probs[i, j])) for j in order[i]]
+                    results[i][head.name] = {"label": top[0][0], "score": top[0][1], "top": top}
+            elif head.kind == "multilabel":
+                probs = out if activated else 1.0 / (1.0 + np.exp(-out))
+                for i in range(n):
+                    scores = {c: float(p) for c, p in zip(head.classes, probs[i], strict=True)}
+                    results[i][head.name] = {"labels": [c for c, p in scores.items() if p >= head.threshold],
+                                             "scores": scores}
+            else:
+                for i in range(n):
+                    results[i][head.name] = {"value": float(out[i, 0])}
+        return results
+
+    def _frames(self, images: Image | Sequence[Image]) -> list[np.ndarray]:
+        if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):
+            images = [images]
+        elif isinstance(images, np.ndarray) and images.ndim == 4:
+            images = list(images)
+        if not isinstance(images, Sequence) or isinstance(images, (str, bytes)) or len(images) == 0:
+            raise InputError("expected an image path, an HxWx3 uint8 array, or a non-empty list of them")
+        return [read_image(x) if isinstance(x, (str, Path)) else x for x in images]
+
+
+def load(path: str | Path, device: str = "auto", threads: int | None = None) -> Predictor:
+    """Open a model file (``.onnx``, ``.tflite``, ``.mlpackage``/``.mlmodel``, edgekit ``.pt``)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    backend = open_backend(path, device=device, threads=threads)
+    if isinstance(backend, TorchBackend):
+        card = backend.card
+    else:
+        card = read_card(path, session=getattr(backend, "session", None))
+    check_card_matches(card, backend, path)
+    return Predictor(backend, card, path)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

@@ -1,0 +1,90 @@
+"""A trained checkpoint as the later stages use it: model, card, config, and real images for it.
+
+Compression and export start here. :class:`HeadsAsTuple` is the module they trace: the model's
+heads as a tuple in card order, so each head becomes one named output of an exported graph.
+:class:`ChannelsLast` takes NHWC input (TFLite's layout). Real validation images (for parity and
+fusion checks) and training images (for INT8 calibration) come from the data the checkpoint was
+trained on, as recorded in its config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekit.card import ModelCard
+from edgekit.config import DataConfig, RunConfig
+from edgekit.errors import CheckpointError
+from edgekit.train.checkpoint import model_from_checkpoint
+
+
+class HeadsAsTuple(nn.Module):
+    """``model(x)`` as a tuple of head outputs in card order (one graph output per head)."""
+
+    def __init__(self, model: nn.Module, heads: list[str]) -> None:
+        super().__init__()
+        self.model, self.heads = model, list(heads)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(x)
+        return tuple(out[h] for h in self.heads)
+
+
+class ChannelsLast(nn.Module):
+    """``module`` fed with NHWC input (what TFLite kernels take; the converter folds the permute)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor):
+        return self.module(x.permute(0, 3, 1, 2))
+
+
+@dataclass
+class Trained:
+    path: Path
+    model: nn.Module  # the EdgeModel, eval mode, on CPU
+    card: ModelCard
+    config: dict[str, Any]
+
+    def wrapped(self) -> HeadsAsTuple:
+        return HeadsAsTuple(self.model, self.card.head_names).eval()
+
+    def sample(self, batch: int = 1) -> torch.Tensor:
+        h, w = self.card.input.size
+        return torch.zeros(batch, 3, h, w)
+
+    def images(self, split: str = "val", limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, dict]:
+        """Preprocessed float32 NCHW images of ``split`` (the card's eval transform) and their targets."""
+        from edgekit.train.data import eval_transform, load_data
+
+        cfg, heads = self._run_config()
+        cfg.limit = None
+        part = getattr(load_data(cfg, heads), split)
+        ids = np.arange(len(part))
+        if limit is not None and limit < len(part):
+            ids = np.sort(np.random.default_rng(seed).choice(len(part), limit, replace=False))
+        tf = eval_transform(self.card.input)
+        x = np.stack([tf(part.load(int(i))).numpy() for i in ids]).astype(np.float32)
+        return x, {k: v[ids] for k, v in part.targets.items()}
+
+    def _run_config(self):
+        try:
+            run = RunConfig.model_validate(self.config)
+            return run.data, run.model.heads
+        except Exception:  # noqa: BLE001 - an older or hand-made checkpoint: the defaults
+            return DataConfig(imgsz=self.card.input.size[0]), []
+
+
+def load_trained(path: str | Path) -> Trained:
+    """Load an edgekit checkpoint for export (a clear error for anything else)."""
+    model, card, ckpt = model_from_checkpoint(path)
+    if not isinstance(ckpt.get("config"), dict):
+        raise CheckpointError(f"{path} has no training config: cannot find its data for verification")
+    return Trained(path=Path(path), model=model.float().eval(), card=card, config=ckpt["config"])
