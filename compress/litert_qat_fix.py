@@ -6,7 +6,7 @@ to ``_get_aten_graph_module_for_pattern``, which now needs an ``nn.Module``; pre
 Inside :func:`litert_qat_fix` the pattern is wrapped in torchao's ``WrapperModule``.
 
 Remove this file (and its one use in ``compress/quantize.py``) once
-``tests/compress/test_litert_qat_fix.py::test_upstream_still_needs_the_fix`` fails: that test
+``tests/compress/test_quantize.py::test_qat_shim_is_still_needed_and_works`` fails: it
 checks that the bug is still there.
 """
 

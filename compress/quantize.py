@@ -272,12 +272,14 @@ def qat_prepare(module: nn.Module, sample: torch.Tensor, skip: Sequence[str] = (
         raise QuantizationError(f"QAT preparation failed: {_first_line(exc)}") from None
 
 
-def qat_convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
+def qat_convert(prepared: torch.fx.GraphModule, fold: bool = False) -> torch.fx.GraphModule:
+    """Fake-quant graph -> quantized graph. ``fold=True`` stores int8 weights (for ONNX);
+    litert-torch needs ``fold=False`` (it folds the weight Q/DQ itself)."""
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     move_exported_model_to_eval(prepared)
-    return convert_pt2e(prepared, fold_quantize=False)
+    return convert_pt2e(prepared, fold_quantize=fold)
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ class DistillConfig(_Strict):
 
 class RunConfig(_Strict):
     name: str | None = None
-    stage: Literal["train", "distill", "teacher"] = "train"
+    stage: Literal["train", "distill", "teacher", "qat"] = "train"
     out: str = "runs"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

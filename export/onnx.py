@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from pathlib import Path
 
 import torch
@@ -17,8 +18,11 @@ def export_onnx(module: torch.nn.Module, card: ModelCard, path: str | Path, samp
                 dynamic_batch: bool = False, opset: int | None = None) -> Path:
     """Trace ``module`` (heads as a tuple) at ``sample``'s shape and write ``path`` with the card."""
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
-        program = torch.onnx.export(module.eval(), (sample,), dynamo=True, input_names=["image"],
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter prints progress
+        warnings.simplefilter("ignore")
+        if not isinstance(module, torch.fx.GraphModule):  # pt2e graphs refuse .eval(); they are converted
+            module.eval()
+        program = torch.onnx.export(module, (sample,), dynamo=True, input_names=["image"],
                                     output_names=card.head_names, dynamic_shapes=dynamic, opset_version=opset,
                                     verbose=False)
     proto = program.model_proto

@@ -14,6 +14,7 @@ with the FP32 model on held-out *training* images, so the validation set stays u
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from collections.abc import Sequence
@@ -153,19 +154,22 @@ def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr:
     data = load_data(cfg.data, cfg.model.heads)
     tfs = build_transforms(cfg.data, data.kind, {})  # the augmentation the FP32 model was trained with
     sample = trained.sample(2).permute(0, 2, 3, 1).contiguous()
-    prepared, quantizer = qat_prepare(ChannelsLast(trained.wrapped()), sample, skip)
+    # torch.export shares parameters with the module it captures: QAT must train a copy, or the
+    # FP32 model (the reference and the teacher) would change under it
+    prepared, quantizer = qat_prepare(ChannelsLast(copy.deepcopy(trained.wrapped())), sample, skip)
     model = QATModel(prepared, trained.card.head_names)
     criterion = SelfDistillLoss(TaskLoss(data.heads, cfg.model.heads, cfg.train.label_smoothing), trained.model)
     card = trained.card.derive(stage="qat", qat_training_state=True)
     t0 = time.perf_counter()
     fit(model, criterion, data, tfs, cfg, card, verbose=verbose)
-    converted = qat_convert(prepared)
+    for_onnx = qat_convert(copy.deepcopy(prepared), fold=True)  # int8 weights in the file
+    converted = qat_convert(prepared)  # litert-torch wants the weights' Q/DQ unfolded
     train_s = time.perf_counter() - t0
     arts = []
     quant = {"method": "qat", "epochs": epochs, "lr": lr, "teacher": "fp32 self-distillation",
              "activations": "int8", "weights": "int8 per-channel", "float_layers": skip}
     for fmt, name, fn in (
-        ("onnx", "model.int8.onnx", lambda c, p: export_onnx(converted, c, p, sample[:1])),
+        ("onnx", "model.int8.onnx", lambda c, p: export_onnx(for_onnx, c, p, sample[:1])),
         ("tflite", "model.int8.tflite",
          lambda c, p: export_tflite(converted, c, p, sample[:1], quant_config=QuantConfig(pt2e_quantizer=quantizer))),
     ):

@@ -40,3 +40,40 @@ def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
     cfg = load_config(overrides={**TINY, "out": str(out / "runs"), "name": "tiny"})
     return train(cfg, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, tmp_path_factory):
+    """The tiny model exported to every target, with FP16 and INT8 variants, verified."""
+    from edgekit.export.exporter import export_checkpoint
+
+    out = tmp_path_factory.mktemp("exported")
+    return export_checkpoint(trained_run.run_dir / "best.pt", out_dir=out, int8=True, fp16=True, calib_images=64,
+                             verbose=False)
+
+
+@pytest.fixture(scope="session")
+def mobileone_run(tmp_path_factory):
+    """A tiny mobileone_s0 (reparameterizable) trained for one epoch."""
+    from edgekit.config import load_config
+    from edgekit.train.supervised import train
+
+    out = tmp_path_factory.mktemp("mobileone")
+    cfg = load_config(overrides={**TINY, "model.arch": "mobileone_s0", "train.epochs": 1, "out": str(out / "runs"),
+                                 "name": "m1"})
+    return train(cfg, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def val_pngs(tmp_path_factory, trained_run):
+    """The tiny run's validation images as PNG files (lossless), named <index>_<label>.png."""
+    from edgekit.train.data import load_data
+    from edgekit.train.trained import load_trained
+
+    trained = load_trained(trained_run.run_dir / "best.pt")
+    cfg, heads = trained._run_config()
+    split = load_data(cfg, heads).val
+    folder = tmp_path_factory.mktemp("pngs")
+    for i in range(len(split)):
+        split.load(i).save(folder / f"{i:03d}_{split.targets['digit'][i]}.png")
+    return folder

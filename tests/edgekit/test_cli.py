@@ -14,7 +14,7 @@ def test_help_does_not_import_torch():
     assert "train" in proc.stdout and "distill" in proc.stdout
 
 
-@pytest.mark.parametrize("command", ["train", "distill"])
+@pytest.mark.parametrize("command", ["train", "distill", "reparam", "export", "quantize", "predict"])
 def test_every_command_has_help_with_examples(command, capsys):
     assert main([command, "--help"]) == 0
     assert "Examples" in capsys.readouterr().out
@@ -44,3 +44,51 @@ def test_usage_errors_exit_2(capsys):
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("edgekit ")
+
+
+def test_export_and_predict_commands(trained_run, val_pngs, tmp_path, capsys):
+    ckpt = str(trained_run.run_dir / "best.pt")
+    assert main(["export", ckpt, "--target", "onnx", "--out", str(tmp_path), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "model.onnx")
+    first = sorted(val_pngs.iterdir())[0]
+    assert main(["predict", str(tmp_path / "model.onnx"), str(first), "--topk", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{first}: digit=") and line.count("(") == 2
+    assert main(["predict", str(tmp_path / "model.onnx"), str(val_pngs), "--json"]) == 0
+    import json
+
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == len(list(val_pngs.iterdir())) and "digit" in results[0]["predictions"]
+
+
+def test_predict_on_a_video(exported, tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    for i in range(6):
+        writer.write(np.full((24, 32, 3), 40 * i, np.uint8))
+    writer.release()
+    assert main(["predict", str(exported.out_dir / "model.tflite"), str(path), "--stride", "2", "--json"]) == 0
+    import json
+
+    assert [r["frame"] for r in json.loads(capsys.readouterr().out)] == [0, 2, 4]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "{tmp}/nothing.pt"], "checkpoint not found"),
+    (["export", "{ckpt}", "--target", "tensorrt"], "--target must be"),
+    (["reparam", "{ckpt}"], "no reparameterizable blocks"),
+    (["quantize", "{ckpt}", "--method", "magic"], "--method must be ptq or qat"),
+    (["predict", "{tmp}/model.onnx", "{tmp}"], "model file not found"),
+    (["predict", "{onnx}", "{tmp}/missing.png"], "not found"),
+    (["predict", "{onnx}", "{tmp}/bad.png"], "cannot read image"),
+])
+def test_stage_commands_bad_input(argv, message, trained_run, exported, tmp_path, capsys):
+    (tmp_path / "bad.png").write_bytes(b"junk")
+    fill = {"tmp": str(tmp_path), "ckpt": str(trained_run.run_dir / "best.pt"),
+            "onnx": str(exported.out_dir / "model.onnx")}
+    assert main([a.format(**fill) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and message in err

@@ -1,0 +1,36 @@
+"""`pip install edgekit[runtime]` in a fresh venv (no torch) loads and runs the exported files."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import importlib.util, sys
+assert importlib.util.find_spec("torch") is None, "torch must not be installed by edgekit[runtime]"
+from edgekit.runtime import load
+labels = []
+for name in ("model.onnx", "model.int8.onnx", "model.tflite", "model.int8.tflite"):
+    model = load(sys.argv[1] + "/" + name, threads=1)
+    labels.append(model.predict(sys.argv[2])[0]["digit"]["label"])
+print(" ".join(labels))
+"""
+
+
+def test_runtime_extra_in_a_fresh_venv(exported, val_pngs, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{ROOT}[runtime]"],
+                             capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stderr[-3000:]
+    image = str(sorted(val_pngs.iterdir())[0])
+    # cwd outside the repository: `python -c` puts the cwd first on sys.path, and the repo's
+    # edgekit/ folder alone is not the installed package
+    run = subprocess.run([str(venv / "bin" / "python"), "-c", SCRIPT, str(exported.out_dir), image],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(run.stdout.split()) == 4
+    cli = subprocess.run([str(venv / "bin" / "edgekit"), "predict", str(exported.out_dir / "model.tflite"), image],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert cli.returncode == 0 and cli.stdout.startswith(image), cli.stderr[-2000:]
