@@ -64,8 +64,10 @@ class OnnxBackend(Backend):
             self.output_names = list(heads)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        outs = self.session.run(self.output_names, {self.input_name: x.astype(self.input_dtype, copy=False)})
-        return [np.asarray(o, dtype=np.float32) for o in outs]
+        if x.dtype != self.input_dtype:
+            x = x.astype(self.input_dtype)
+        outs = self.session.run(self.output_names, {self.input_name: x})
+        return [o if o.dtype == np.float32 else o.astype(np.float32) for o in outs]
 
 
 def _onnx_providers(device: str, available: list[str]) -> list[str]:
@@ -111,8 +113,9 @@ class TFLiteBackend(Backend):
             raise ModelFileError(f"{path} is not a valid TFLite model: {_first_line(exc)}") from None
         inp = self.interp.get_input_details()[0]
         self.input_index = inp["index"]
-        self.input_shape = list(inp["shape"])
-        self.input_dtype = inp["dtype"]
+        self.input_shape = tuple(int(d) for d in inp["shape"])
+        self._plan = None
+        self.input_dtype = np.dtype(inp["dtype"])
         self.input_quant = inp["quantization"]  # (scale, zero_point); scale 0 means float
         self.batch = None  # the batch dimension is resized on demand
         self.outputs = sorted(self.interp.get_output_details(), key=tflite_output_position)
@@ -124,14 +127,20 @@ class TFLiteBackend(Backend):
         # else: litert-torch's output_<i> names follow the order the model returned (card order)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        if list(x.shape) != self.input_shape:
+        if x.shape != self.input_shape:
             self.interp.resize_tensor_input(self.input_index, list(x.shape), strict=False)
             self.interp.allocate_tensors()
-            self.input_shape = list(x.shape)
+            self.input_shape = x.shape
             self.outputs = _reorder_like(self.outputs, self.interp.get_output_details())
-        self.interp.set_tensor(self.input_index, _quantize(x, self.input_dtype, self.input_quant))
+            self._plan = None
+        if self._plan is None:  # per output: (tensor index, dequantization table or None), once
+            self._plan = [(o["index"], _dequant_table(o)) for o in self.outputs]
+        if x.dtype != self.input_dtype:
+            x = _quantize(x, self.input_dtype, self.input_quant)
+        self.interp.set_tensor(self.input_index, x)
         self.interp.invoke()
-        return [_dequantize(self.interp.get_tensor(o["index"]), o["quantization"]) for o in self.outputs]
+        get = self.interp.get_tensor
+        return [get(i) if lut is None else lut[get(i).view(np.uint8)] for i, lut in self._plan]
 
 
 def tflite_output_position(detail: dict) -> int:
@@ -145,19 +154,23 @@ def _reorder_like(old: list[dict], new: list[dict]) -> list[dict]:
     return [by_index[o["index"]] for o in old]
 
 
+def _dequant_table(detail: dict) -> np.ndarray | None:
+    """A 256-entry float table for an 8-bit output (one lookup instead of subtract and multiply)."""
+    scale, zero = detail["quantization"]
+    dtype = np.dtype(detail["dtype"])
+    if not scale or dtype.itemsize != 1:
+        return None
+    codes = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float32)
+    return (codes - np.float32(zero)) * np.float32(scale)
+
+
 def _quantize(x: np.ndarray, dtype, quant: tuple[float, int]) -> np.ndarray:
+    from edgekit.runtime.preprocess import quantize
+
     scale, zero = quant
     if np.issubdtype(dtype, np.floating) or not scale:
         return x.astype(dtype, copy=False)
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
-
-
-def _dequantize(y: np.ndarray, quant: tuple[float, int]) -> np.ndarray:
-    scale, zero = quant
-    if np.issubdtype(y.dtype, np.floating) or not scale:
-        return np.array(y, dtype=np.float32)
-    return (y.astype(np.float32) - zero) * scale
+    return quantize(x, dtype, scale, zero)
 
 
 # -- CoreML --------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ class Predictor:
             backend.set_classes(card.heads[0].classes)
         self.layout = card.input.layout
         self._shape = (3, *card.input.size) if self.layout == "NCHW" else (*card.input.size, 3)
+        self._heads = card.head_names
+        native = card.input.dtype if card.input.quant else "float32"
+        self._dtypes = {np.dtype("float32"), np.dtype(native)}
 
     def __repr__(self) -> str:
         where = f"{self.backend.name} on {self.backend.device}"
@@ -40,13 +43,14 @@ class Predictor:
 
     # -- raw -------------------------------------------------------------------------------------
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw float32 outputs per head for a preprocessed batch (``[N, *input shape]``, float32)."""
-        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or tuple(batch.shape[1:]) != self._shape:
-            got = batch.shape if isinstance(batch, np.ndarray) else type(batch).__name__
-            raise InputError(f"expected a float32 batch of shape [N, {', '.join(map(str, self._shape))}] "
-                             f"({self.layout}), got {got}")
-        if not np.issubdtype(batch.dtype, np.floating):
-            raise InputError(f"expected a float batch, got {batch.dtype} (use predict() for uint8 images)")
+        """Raw float32 outputs per head for a preprocessed batch ``[N, *input shape]``.
+
+        ``batch`` is float32, or already in the file's integer input type (what :meth:`preprocess`
+        returns for full-INT8 models). This is the hot path: checks are cheap, work is the backend's.
+        """
+        if not (isinstance(batch, np.ndarray) and batch.shape[1:] == self._shape
+                and batch.dtype in self._dtypes and batch.ndim == 4):
+            self._reject(batch)
         fixed = self.backend.batch
         if fixed is None or fixed == len(batch):
             outs = self.backend.run(batch)
@@ -59,7 +63,14 @@ class Predictor:
                     chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
                 parts.append([o[:n] for o in self.backend.run(chunk)])
             outs = [np.concatenate(p) for p in zip(*parts, strict=True)]
-        return {h.name: o.reshape(len(batch), -1) for h, o in zip(self.card.heads, outs, strict=False)}
+        return {name: (o if o.ndim == 2 else o.reshape(len(batch), -1)) for name, o in zip(self._heads, outs,
+                                                                                          strict=False)}
+
+    def _reject(self, batch) -> None:
+        got = f"{batch.dtype} {batch.shape}" if isinstance(batch, np.ndarray) else type(batch).__name__
+        raise InputError(f"expected a batch of shape [N, {', '.join(map(str, self._shape))}] ({self.layout}) "
+                         f"of {' or '.join(sorted(d.name for d in self._dtypes))}, got {got} "
+                         "(use predict() for images)")
 
     def preprocess(self, images: Image | Sequence[Image], color: str = "BGR") -> np.ndarray:
         """Images (paths, HxWx3 uint8 arrays, or a list of them) -> the model's input batch."""

@@ -1,10 +1,11 @@
 """Image -> model input, driven only by the model card (OpenCV + numpy, no torch).
 
 Mirrors timm's eval transform: resize the short side to ``floor(size / crop_pct)``, centre-crop
-to ``size``, scale to [0, 1], normalize with the card's mean/std, then lay out as the card says
-(NCHW or NHWC). Images given as numpy arrays are BGR by default (what OpenCV and the webcam
-deliver); pass ``color="RGB"`` for PIL-style arrays. Downscaling uses ``INTER_AREA`` (closest to
-PIL's antialiased resize), upscaling the card's interpolation.
+to ``size``, scale to [0, 1], normalize with the card's mean/std, lay out as the card says (NCHW
+or NHWC), and quantize when the model takes an integer tensor (the card's input scale). Images
+given as numpy arrays are BGR by default (what OpenCV and the webcam deliver); pass
+``color="RGB"`` for PIL-style arrays. Downscaling uses an area filter (close to PIL's antialiased
+resize), upscaling the card's interpolation.
 """
 
 from __future__ import annotations
@@ -65,11 +66,28 @@ def resize_crop(img: np.ndarray, spec: InputSpec) -> np.ndarray:
             scale = max(th / h, tw / w) / spec.crop_pct
             nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
         if (nh, nw) != (h, w):
-            interp = cv2.INTER_AREA if nh < h else _INTERP.get(spec.interpolation, cv2.INTER_LINEAR)
-            img = cv2.resize(img, (nw, nh), interpolation=interp)
+            img = _resize(img, nh, nw, spec.interpolation)
         top, left = int(round((nh - th) / 2.0)), int(round((nw - tw) / 2.0))
         img = img[top: top + th, left: left + tw]
     return img
+
+
+def _resize(img: np.ndarray, nh: int, nw: int, interpolation: str) -> np.ndarray:
+    """Upscale with the card's interpolation; downscale with an area filter (PIL-like antialiasing).
+
+    OpenCV's area filter is slow for large non-integer factors (0.5 ms for 640x480 -> 42x32), so a
+    big reduction goes first to 2x or 4x the target with a linear filter, then by area: 0.06 ms,
+    within a few grey levels of PIL's antialiased resize.
+    """
+    h = img.shape[0]
+    if nh >= h:
+        return cv2.resize(img, (nw, nh), interpolation=_INTERP.get(interpolation, cv2.INTER_LINEAR))
+    factor = h / nh
+    if factor >= 2:
+        m = 4 if factor >= 4 else 2
+        if m * nh < h:
+            img = cv2.resize(img, (m * nw, m * nh), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
 
 
 def preprocess(images: list[np.ndarray], spec: InputSpec, color: str = "BGR") -> np.ndarray:
@@ -89,4 +107,15 @@ def preprocess(images: list[np.ndarray], spec: InputSpec, color: str = "BGR") ->
     batch /= std
     if spec.layout == "NCHW":
         batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    if spec.quant:  # an integer input tensor (full-INT8 TFLite): quantize here, once
+        batch = quantize(batch, spec.dtype, spec.quant["scale"], spec.quant["zero_point"])
     return batch
+
+
+def quantize(x: np.ndarray, dtype: str | type, scale: float, zero_point: int) -> np.ndarray:
+    """float -> integer tensor with a tensor's scale and zero point (round half to even, clipped)."""
+    info = np.iinfo(np.dtype(dtype))
+    q = np.rint(x / np.float32(scale))
+    q += zero_point
+    np.clip(q, info.min, info.max, out=q)
+    return q.astype(dtype)
