@@ -50,10 +50,13 @@ def test_bad_inputs_raise_and_the_predictor_survives(exported, tmp_path):
         model.predict(frame.astype(np.float32))
     with pytest.raises(InputError, match="HxWx3"):
         model.predict(np.zeros((0, 5, 3), np.uint8))
-    with pytest.raises(InputError, match=r"shape \[N, 16, 16, 3\]"):
+    with pytest.raises(InputError, match=r"shape \[N, 16, 16, 3\] \(NHWC\) of float32, got float32 \(1, 3"):
         model.run(np.zeros((1, 3, 16, 16), np.float32))
-    with pytest.raises(InputError, match="float batch"):
+    with pytest.raises(InputError, match="of float32, got int8"):
         model.run(np.zeros((1, 16, 16, 3), np.int8))
+    int8 = load(exported.out_dir / "model.int8.tflite")  # takes int8 tensors: preprocess gives them
+    assert int8.preprocess(frame).dtype == np.int8
+    assert int8.run(int8.preprocess(frame))["digit"].dtype == np.float32
     (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(InputError, match="bad.png"):
         model.predict(tmp_path / "bad.png")
