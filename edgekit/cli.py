@@ -237,6 +237,48 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpacka
     print_predictions(results, as_json=json_)
 
 
+@app.command(epilog="Examples:\n\n"
+             "  edgekit bench runs/reparam/digits-mobileone_s0/model.pt --teacher runs/teacher/.../best.pt\n\n"
+             "  edgekit bench model.int8.onnx model.int8.tflite --batch 1,8,32\n\n"
+             "  edgekit bench resnet18 mobilenetv3_large_100 --imgsz 224 --backend torch,ort --data none\n\n"
+             "  edgekit bench best.pt --device cuda")
+def bench(models: Annotated[list[str] | None, typer.Argument(
+              help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage) or timm model names.")] = None,
+          backend: Annotated[str, typer.Option(help="torch, ort, tflite, coreml, all, or a comma list.")] = "all",
+          device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+          batch: Annotated[str, typer.Option(help="Batch sizes, comma separated.")] = "1,8,32",
+          imgsz: Annotated[int | None, typer.Option(help="Input size (default: each model's own).")] = None,
+          data: Annotated[str, typer.Option(help="Accuracy dataset ('digits', a folder, a CSV) or 'none'.")]
+          = "digits",
+          teacher: Annotated[str | None, typer.Option(help="Reference model: ratios are against it.")] = None,
+          threads: Annotated[int | None, typer.Option(help="CPU threads per backend (default: all).")] = None,
+          seconds: Annotated[float, typer.Option(help="Minimum timed seconds per measurement.")] = 1.0,
+          out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/bench/latest"),
+          quiet: Quiet = False) -> None:
+    """Latency (p50/p90/p99), throughput, peak memory, size, params/FLOPs and accuracy per backend."""
+    from edgekit.benchmarks.harness import bench as run_bench
+    from edgekit.benchmarks.harness import parse_backends, parse_batches
+
+    _, paths = run_bench(models or [], parse_backends(backend), parse_batches(batch), device, imgsz,
+                         None if data == "none" else data, out, teacher, threads, seconds, verbose=not quiet)
+    for p in paths.values():
+        typer.echo(str(p))
+
+
+@app.command(epilog="Examples:\n\n"
+             "  edgekit quickstart                 # everything, on the embedded digits\n\n"
+             "  edgekit quickstart --fresh         # redo every stage instead of reusing finished ones")
+def quickstart(out: Annotated[str, typer.Option(help="Folder for all runs; the report is OUT/quickstart/.")] = "runs",
+               fresh: Annotated[bool, typer.Option("--fresh", help="Delete OUT first and redo every stage.")] = False,
+               batch: Annotated[str, typer.Option(help="Batch sizes for the benchmark.")] = "1,8,32",
+               seconds: Annotated[float, typer.Option(help="Minimum timed seconds per measurement.")] = 1.0) -> None:
+    """Teacher -> distill -> reparam -> INT8 -> ONNX/TFLite/CoreML -> parity -> bench -> report.md."""
+    from edgekit.benchmarks.harness import parse_batches
+    from edgekit.quickstart import quickstart as run_quickstart
+
+    typer.echo(str(run_quickstart(out, fresh, tuple(parse_batches(batch)), seconds)))
+
+
 def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -250,6 +292,7 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app, turning edgekit errors into one line and exit code 2."""
+    quiet_native_logs()
     try:
         app(args=argv)  # standalone: usage errors print themselves and exit 2
     except EdgekitError as exc:
@@ -263,6 +306,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _shutdown_distributed()
     return 0
+
+
+def quiet_native_logs() -> None:
+    """TensorFlow-Lite / absl C++ logging and coremltools' import-time warnings drown the useful
+    output; keep their errors only (set the variables yourself to see more)."""
+    import logging
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
 
 
 def _shutdown_distributed() -> None:

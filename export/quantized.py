@@ -46,10 +46,10 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
     skip = list(skip_layers)
     if method == "ptq":
         report = export_checkpoint(trained, targets, out, int8=True, calib_images=calib_images,
-                                   calib_method=calib_method, skip_layers=skip, verbose=verbose)
+                                   calib_method=calib_method, skip_layers=skip, dynamic_batch=True, verbose=verbose)
     else:
-        report = export_checkpoint(trained, [t for t in targets if t != "coreml"], out, verbose=verbose,
-                                   verify=False)
+        report = export_checkpoint(trained, [t for t in targets if t != "coreml"], out, dynamic_batch=True,
+                                   verbose=verbose, verify=False)
         report.artifacts += qat_artifacts(trained, out, skip, epochs, lr, verbose)
         verify_artifacts(trained, report, verbose=verbose)
     summary = summarize(trained, report, method, skip, verbose)
@@ -169,6 +169,7 @@ def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr:
     quant = {"method": "qat", "epochs": epochs, "lr": lr, "teacher": "fp32 self-distillation",
              "activations": "int8", "weights": "int8 per-channel", "float_layers": skip}
     for fmt, name, fn in (
+        # fixed batch 1: re-exporting the already-exported QAT graph with a symbolic batch trips torch.export
         ("onnx", "model.int8.onnx", lambda c, p: export_onnx(for_onnx, c, p, sample[:1])),
         ("tflite", "model.int8.tflite",
          lambda c, p: export_tflite(converted, c, p, sample[:1], quant_config=QuantConfig(pt2e_quantizer=quantizer))),

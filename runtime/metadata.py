@@ -22,6 +22,8 @@ from edgekit.errors import CardError
 def read_card(path: str | Path, session=None) -> ModelCard:
     """The card of ``path`` (``session``: an onnxruntime session already opened on it)."""
     path = Path(path)
+    if not path.exists():
+        raise CardError(f"model file not found: {path}")
     text = _embedded(path, session)
     if text is None:
         sidecar = path.with_name(path.name + ".card.json")

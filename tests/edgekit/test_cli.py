@@ -14,7 +14,8 @@ def test_help_does_not_import_torch():
     assert "train" in proc.stdout and "distill" in proc.stdout
 
 
-@pytest.mark.parametrize("command", ["train", "distill", "reparam", "export", "quantize", "predict"])
+@pytest.mark.parametrize("command", ["train", "distill", "reparam", "export", "quantize", "predict", "bench",
+                                     "quickstart"])
 def test_every_command_has_help_with_examples(command, capsys):
     assert main([command, "--help"]) == 0
     assert "Examples" in capsys.readouterr().out
@@ -84,6 +85,9 @@ def test_predict_on_a_video(exported, tmp_path, capsys):
     (["predict", "{tmp}/model.onnx", "{tmp}"], "model file not found"),
     (["predict", "{onnx}", "{tmp}/missing.png"], "not found"),
     (["predict", "{onnx}", "{tmp}/bad.png"], "cannot read image"),
+    (["bench", "{onnx}", "--backend", "tensorrt"], "--backend must be"),
+    (["bench", "{onnx}", "--batch", "0"], "positive"),
+    (["bench", "{tmp}/nope.onnx", "--out", "{tmp}/b"], "neither a model file nor a timm model name"),
 ])
 def test_stage_commands_bad_input(argv, message, trained_run, exported, tmp_path, capsys):
     (tmp_path / "bad.png").write_bytes(b"junk")

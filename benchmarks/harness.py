@@ -1,0 +1,365 @@
+"""``edgekit bench``: models x backends x batch sizes, each measured in its own process.
+
+A model is an edgekit checkpoint (run as eager torch, and exported here to ONNX / TFLite /
+CoreML for the other backends), an exported file (its own backend), or a timm model name. A timm
+name has no trained weights, and random weights are a trap: timm zero-initializes the last
+BatchNorm gamma of residual blocks, so those branches output zeros and converters prune them
+(resnet18 became a fake 3.9 ms TFLite model with 4 convs). Such models get those gammas set to 1
+and BatchNorm statistics from real images before anything is measured, and the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.card import ModelCard
+from edgekit.console import say
+from edgekit.errors import ConfigError, EdgekitError
+
+BACKENDS = ("torch", "ort", "tflite", "coreml")
+BACKEND_OF = {".pt": "torch", ".pth": "torch", ".onnx": "ort", ".tflite": "tflite", ".mlpackage": "coreml",
+              ".mlmodel": "coreml"}
+EXPORT_TARGET = {"ort": "onnx", "tflite": "tflite", "coreml": "coreml"}
+
+
+@dataclass
+class Bench:
+    """A model ready to measure: one file per backend, and what is known about it."""
+
+    name: str
+    card: ModelCard
+    files: dict[str, Path]
+    params: int | None = None
+    gflops: float | None = None
+    role: str = "model"
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_backends(text: str) -> list[str]:
+    names = list(BACKENDS) if text == "all" else [b.strip() for b in text.split(",") if b.strip()]
+    bad = [b for b in names if b not in BACKENDS]
+    if bad or not names:
+        raise ConfigError(f"--backend must be torch, ort, tflite, coreml, all or a comma list; got '{text}'")
+    return names
+
+
+def parse_batches(text: str) -> list[int]:
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--batch must be comma-separated integers, got '{text}'") from None
+    if not batches or min(batches) < 1:
+        raise ConfigError(f"--batch sizes must be positive, got '{text}'")
+    return batches
+
+
+def check_device(device: str, backends: list[str]) -> None:
+    """A device that is not there is an error naming what is missing, before any work."""
+    import importlib.util
+
+    if device in ("auto", "cpu"):
+        return
+    if device.startswith("cuda"):
+        have_torch_cuda = False
+        if importlib.util.find_spec("torch") is not None:
+            import torch
+
+            have_torch_cuda = torch.cuda.is_available()
+        ort_cuda = False
+        if importlib.util.find_spec("onnxruntime") is not None:
+            import onnxruntime as ort
+
+            ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        if "torch" in backends and not have_torch_cuda:
+            raise EdgekitError("--device cuda: torch sees no CUDA device (no NVIDIA GPU/driver, or a CPU build)")
+        if "ort" in backends and not ort_cuda:
+            raise EdgekitError("--device cuda: onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)")
+    elif device == "mps":
+        import platform
+
+        if platform.system() != "Darwin":
+            raise EdgekitError("--device mps: Apple MPS needs macOS on Apple silicon; use --device cpu")
+    else:
+        raise EdgekitError(f"unknown device '{device}' (use auto, cpu, cuda or mps)")
+
+
+def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data: str, role: str = "model") -> Bench:
+    """Turn a model argument into files per requested backend (exporting a checkpoint as needed)."""
+    path = Path(model)
+    if path.exists():
+        backend = BACKEND_OF.get(path.suffix.lower())
+        if backend is None:
+            raise ConfigError(f"{model}: not a model file edgekit can benchmark ({', '.join(BACKEND_OF)})")
+        if backend != "torch":
+            from edgekit.runtime.metadata import read_card
+
+            card = read_card(path)
+            return Bench(name=_name(card, path), card=card, files={backend: path}, params=card.params, role=role)
+        return _from_checkpoint(path, backends, work, imgsz, role)
+    from edgekit.train.models import create_backbone
+
+    try:
+        create_backbone(model)
+    except EdgekitError:
+        raise ConfigError(f"{model}: neither a model file nor a timm model name") from None
+    ckpt, notes = random_checkpoint(model, work / model, imgsz or 224, data)
+    bench = _from_checkpoint(ckpt, backends, work, imgsz, role)
+    bench.notes += notes
+    return bench
+
+
+def _name(card: ModelCard, path: Path) -> str:
+    return f"{card.name}{'-fused' if card.provenance.get('fused') else ''}"
+
+
+def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | None, role: str) -> Bench:
+    from edgekit.compress.reparam import gflops
+    from edgekit.export.exporter import export_checkpoint
+    from edgekit.train.models import count_params
+    from edgekit.train.trained import load_trained
+
+    trained = load_trained(path)
+    if imgsz:
+        trained.card.input.size = [imgsz, imgsz]
+    card = trained.card
+    files: dict[str, Path] = {}
+    if "torch" in backends:
+        files["torch"] = path
+    targets = [EXPORT_TARGET[b] for b in backends if b != "torch"]
+    if targets:
+        out = work / _name(card, path)
+        report = export_checkpoint(trained, targets, out, dynamic_batch=True, verify=False, verbose=False)
+        for art in report.artifacts:
+            files[{"onnx": "ort"}.get(art.format, art.format)] = art.path
+    return Bench(name=_name(card, path), card=card, files=files, params=count_params(trained.model),
+                 gflops=gflops(trained.model, card.input.size), role=role)
+
+
+def random_checkpoint(arch: str, out: Path, imgsz: int, data: str) -> tuple[Path, list[str]]:
+    """A timm model with no trained weights, made safe to benchmark (see the module docstring)."""
+    import torch
+
+    from edgekit.card import HeadSpec, ModelCard
+    from edgekit.config import DataConfig
+    from edgekit.train.checkpoint import save_checkpoint
+    from edgekit.train.data import build_transforms, load_data
+    from edgekit.train.models import backbone_data_config, build_student
+
+    torch.manual_seed(0)
+    model = build_student(arch, [HeadSpec("class", "classification", [str(i) for i in range(1000)])])
+    fixed = 0
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        for bn in bns:
+            if bn.weight is not None and bool((bn.weight == 0).all()):
+                bn.weight.fill_(1.0)
+                fixed += 1
+    cfg = DataConfig(source="digits" if data == "digits" else data, imgsz=imgsz, limit=256)
+    bundle = load_data(cfg, [])
+    tfs = build_transforms(cfg, bundle.kind, backbone_data_config(model.backbone))
+    images = torch.stack([tfs.eval(bundle.train.load(i)) for i in range(len(bundle.train))])
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(images), 32):
+            model(images[i: i + 32])
+    for bn, m in zip(bns, momenta, strict=True):
+        bn.momentum = m
+    model.eval()
+    card = ModelCard(name=f"{arch}-random", arch=arch, heads=model.head_specs, input=tfs.input,
+                     provenance={"stage": "bench", "weights": "random (seed 0)"})
+    notes = [f"{arch}: random weights; set {fixed} zero-initialized BatchNorm gamma(s) to 1 and computed "
+             f"BatchNorm statistics from {len(images)} real images ({cfg.source}) so that no branch is pruned"]
+    path = save_checkpoint(out / "model.pt", {"card": card.to_dict(), "config": {}, "model_state": model.state_dict(),
+                                              "epoch": None})
+    return path, notes
+
+
+def dataset_files(card: ModelCard, data: str, work: Path, limit: int | None = None) -> tuple[list[str], dict] | None:
+    """Image files and labels ({head: [class name]}) of ``data``'s val split for this model's heads."""
+    from edgekit.config import DataConfig, HeadConfig
+    from edgekit.train.data import load_data
+
+    heads = [HeadConfig(name=h.name, kind=h.kind) for h in card.heads]
+    cfg = DataConfig(source=data, imgsz=card.input.size[0])
+    try:
+        bundle = load_data(cfg, [] if data == "digits" else heads)
+    except EdgekitError:
+        return None
+    names = {h.name for h in bundle.heads}
+    usable = [h for h in card.heads if h.kind == "classification" and h.name in names]
+    if not usable:
+        return None
+    split = bundle.val
+    n = len(split) if limit is None else min(limit, len(split))
+    if bundle.kind == "digits":  # rendered in memory: write them once per input size
+        folder = work / "data" / f"digits-{card.input.size[0]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        files = []
+        for i in range(n):
+            f = folder / f"{i:04d}.png"
+            if not f.exists():
+                split.load(i).save(f)
+            files.append(str(f))
+    else:
+        files = split.names[:n]
+    spec = {h.name: h for h in bundle.heads}
+    labels = {h.name: [spec[h.name].classes[int(t)] for t in split.targets[h.name][:n]] for h in usable}
+    return files, labels
+
+
+def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | None,
+            dataset: tuple[Path, Path] | None, work: Path, min_seconds: float, timeout: int = 900) -> dict[str, Any]:
+    """Run one measurement in a fresh process and return its row."""
+    path = bench.files[backend]
+    spec: dict[str, Any] = {"path": str(path), "batch": batch, "device": device, "threads": threads,
+                            "min_seconds": min_seconds}
+    if dataset:
+        spec["images"], spec["labels"] = str(dataset[0]), str(dataset[1])
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=work, delete=False) as fh:
+        json.dump(spec, fh)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "edgekit.benchmarks.worker", fh.name], capture_output=True,
+                              text=True, timeout=timeout)
+        lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
+        result = json.loads(lines[-1]) if lines else {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    except subprocess.TimeoutExpired:
+        result = {"error": f"timed out after {timeout}s"}
+    finally:
+        Path(fh.name).unlink(missing_ok=True)
+    if result.get("fixed_batch") and result["fixed_batch"] != batch:
+        result["note"] = f"file has a fixed batch of {result['fixed_batch']}: run as chunks"
+    precision = "fp32" if backend == "torch" else _precision(path)
+    size = (path.stat().st_size if path.is_file() else
+            sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0)
+    return {"model": bench.name, "role": bench.role, "backend": backend, "precision": precision, "batch": batch,
+            "file": str(path), "size_mb": size / 1e6, "params": bench.params, "gflops": bench.gflops, **result}
+
+
+def prepare_dataset(card: ModelCard, data: str, work: Path) -> tuple[Path, Path] | None:
+    """The val images (an ``.npy`` of RGB uint8 at the model's input size) and labels, or None."""
+    found = dataset_files(card, data, work)
+    if not found:
+        return None
+    files, labels = found
+    images = _load_images(files, work, card)
+    labels_path = images.with_suffix(".labels.json")
+    labels_path.write_text(json.dumps(labels))
+    return images, labels_path
+
+
+def _precision(path: Path) -> str:
+    from edgekit.runtime.metadata import read_card
+
+    try:
+        return read_card(path).provenance.get("precision", "fp32")
+    except EdgekitError:
+        return "?"
+
+
+def _load_images(files: list[str], work: Path, card: ModelCard) -> Path:
+    """Decode the dataset once per input size into an ``.npy`` of RGB uint8 images at that size."""
+    import hashlib
+
+    import cv2
+    import numpy as np
+
+    from edgekit.runtime.preprocess import read_image, resize_crop
+
+    h, w = card.input.size
+    key = hashlib.sha1(json.dumps([files, h, w, card.input.crop_pct]).encode()).hexdigest()[:10]
+    out = work / "data" / f"images-{h}x{w}-{key}.npy"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        imgs = [cv2.cvtColor(resize_crop(read_image(f), card.input), cv2.COLOR_BGR2RGB) for f in files]
+        np.save(out, np.stack(imgs))
+    return out
+
+
+def run_all(benches: list[Bench], backends: list[str], batches: list[int], device: str = "auto",
+            threads: int | None = None, data: str | None = "digits", work: Path | None = None,
+            min_seconds: float = 1.0, verbose: bool = True) -> list[dict[str, Any]]:
+    rows = []
+    work = work or Path(tempfile.mkdtemp(prefix="edgekit-bench-"))
+    for bench in benches:
+        dataset = prepare_dataset(bench.card, data, work) if data else None
+        if data and dataset is None:
+            bench.notes.append(f"{bench.name}: accuracy n/a (its heads do not match the labels of '{data}')")
+        for backend in backends:
+            if backend not in bench.files:
+                continue
+            for batch in batches:
+                if backend == "coreml" and batch != 1:
+                    continue  # the CoreML file has a fixed batch of 1
+                row = measure(bench, backend, batch, device, threads, dataset, work, min_seconds)
+                rows.append(row)
+                if verbose:
+                    say(_line(row))
+    add_ratios(rows)
+    return rows
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Teacher vs the others: latency ratio (teacher torch time / this time) and compression."""
+    teacher = {r["batch"]: r for r in rows if r["role"] == "teacher" and r["backend"] == "torch" and "p50_ms" in r}
+    params = next((r["params"] for r in rows if r["role"] == "teacher" and r.get("params")), None)
+    for r in rows:
+        if r["role"] == "teacher" or "p50_ms" not in r:
+            continue
+        ref = teacher.get(r["batch"])
+        if ref:
+            r["speedup_vs_teacher_torch"] = ref["p50_ms"] / r["p50_ms"]
+        if params and r.get("params"):
+            r["compression_vs_teacher"] = params / r["params"]
+
+
+def _line(r: dict[str, Any]) -> str:
+    what = f"{r['model']} [{r['backend']} {r['precision']}] batch {r['batch']}"
+    if "error" in r:
+        return f"  {what}: n/a ({r['error']})"
+    acc = ", ".join(f"{h} {v * 100:.2f}%" for h, v in (r.get("accuracy") or {}).items())
+    return (f"  {what}: p50 {r['p50_ms']:.3f} ms (p99 {r['p99_ms']:.3f}, spread {r['spread_pct']:.0f}%), "
+            f"{r['throughput_ips']:.0f} img/s, peak RSS {r['peak_rss_mb']:.0f} MB{', acc ' + acc if acc else ''}")
+
+
+def bench(models: list[str], backends: list[str], batches: list[int], device: str = "auto", imgsz: int | None = None,
+          data: str | None = "digits", out: Path = Path("runs/bench/latest"), teacher: str | None = None,
+          threads: int | None = None, min_seconds: float = 1.0, verbose: bool = True) -> tuple[list[dict], dict]:
+    """Prepare every model, measure every (model, backend, batch), write the reports."""
+    import platform
+
+    from edgekit.benchmarks.report import print_table, write_reports
+
+    check_device(device, backends)
+    if not models and not teacher:
+        raise ConfigError("give at least one model (a checkpoint, an exported file or a timm name)")
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    benches = []
+    for role, model in [("teacher", teacher)] * bool(teacher) + [("model", m) for m in models]:
+        if verbose:
+            say(f"preparing {model}")
+        benches.append(prepare(model, backends, work, imgsz, data or "digits", role))
+    notes = [n for b in benches for n in b.notes]
+    for n in notes:
+        if verbose:
+            say(f"[yellow]note[/]: {n}")
+    if "coreml" in backends and platform.system() != "Darwin":
+        notes.append("coreml: not measured (CoreML models run only on macOS)")
+        backends = [b for b in backends if b != "coreml"]
+    rows = run_all(benches, backends, batches, device, threads, data, work, min_seconds, verbose)
+    meta = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, {platform.system()}",
+            "device": device, "threads": threads or "default", "batches": batches, "data": data or "none"}
+    paths = write_reports(rows, out, notes, meta)
+    if verbose:
+        print_table(rows)
+    return rows, paths

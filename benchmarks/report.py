@@ -1,0 +1,146 @@
+"""Bench reports: a rich table, ``bench.json``, ``bench.csv``, ``bench.md`` and a Pareto plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from edgekit.atomic import write_json, write_text
+
+COLUMNS = [("model", "model"), ("backend", "backend"), ("precision", "prec"), ("batch", "batch"),
+           ("params", "params (M)"), ("gflops", "GFLOPs"), ("size_mb", "size (MB)"), ("p50_ms", "p50 ms"),
+           ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("spread_pct", "spread %"), ("throughput_ips", "img/s"),
+           ("peak_rss_mb", "peak RSS MB"), ("accuracy", "accuracy"), ("speedup_vs_teacher_torch", "x teacher"),
+           ("compression_vs_teacher", "compression")]
+
+
+def cell(row: dict[str, Any], key: str) -> str:
+    """A table cell; anything not measured says n/a (never a made-up number)."""
+    if "error" in row and key in ("p50_ms", "p90_ms", "p99_ms", "spread_pct", "throughput_ips", "peak_rss_mb",
+                                  "accuracy"):
+        return "n/a"
+    v = row.get(key)
+    if v is None:
+        return "n/a" if key in ("params", "gflops", "accuracy", "peak_rss_mb") else "-"
+    if key == "params":
+        return f"{v / 1e6:.2f}"
+    if key == "accuracy":
+        return ", ".join(f"{h} {a * 100:.2f}%" for h, a in v.items()) if v else "n/a"
+    if key in ("speedup_vs_teacher_torch", "compression_vs_teacher"):
+        return f"{v:.1f}x"
+    if key == "gflops":
+        return f"{v:.3f}"
+    if key in ("p50_ms", "p90_ms", "p99_ms"):
+        return f"{v:.3f}"
+    if isinstance(v, float):
+        return f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns=COLUMNS) -> str:
+    head = "| " + " | ".join(title for _, title in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    lines = [head, sep] + ["| " + " | ".join(cell(r, k) for k, _ in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(rows: list[dict[str, Any]], out: Path, notes: list[str], meta: dict[str, Any]) -> dict[str, Path]:
+    """bench.json (everything), bench.csv (flat), bench.md (table + notes), pareto.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": write_json(out / "bench.json", {"meta": meta, "notes": notes, "rows": rows})}
+    buf = io.StringIO()
+    keys = [k for k, _ in COLUMNS] + ["device", "pid", "error", "file"]
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        flat = dict(r)
+        if isinstance(flat.get("accuracy"), dict):
+            flat["accuracy"] = ";".join(f"{h}={a:.4f}" for h, a in flat["accuracy"].items())
+        writer.writerow(flat)
+    paths["csv"] = write_text(out / "bench.csv", buf.getvalue())
+    errors = [f"- {r['model']} [{r['backend']}] batch {r['batch']}: n/a because {r['error']}" for r in rows
+              if "error" in r]
+    errors += [f"- {r['model']} [{r['backend']} {r['precision']}] batch {r['batch']}: {r['note']}" for r in rows
+               if r.get("note")]
+    md = ["# edgekit bench", "", _meta_line(meta), "", markdown_table(rows)]
+    if notes or errors:
+        md += ["## Notes", ""] + [f"- {n}" for n in notes] + errors + [""]
+    md += ["Latency: median (p50), p90 and p99 of repeated calls after warm-up; spread is the interquartile "
+           "range over the median. Peak RSS is the peak resident memory of a process that loaded and ran only "
+           "that model (each measurement runs in its own process).", ""]
+    plot = pareto_plot(rows, out / "pareto.png")
+    if plot:
+        paths["png"] = plot
+        md += ["![latency vs accuracy](pareto.png)", ""]
+    paths["md"] = write_text(out / "bench.md", "\n".join(md))
+    return paths
+
+
+def _meta_line(meta: dict[str, Any]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in meta.items())
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats on both latency (lower) and accuracy (higher)."""
+    front = []
+    for i, (lat, acc) in enumerate(points):
+        dominated = any((l2 <= lat and a2 >= acc) and (l2 < lat or a2 > acc) for j, (l2, a2) in enumerate(points)
+                        if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Latency (batch 1, log scale) vs accuracy of the first head; colour per model, Pareto front in red."""
+    pts = [(r["p50_ms"], next(iter(r["accuracy"].values())), r["model"], f"{r['backend']} {r['precision']}")
+           for r in rows if r.get("batch") == 1 and r.get("accuracy") and "p50_ms" in r]
+    if not pts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    front = pareto_front([(p[0], p[1]) for p in pts])
+    models = list(dict.fromkeys(p[2] for p in pts))
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    for m_i, model in enumerate(models):
+        mine = [p for p in pts if p[2] == model]
+        ax.scatter([p[0] for p in mine], [p[1] * 100 for p in mine], s=36, color=colors(m_i % 10), label=model,
+                   zorder=3)
+        for lat, acc, _, what in mine:
+            ax.annotate(what, (lat, acc * 100), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    fp = sorted((pts[i][0], pts[i][1] * 100) for i in front)
+    ax.plot([p[0] for p in fp], [p[1] for p in fp], color="tab:red", lw=1, ls="--", zorder=2, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency at batch 1, p50 (ms, log scale)")
+    ax.set_ylabel("val accuracy (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    from edgekit.atomic import write_with
+
+    return write_with(path, lambda fh: fh.write(buf.getvalue()))
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from edgekit.console import console
+
+    keep = ("model", "backend", "precision", "batch", "params", "size_mb", "p50_ms", "p99_ms", "throughput_ips",
+            "peak_rss_mb", "accuracy", "speedup_vs_teacher_torch")  # the rest is in bench.md / bench.json
+    columns = [(k, t) for k, t in COLUMNS if k in keep]
+    table = Table(title="edgekit bench")
+    for _, title in columns:
+        table.add_column(title, justify="left" if title in ("model", "backend", "prec") else "right")
+    for r in rows:
+        table.add_row(*[cell(r, k) for k, _ in columns])
+    console().print(table)
