@@ -207,12 +207,11 @@ def _describe(e: dict[str, Any]) -> str:
 
 
 def _like(card: ModelCard, exported: Path) -> ModelCard:
-    """``card`` with the input/output contract of an already exported file (layout, opset...)."""
+    """The card of an already exported file (its layout, opset...) with ``card``'s precision: the
+    FP16 / INT8 variants of that file share its input contract."""
     from edgekit.runtime.metadata import read_card
 
-    done = read_card(exported)
-    new = done.derive(**{k: v for k, v in card.provenance.items() if k == "precision"})
-    return new
+    return read_card(exported).derive(precision=card.provenance["precision"])
 
 
 def _check_targets_available(targets: Sequence[str]) -> None:

@@ -121,7 +121,7 @@ def _quiet():
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
         logging.getLogger().setLevel(level)

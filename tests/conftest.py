@@ -71,7 +71,7 @@ def val_pngs(tmp_path_factory, trained_run):
     from edgekit.train.trained import load_trained
 
     trained = load_trained(trained_run.run_dir / "best.pt")
-    cfg, heads = trained._run_config()
+    cfg, heads = trained.run_config()
     split = load_data(cfg, heads).val
     folder = tmp_path_factory.mktemp("pngs")
     for i in range(len(split)):

@@ -64,7 +64,7 @@ class Trained:
         """Preprocessed float32 NCHW images of ``split`` (the card's eval transform) and their targets."""
         from edgekit.train.data import eval_transform, load_data
 
-        cfg, heads = self._run_config()
+        cfg, heads = self.run_config()
         cfg.limit = None
         part = getattr(load_data(cfg, heads), split)
         ids = np.arange(len(part))
@@ -74,7 +74,8 @@ class Trained:
         x = np.stack([tf(part.load(int(i))).numpy() for i in ids]).astype(np.float32)
         return x, {k: v[ids] for k, v in part.targets.items()}
 
-    def _run_config(self):
+    def run_config(self):
+        """The data config and head configs the checkpoint was trained with."""
         try:
             run = RunConfig.model_validate(self.config)
             return run.data, run.model.heads
