@@ -42,11 +42,9 @@ class Bench:
 
 
 def parse_backends(text: str) -> list[str]:
-    names = list(BACKENDS) if text == "all" else [b.strip() for b in text.split(",") if b.strip()]
-    bad = [b for b in names if b not in BACKENDS]
-    if bad or not names:
-        raise ConfigError(f"--backend must be torch, ort, tflite, coreml, all or a comma list; got '{text}'")
-    return names
+    from edgekit.config import parse_choices
+
+    return parse_choices(text, BACKENDS, "--backend")
 
 
 def parse_batches(text: str) -> list[int]:

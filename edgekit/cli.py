@@ -49,6 +49,8 @@ NoAug = Annotated[bool, typer.Option("--no-augment", help="Train without augment
 Resume = Annotated[Path | None, typer.Option(help="Continue the run in this folder from its last.pt.")]
 Sets = Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set train.weight_decay=0.01")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
+CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
 
 
 def _overrides(**kw) -> dict:
@@ -174,8 +176,8 @@ def export(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt)."
            = False,
            imgsz: Annotated[int | None, typer.Option(help="Export at another input size than trained.")] = None,
            out: Annotated[Path | None, typer.Option(help="Output folder (default runs/export/NAME).")] = None,
-           calib: Annotated[int, typer.Option(help="Calibration images for --int8.")] = 256,
-           calib_method: Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")] = "minmax",
+           calib: Calib = 256,
+           calib_method: CalibMethod = "minmax",
            skip_layers: Annotated[str, typer.Option(help="Modules kept in float with --int8, comma separated.")]
            = "",
            verify: Annotated[bool, typer.Option(help="Check each file against PyTorch on val images.")] = True,
@@ -199,8 +201,8 @@ def quantize(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt)
              method: Annotated[str, typer.Option(help="ptq (post-training) or qat (quantization-aware training).")]
              = "ptq",
              target: Annotated[str, typer.Option(help="onnx, tflite, coreml, all, or a comma list.")] = "onnx,tflite",
-             calib: Annotated[int, typer.Option(help="Calibration images from the training data.")] = 256,
-             calib_method: Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")] = "minmax",
+             calib: Calib = 256,
+             calib_method: CalibMethod = "minmax",
              skip_layers: Annotated[str, typer.Option(
                  help="Modules kept in float (comma separated), 'auto' to pick them, '' for none.")] = "auto",
              epochs: Annotated[int, typer.Option(help="QAT fine-tuning epochs.")] = 3,

@@ -181,6 +181,14 @@ def _assign(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def parse_choices(text: str, choices: tuple[str, ...], flag: str) -> list[str]:
+    """``"all"`` or a comma list of ``choices`` (e.g. ``--target onnx,tflite``), in the order given."""
+    names = list(choices) if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    if not names or any(n not in choices for n in names):
+        raise ConfigError(f"{flag} must be {', '.join(choices)}, all or a comma list of them; got '{text}'")
+    return names
+
+
 def parse_heads(spec: str) -> list[dict[str, Any]]:
     """Parse ``"age:regression,gender,emotion:classification"`` into head configs."""
     heads = []

@@ -58,11 +58,9 @@ class ExportReport:
 
 
 def parse_targets(target: str) -> list[str]:
-    names = list(TARGETS) if target == "all" else [t.strip() for t in target.split(",") if t.strip()]
-    bad = [t for t in names if t not in TARGETS]
-    if bad or not names:
-        raise ConfigError(f"--target must be onnx, tflite, coreml, all or a comma list of them; got '{target}'")
-    return names
+    from edgekit.config import parse_choices
+
+    return parse_choices(target, TARGETS, "--target")
 
 
 def default_out_dir(card: ModelCard, stage: str = "export") -> Path:
