@@ -86,6 +86,18 @@ def eager_latency_ms(model: nn.Module, size: list[int], runs: int = 50, warmup: 
     return float(np.median(times) * 1e3)
 
 
+def fuse_verified(model: nn.Module, x: torch.Tensor, tol: float = TOLERANCE,
+                  fuse=reparameterize) -> tuple[nn.Module, dict[str, Any], float]:
+    """``(fused copy, per-head errors, worst relative error)``; :class:`FusionError` above ``tol``."""
+    fused = fuse(model)
+    errors = compare(model, fused, x)
+    worst = max(e["rel"] for e in errors.values())
+    if not worst <= tol:  # also catches NaN
+        raise FusionError(f"fused model differs from the original: relative error {worst:.2e} > {tol:.0e} "
+                          f"on {len(x)} val images")
+    return fused, errors, worst
+
+
 @dataclass
 class FuseReport:
     path: Path
@@ -103,17 +115,15 @@ def fuse_checkpoint(ckpt_path: str | Path, out_dir: str | Path, tol: float = TOL
     if not has_reparam_blocks(src.model):
         raise FusionError(f"{src.card.arch} has no reparameterizable blocks (MobileOne, RepVGG, FastViT... have)")
     size = src.card.input.size
-    fused = fuse(src.model)
     x_np, _ = src.images("val", limit=n_images)
-    errors = compare(src.model, fused, torch.from_numpy(x_np))
-    worst = max(e["rel"] for e in errors.values())
+    try:
+        fused, errors, worst = fuse_verified(src.model, torch.from_numpy(x_np), tol, fuse)
+    except FusionError as exc:
+        raise FusionError(f"{exc}; nothing written") from None
     stats = {"source": str(ckpt_path), "images": len(x_np), "tolerance": tol, "errors": errors, "max_rel": worst,
              "params_before": count_params(src.model), "params_after": count_params(fused),
              "gflops_before": gflops(src.model, size), "gflops_after": gflops(fused, size),
              "eager_ms_before": eager_latency_ms(src.model, size), "eager_ms_after": eager_latency_ms(fused, size)}
-    if not worst <= tol:  # also catches NaN
-        raise FusionError(f"fused model differs from the original: relative error {worst:.2e} > {tol:.0e} "
-                          f"on {len(x_np)} val images; nothing written")
     out_dir = Path(out_dir)
     card = src.card.derive(fused=True, fused_from=str(ckpt_path), fusion_max_rel_error=worst)
     card.params = stats["params_after"]

@@ -59,16 +59,12 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
 
 def fuse_if_possible(trained: Trained, verbose: bool = True) -> None:
     """Quantize the inference form: fuse MobileOne-style blocks first (checked on val images)."""
-    from edgekit.compress.reparam import TOLERANCE, FusionError, compare, has_reparam_blocks, reparameterize
+    from edgekit.compress.reparam import fuse_verified, has_reparam_blocks
 
     if trained.card.provenance.get("fused") or not has_reparam_blocks(trained.model):
         return
-    fused = reparameterize(trained.model)
     x, _ = trained.images("val", limit=128)
-    worst = max(e["rel"] for e in compare(trained.model, fused, torch.from_numpy(x)).values())
-    if not worst <= TOLERANCE:
-        raise FusionError(f"fusing {trained.card.arch} before quantization changed its outputs "
-                          f"(relative error {worst:.1e}); quantize the unfused model with `edgekit reparam` fixed")
+    fused, _, worst = fuse_verified(trained.model, torch.from_numpy(x))
     trained.model = fused
     trained.card.provenance.update(fused=True, fusion_max_rel_error=worst)
     trained.card.params = sum(p.numel() for p in fused.parameters())
