@@ -1,5 +1,6 @@
 """`pip install edgekit[runtime]` in a fresh venv (no torch) loads and runs the exported files."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,10 @@ print(" ".join(labels))
 def test_runtime_extra_in_a_fresh_venv(exported, val_pngs, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{ROOT}[runtime]"],
+    src = tmp_path / "src"  # install from a copy: pip builds in-tree and would leave build/ in the checkout
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "runs", "__pycache__",
+                                                             ".pytest_cache", ".ruff_cache", "tests"))
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{src}[runtime]"],
                              capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-3000:]
     image = str(sorted(val_pngs.iterdir())[0])
