@@ -35,6 +35,7 @@ class Bench:
     name: str
     card: ModelCard
     files: dict[str, Path]
+    precisions: dict[str, str] = field(default_factory=dict)  # per backend; fp32 when not given
     params: int | None = None
     gflops: float | None = None
     role: str = "model"
@@ -98,7 +99,8 @@ def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data
             from edgekit.runtime.metadata import read_card
 
             card = read_card(path)
-            return Bench(name=_name(card, path), card=card, files={backend: path}, params=card.params, role=role)
+            return Bench(name=_name(card, path), card=card, files={backend: path}, params=card.params, role=role,
+                         precisions={backend: card.provenance.get("precision", "fp32")})
         return _from_checkpoint(path, backends, work, imgsz, role)
     from edgekit.train.models import create_backbone
 
@@ -127,6 +129,7 @@ def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | N
         trained.card.input.size = [imgsz, imgsz]
     card = trained.card
     files: dict[str, Path] = {}
+    precisions: dict[str, str] = {}
     if "torch" in backends:
         files["torch"] = path
     targets = [EXPORT_TARGET[b] for b in backends if b != "torch"]
@@ -134,8 +137,10 @@ def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | N
         out = work / _name(card, path)
         report = export_checkpoint(trained, targets, out, dynamic_batch=True, verify=False, verbose=False)
         for art in report.artifacts:
-            files[{"onnx": "ort"}.get(art.format, art.format)] = art.path
-    return Bench(name=_name(card, path), card=card, files=files, params=count_params(trained.model),
+            backend = {"onnx": "ort"}.get(art.format, art.format)
+            files[backend], precisions[backend] = art.path, art.precision
+    return Bench(name=_name(card, path), card=card, files=files, precisions=precisions,
+                 params=count_params(trained.model),
                  gflops=gflops(trained.model, card.input.size), role=role)
 
 
@@ -236,7 +241,7 @@ def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | 
         Path(fh.name).unlink(missing_ok=True)
     if result.get("fixed_batch") and result["fixed_batch"] != batch:
         result["note"] = f"file has a fixed batch of {result['fixed_batch']}: run as chunks"
-    precision = "fp32" if backend == "torch" else _precision(path)
+    precision = bench.precisions.get(backend, "fp32")
     size = (path.stat().st_size if path.is_file() else
             sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0)
     return {"model": bench.name, "role": bench.role, "backend": backend, "precision": precision, "batch": batch,
@@ -253,15 +258,6 @@ def prepare_dataset(card: ModelCard, data: str, work: Path) -> tuple[Path, Path]
     labels_path = images.with_suffix(".labels.json")
     labels_path.write_text(json.dumps(labels))
     return images, labels_path
-
-
-def _precision(path: Path) -> str:
-    from edgekit.runtime.metadata import read_card
-
-    try:
-        return read_card(path).provenance.get("precision", "fp32")
-    except EdgekitError:
-        return "?"
 
 
 def _load_images(files: list[str], work: Path, card: ModelCard) -> Path:

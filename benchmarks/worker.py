@@ -110,8 +110,9 @@ def main() -> int:
     try:
         result = run(spec)
     except Exception as exc:  # noqa: BLE001 - the parent reports it as "n/a: <reason>"
-        text = str(exc).strip().splitlines()
-        result = {"error": f"{type(exc).__name__}: {text[0] if text else ''}"[:300], "pid": os.getpid()}
+        from edgekit.errors import first_line
+
+        result = {"error": f"{type(exc).__name__}: {first_line(exc)}"[:300], "pid": os.getpid()}
     sys.stdout.write("\n" + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from edgekit.card import ModelCard
-from edgekit.errors import ConfigError, EdgekitError
+from edgekit.errors import ConfigError, EdgekitError, first_line
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
@@ -92,7 +92,7 @@ def ort_quantize(fp32_path: str | Path, out_path: str | Path, calib: np.ndarray,
     except EdgekitError:
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises plain exceptions naming the node
-        raise QuantizationError(f"onnxruntime could not quantize {fp32_path}: {str(exc).splitlines()[0][:300]}") \
+        raise QuantizationError(f"onnxruntime could not quantize {fp32_path}: {first_line(exc)}") \
             from None
     finally:
         for tmp in (pre, raw, Path(str(raw) + ".data")):
@@ -156,7 +156,7 @@ def export_graph(module: nn.Module, sample: torch.Tensor) -> torch.fx.GraphModul
     try:
         return torch.export.export(module.eval(), (sample,), dynamic_shapes=({0: batch},)).module()
     except Exception as exc:  # noqa: BLE001 - torch.export errors are long; keep the first line
-        raise QuantizationError(f"torch.export could not capture the model: {str(exc).splitlines()[0][:300]}") \
+        raise QuantizationError(f"torch.export could not capture the model: {first_line(exc)}") \
             from None
 
 
@@ -175,7 +175,7 @@ def pt2e_ptq(module: nn.Module, calib: np.ndarray, skip: Sequence[str] = (), bat
                 prepared(x[i: i + batch])
         return convert_pt2e(prepared, fold_quantize=False), quantizer
     except Exception as exc:  # noqa: BLE001
-        raise QuantizationError(f"pt2e quantization failed: {_first_line(exc)}") from None
+        raise QuantizationError(f"pt2e quantization failed: {first_line(exc)}") from None
 
 
 def _module_prefix(graph: torch.fx.GraphModule) -> str:
@@ -269,7 +269,7 @@ def qat_prepare(module: nn.Module, sample: torch.Tensor, skip: Sequence[str] = (
         with litert_qat_fix():
             return prepare_qat_pt2e(graph, quantizer), quantizer
     except Exception as exc:  # noqa: BLE001
-        raise QuantizationError(f"QAT preparation failed: {_first_line(exc)}") from None
+        raise QuantizationError(f"QAT preparation failed: {first_line(exc)}") from None
 
 
 def qat_convert(prepared: torch.fx.GraphModule, fold: bool = False) -> torch.fx.GraphModule:
@@ -295,8 +295,3 @@ def _quiet_logs() -> Iterator[None]:
         yield
     finally:
         root.setLevel(level)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

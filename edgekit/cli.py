@@ -49,6 +49,8 @@ NoAug = Annotated[bool, typer.Option("--no-augment", help="Train without augment
 Resume = Annotated[Path | None, typer.Option(help="Continue the run in this folder from its last.pt.")]
 Sets = Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set train.weight_decay=0.01")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+Ckpt = Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")]
+Target = Annotated[str, typer.Option(help="onnx, tflite, coreml, all, or a comma list.")]
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
 
@@ -165,8 +167,8 @@ def reparam(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt) 
              "  edgekit export runs/reparam/digits-mobileone_s0/model.pt --target all\n\n"
              "  edgekit export best.pt --target onnx --dynamic-batch --fp16\n\n"
              "  edgekit export best.pt --target tflite --int8 --calib 512")
-def export(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")],
-           target: Annotated[str, typer.Option(help="onnx, coreml, tflite, all, or a comma list.")] = "all",
+def export(ckpt: Ckpt,
+           target: Target = "all",
            int8: Annotated[bool, typer.Option("--int8", help="Also write INT8 files (PTQ, see edgekit quantize).")]
            = False,
            fp16: Annotated[bool, typer.Option("--fp16", help="Also write FP16 ONNX/TFLite (CoreML is FP16 anyway).")]
@@ -197,10 +199,10 @@ def export(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt)."
              "  edgekit quantize runs/distill/digits-mobileone_s0/best.pt               # PTQ, float layers chosen\n\n"
              "  edgekit quantize best.pt --method qat --epochs 3 --lr 1e-4\n\n"
              "  edgekit quantize best.pt --calib 512 --calib-method percentile --skip-layers backbone.stem")
-def quantize(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")],
+def quantize(ckpt: Ckpt,
              method: Annotated[str, typer.Option(help="ptq (post-training) or qat (quantization-aware training).")]
              = "ptq",
-             target: Annotated[str, typer.Option(help="onnx, tflite, coreml, all, or a comma list.")] = "onnx,tflite",
+             target: Target = "onnx,tflite",
              calib: Calib = 256,
              calib_method: CalibMethod = "minmax",
              skip_layers: Annotated[str, typer.Option(

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from edgekit.errors import ConfigError
+from edgekit.errors import ConfigError, first_line
 
 
 class _Strict(BaseModel):
@@ -141,7 +141,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         try:
             loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{p} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+            raise ConfigError(f"{p} is not valid YAML: {first_line(exc)}") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{p} must hold a mapping of sections (data:, model:, train:, ...)")
         data = loaded or {}

@@ -36,6 +36,13 @@ class DependencyError(EdgekitError):
     """An optional package needed for this command is not installed."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when the message is empty), cut to
+    ``limit`` characters: third-party errors are often pages long, and edgekit errors are one line."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
 def require(module: str, extra: str = "all"):
     """Import an optional dependency or raise a :class:`DependencyError` saying what to install."""
     import importlib

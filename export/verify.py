@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.card import ModelCard
+from edgekit.runtime.predictor import softmax
 
 FP32_TOLERANCE = 1e-4
 
@@ -29,7 +30,7 @@ def compare_outputs(card: ModelCard, ref: dict[str, np.ndarray], out: dict[str, 
         a = ref[head.name].reshape(len(ref[head.name]), -1).astype(np.float64)
         b = out[head.name].reshape(len(out[head.name]), -1).astype(np.float64)
         if card.provenance.get("outputs_activated") and head.kind == "classification":
-            a = _softmax(a)  # the file gives probabilities: compare like with like
+            a = softmax(a)  # the file gives probabilities: compare like with like
         diff = np.abs(a - b)
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
         cos = np.where(norms > 0, (a * b).sum(1) / np.maximum(norms, 1e-30), 1.0)
@@ -91,8 +92,3 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
     else:
         entry["passed"] = True  # reported, not gated: quantized files differ by design
     return entry
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)

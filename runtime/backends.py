@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.card import ModelCard
-from edgekit.errors import DeviceError, EdgekitError, require
+from edgekit.errors import DeviceError, EdgekitError, first_line, require
 
 
 class ModelFileError(EdgekitError):
@@ -50,14 +50,14 @@ class OnnxBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ModelFileError(f"{path} is not a valid ONNX model: {_first_line(exc)}") from None
+            raise ModelFileError(f"{path} is not a valid ONNX model: {first_line(exc, 200)}") from None
         self.device = "cuda" if providers[0].startswith("CUDA") else (
             "coreml" if providers[0].startswith("CoreML") else "cpu")
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.input_dtype = np.float32 if "float" in inp.type and "16" not in inp.type else _onnx_dtype(inp.type)
+        self.input_dtype = _onnx_dtype(inp.type)
 
     def order_outputs(self, heads: list[str]) -> None:
         if set(heads) <= set(self.output_names):
@@ -92,8 +92,9 @@ def _onnx_providers(device: str, available: list[str]) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _onnx_dtype(t: str):
-    return {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(t, np.float32)
+def _onnx_dtype(t: str) -> np.dtype:
+    return np.dtype({"tensor(float16)": np.float16, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(
+        t, np.float32))
 
 
 # -- TFLite --------------------------------------------------------------------------------------
@@ -110,7 +111,7 @@ class TFLiteBackend(Backend):
             self.interp = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
             self.interp.allocate_tensors()
         except Exception as exc:  # noqa: BLE001
-            raise ModelFileError(f"{path} is not a valid TFLite model: {_first_line(exc)}") from None
+            raise ModelFileError(f"{path} is not a valid TFLite model: {first_line(exc, 200)}") from None
         inp = self.interp.get_input_details()[0]
         self.input_index = inp["index"]
         self.input_shape = tuple(int(d) for d in inp["shape"])
@@ -259,11 +260,6 @@ def open_backend(path: Path, device: str = "auto", threads: int | None = None) -
         raise ModelFileError(f"{path}: unknown model format '{path.suffix}' (expected "
                              f"{', '.join(sorted(BACKENDS))})")
     return cls(path, device=device, threads=threads)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def check_card_matches(card: ModelCard, backend: Backend, path: Path) -> None:

@@ -90,7 +90,7 @@ class Predictor:
         for head in self.card.heads:
             out = outputs[head.name]
             if head.kind == "classification":
-                probs = out if activated else _softmax(out)
+                probs = out if activated else softmax(out)
                 k = min(topk, probs.shape[1])
                 order = np.argsort(-probs, axis=1)[:, :k]
                 for i in range(n):
@@ -131,7 +131,8 @@ def load(path: str | Path, device: str = "auto", threads: int | None = None) -> 
     return Predictor(backend, card, path)
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits ``[N, C]`` (numerically stable)."""
     z = x - x.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)

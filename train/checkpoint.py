@@ -15,7 +15,7 @@ import torch
 
 from edgekit.atomic import write_with
 from edgekit.card import ModelCard
-from edgekit.errors import CardError, CheckpointError
+from edgekit.errors import CardError, CheckpointError, first_line
 
 FORMAT = "edgekit-checkpoint"
 VERSION = 1
@@ -35,8 +35,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - zip, pickle and unpickler errors all mean the same here
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({first[:160]})") from None
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({first_line(exc, 160)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an edgekit checkpoint (no '{FORMAT}' marker); "
                               "train one with `edgekit train` or `edgekit distill`")
@@ -73,5 +72,5 @@ def model_from_checkpoint(path_or_ckpt: str | Path | dict[str, Any]):
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint weights do not match {card.arch} with heads "
-                              f"{card.head_names}: {str(exc).splitlines()[0]}") from None
+                              f"{card.head_names}: {first_line(exc)}") from None
     return model.eval(), card, ckpt

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from edgekit.card import HeadSpec
-from edgekit.errors import CheckpointError, ConfigError
+from edgekit.errors import CheckpointError, ConfigError, first_line
 
 
 class EdgeModel(nn.Module):
@@ -104,7 +104,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any parse failure means "not a weights file"
-        raise CheckpointError(f"cannot read weights from {path}: {str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(f"cannot read weights from {path}: {first_line(exc)}") from exc
     if isinstance(obj, dict):
         for key in ("model_state", "state_dict", "model"):
             if isinstance(obj.get(key), dict):

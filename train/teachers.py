@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekit.card import HeadSpec
-from edgekit.errors import CheckpointError, ConfigError, DependencyError
+from edgekit.errors import CheckpointError, ConfigError, DependencyError, first_line
 
 
 class ProbeHead(nn.Module):
@@ -192,7 +192,7 @@ def _clip_teacher(name: str, weights: str | None, heads: list[HeadSpec], logits:
     try:
         model = open_clip.create_model(arch, pretrained=str(path), device="cpu")
     except Exception as exc:  # noqa: BLE001 - open_clip raises several types for a bad file
-        raise CheckpointError(f"cannot load {path} as open_clip {arch}: {str(exc).splitlines()[0][:200]}") from None
+        raise CheckpointError(f"cannot load {path} as open_clip {arch}: {first_line(exc, 200)}") from None
     visual = model.visual
     image_size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
     pp = getattr(visual, "preprocess_cfg", {}) or {}

@@ -9,7 +9,7 @@ trained on, as recorded in its config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class Trained:
     model: nn.Module  # the EdgeModel, eval mode, on CPU
     card: ModelCard
     config: dict[str, Any]
+    _data: Any = field(default=None, repr=False)  # the DataBundle, loaded on first use
 
     def wrapped(self) -> HeadsAsTuple:
         return HeadsAsTuple(self.model, self.card.head_names).eval()
@@ -64,9 +65,11 @@ class Trained:
         """Preprocessed float32 NCHW images of ``split`` (the card's eval transform) and their targets."""
         from edgekit.train.data import eval_transform, load_data
 
-        cfg, heads = self.run_config()
-        cfg.limit = None
-        part = getattr(load_data(cfg, heads), split)
+        if self._data is None:  # decoded and verified once: calibration, fusion checks and parity all come here
+            cfg, heads = self.run_config()
+            cfg.limit = None
+            self._data = load_data(cfg, heads)
+        part = getattr(self._data, split)
         ids = np.arange(len(part))
         if limit is not None and limit < len(part):
             ids = np.sort(np.random.default_rng(seed).choice(len(part), limit, replace=False))
