@@ -44,6 +44,9 @@ class DataConfig(_Strict):
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # CSV without a val file: stratified split
     skip_bad: bool = False
     limit: int | None = Field(None, ge=2)  # use at most this many train (and limit//4 val) samples: smoke runs
+    fraction: float | None = Field(None, gt=0.0, le=1.0)  # keep this share of the train split (sample efficiency)
+    frames: int = Field(8, ge=1, le=64)  # clip sources: frames per clip
+    sampling: Literal["uniform", "random"] = "uniform"  # clip frames: segment centres, or random in training
     workers: int = Field(0, ge=0)
     mean: tuple[float, float, float] | None = None  # default: the backbone's data config
     std: tuple[float, float, float] | None = None
@@ -71,6 +74,8 @@ class ModelConfig(_Strict):
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
     weights: str | None = None  # local file to initialise the backbone (timm state dict)
+    temporal: Literal["mean", "attention", "transformer"] = "attention"  # clip models: frame embeddings -> one
+    cross_attention: bool = False  # clip models with two classification heads: bidirectional cross-task attention
 
 
 class TrainConfig(_Strict):

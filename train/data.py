@@ -92,7 +92,26 @@ def load_data(cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
             split = getattr(bundle, name)
             if len(split) > n:
                 setattr(bundle, name, split.subset(np.sort(rng.choice(len(split), n, replace=False))))
+    if cfg.fraction is not None and cfg.fraction < 1.0:
+        bundle.train = _fraction(bundle.train, bundle.heads, cfg.fraction)
     return bundle
+
+
+def _fraction(split: Split, heads: list[HeadSpec], fraction: float) -> Split:
+    """A fixed (seed 0), stratified share of ``split`` (by the first classification head), nested:
+    the samples kept at 0.1 are also kept at 0.25, so a sample-efficiency curve only adds data."""
+    n = len(split)
+    keep = max(2, round(n * fraction))
+    order = np.random.default_rng(0).permutation(n)
+    first = next((h for h in heads if h.kind == "classification"), None)
+    if first is not None:  # interleave classes so every prefix of ``order`` is stratified
+        labels = split.targets[first.name][order]
+        rank = np.zeros(n)
+        for c in np.unique(labels):
+            members = np.flatnonzero(labels == c)
+            rank[members] = (np.arange(len(members)) + 0.5) / len(members)
+        order = order[np.argsort(rank, kind="stable")]
+    return split.subset(np.sort(order[:keep]))
 
 
 def _single_head(heads: list[HeadConfig], default: str, source: str) -> HeadConfig:
