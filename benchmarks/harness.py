@@ -141,7 +141,7 @@ def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | N
             files[backend], precisions[backend] = art.path, art.precision
     return Bench(name=_name(card, path), card=card, files=files, precisions=precisions,
                  params=count_params(trained.model),
-                 gflops=gflops(trained.model, card.input.size), role=role)
+                 gflops=gflops(trained.model, trained.sample(1)), role=role)
 
 
 def random_checkpoint(arch: str, out: Path, imgsz: int, data: str) -> tuple[Path, list[str]]:

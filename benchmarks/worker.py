@@ -55,12 +55,18 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     result["fixed_batch"] = model.backend.batch
     batch = int(spec["batch"])
     data = np.load(spec["images"]) if spec.get("images") else None
+    per_sample = model.frames or 1  # a clip model takes `batch` clips of T frames
     if data is not None and len(data) >= 1:
-        frames = [data[i % len(data)] for i in range(batch)]
+        frames = [data[i % len(data)] for i in range(batch * per_sample)]
     else:
         h, w = model.card.input.size
-        frames = [np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8) for i in range(batch)]
+        frames = [np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8)
+                  for i in range(batch * per_sample)]
+    if model.frames:
+        frames = [frames[i * per_sample: (i + 1) * per_sample] for i in range(batch)]
     x = model.preprocess(frames, color="RGB")
+    if len(x) != batch:
+        raise RuntimeError(f"built a batch of {len(x)} instead of {batch}")
     cuda = model.backend.name == "torch" and model.backend.device == "cuda"
     if cuda:
         import torch
@@ -84,7 +90,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    if data is not None and spec.get("labels"):
+    if data is not None and spec.get("labels") and not model.frames:  # the accuracy data are images, not clips
         result["accuracy"] = _accuracy(model, data, spec["labels"], batch)
     return result
 

@@ -270,6 +270,8 @@ def ensure_teacher(cfg: RunConfig, verbose: bool = True) -> Path:
     t_cfg = copy.deepcopy(cfg)
     t_cfg.distill, t_cfg.stage = None, "teacher"
     t_cfg.model.arch, t_cfg.model.drop_path_rate = arch, 0.0
+    # a clip teacher sees frames independently and its outputs are averaged over the clip
+    t_cfg.model.temporal, t_cfg.model.cross_attention = "mean", False
     t_cfg.train.epochs = d.teacher_epochs
     t_cfg.name = None
     digest = hashlib.sha1(t_cfg.to_yaml().encode()).hexdigest()[:8]

@@ -62,20 +62,20 @@ def compare(reference: nn.Module, candidate: nn.Module, x: torch.Tensor, batch: 
     return result
 
 
-def gflops(model: nn.Module, size: list[int]) -> float:
-    """Forward GFLOPs for one image (``torch.utils.flop_counter.FlopCounterMode``)."""
+def gflops(model: nn.Module, sample: torch.Tensor) -> float:
+    """Forward GFLOPs for ``sample`` (one image ``[1, 3, H, W]`` or clip ``[1, T, 3, H, W]``), with
+    ``torch.utils.flop_counter.FlopCounterMode``."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(torch.zeros(1, 3, *size))
+        model(sample)
     return counter.get_total_flops() / 1e9
 
 
 @torch.no_grad()
-def eager_latency_ms(model: nn.Module, size: list[int], runs: int = 50, warmup: int = 10) -> float:
-    """Median eager latency at batch 1 on the CPU (a rough figure; `edgekit bench` measures properly)."""
-    x = torch.zeros(1, 3, *size)
+def eager_latency_ms(model: nn.Module, x: torch.Tensor, runs: int = 50, warmup: int = 10) -> float:
+    """Median eager latency on batch ``x`` on the CPU (a rough figure; `edgekit bench` measures properly)."""
     for _ in range(warmup):
         model(x)
     times = []
@@ -114,7 +114,7 @@ def fuse_checkpoint(ckpt_path: str | Path, out_dir: str | Path, tol: float = TOL
         raise FusionError(f"{ckpt_path} is already fused")
     if not has_reparam_blocks(src.model):
         raise FusionError(f"{src.card.arch} has no reparameterizable blocks (MobileOne, RepVGG, FastViT... have)")
-    size = src.card.input.size
+    one = src.sample(1)
     x_np, _ = src.images("val", limit=n_images)
     try:
         fused, errors, worst = fuse_verified(src.model, torch.from_numpy(x_np), tol, fuse)
@@ -122,8 +122,8 @@ def fuse_checkpoint(ckpt_path: str | Path, out_dir: str | Path, tol: float = TOL
         raise FusionError(f"{exc}; nothing written") from None
     stats = {"source": str(ckpt_path), "images": len(x_np), "tolerance": tol, "errors": errors, "max_rel": worst,
              "params_before": count_params(src.model), "params_after": count_params(fused),
-             "gflops_before": gflops(src.model, size), "gflops_after": gflops(fused, size),
-             "eager_ms_before": eager_latency_ms(src.model, size), "eager_ms_after": eager_latency_ms(fused, size)}
+             "gflops_before": gflops(src.model, one), "gflops_after": gflops(fused, one),
+             "eager_ms_before": eager_latency_ms(src.model, one), "eager_ms_after": eager_latency_ms(fused, one)}
     out_dir = Path(out_dir)
     card = src.card.derive(fused=True, fused_from=str(ckpt_path), fusion_max_rel_error=worst)
     card.params = stats["params_after"]

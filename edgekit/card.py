@@ -52,6 +52,7 @@ class InputSpec:
     interpolation: str = "bilinear"
     crop_pct: float = 1.0  # resize the short side to size/crop_pct, then centre-crop
     quant: dict[str, float] | None = None  # {"scale", "zero_point"} when the input tensor is integer
+    frames: int | None = None  # clip models: frames per clip; the tensor is [N, T, C, H, W] (NCHW) or [N, T, H, W, C]
 
     def __post_init__(self) -> None:
         if isinstance(self.size, int):
@@ -67,6 +68,8 @@ class InputSpec:
             raise CardError(f"input color must be RGB or BGR, got '{self.color}'")
         if self.layout not in ("NCHW", "NHWC"):
             raise CardError(f"input layout must be NCHW or NHWC, got '{self.layout}'")
+        if self.frames is not None and int(self.frames) < 1:
+            raise CardError(f"input frames must be a positive number of frames per clip, got {self.frames}")
 
 
 @dataclass
@@ -82,6 +85,8 @@ class ModelCard:
     provenance: dict[str, Any] = field(default_factory=dict)
     # Per-output integer quantization ({head: {"scale", "zero_point"}}) for files with int8 outputs.
     output_quant: dict[str, dict[str, float]] | None = None
+    # Clip models: how frame embeddings become one ({"pooling": "mean|attention|transformer", "cross": [a, b]}).
+    temporal: dict[str, Any] | None = None
     version: int = CARD_VERSION
 
     def __post_init__(self) -> None:
@@ -101,6 +106,13 @@ class ModelCard:
     @property
     def head_names(self) -> list[str]:
         return [h.name for h in self.heads]
+
+    @property
+    def temporal_spec(self) -> dict[str, Any] | None:
+        """What :class:`edgekit.train.models.EdgeModel` needs to rebuild a clip model (None: images)."""
+        if not self.input.frames:
+            return None
+        return {"frames": self.input.frames, **(self.temporal or {"pooling": "mean"})}
 
     def derive(self, **provenance: Any) -> ModelCard:
         """A copy with ``provenance`` entries added (each stage records what it did)."""
@@ -140,6 +152,15 @@ class ModelCard:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CardError(f"model card is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
+
+
+def clip_frame_indices(start: int, stop: int, n: int, rng: Any = None) -> list[int]:
+    """``n`` frame indices in ``[start, stop]``: the centre of each of ``n`` equal segments, or with
+    ``rng`` (a ``numpy.random.Generator``) a random frame in each. Training and the runtime both form
+    clips this way, so a clip the runtime builds from a video matches what the model learned from."""
+    length = stop - start + 1
+    offsets = [0.5] * n if rng is None else [float(r) for r in rng.random(n)]
+    return [min(stop, max(start, start + int((k + offsets[k]) * length / n))) for k in range(n)]
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from edgekit.atomic import write_json
 from edgekit.card import ModelCard
 from edgekit.console import say
 from edgekit.errors import ConfigError, DependencyError, EdgekitError
-from edgekit.train.trained import ChannelsLast, Trained, load_trained
+from edgekit.train.trained import ChannelsLast, Trained, load_trained, to_channels_last
 
 TARGETS = ("onnx", "tflite", "coreml")
 
@@ -79,6 +79,12 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = TARGE
     if imgsz is not None:
         trained.card.input.size = [imgsz, imgsz]
     _check_targets_available(targets)
+    if trained.card.input.frames:
+        if "coreml" in targets:
+            raise ConfigError("CoreML export of clip models is not supported (its image input takes one frame); "
+                              "use --target onnx,tflite")
+        if int8:
+            raise ConfigError("INT8 export of clip models is not supported yet; export FP32/FP16 files")
     if not trained.card.provenance.get("fused"):
         from edgekit.compress.reparam import has_reparam_blocks
 
@@ -117,7 +123,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = TARGE
         from edgekit.export import tflite as tfl
 
         nhwc = ChannelsLast(module)
-        sample_nhwc = sample.permute(0, 2, 3, 1).contiguous()
+        sample_nhwc = to_channels_last(sample)
         fp32_t = build("tflite", "fp32", "model.tflite", lambda c, p: tfl.export_tflite(nhwc, c, p, sample_nhwc))
         if fp16:
             build("tflite", "fp16", "model.fp16.tflite", lambda c, p: tfl.to_fp16(fp32_t, _like(c, fp32_t), p))

@@ -39,6 +39,9 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
     if method not in ("ptq", "qat"):
         raise ConfigError(f"--method must be ptq or qat, got '{method}'")
     trained = load_trained(ckpt)
+    if trained.card.input.frames:
+        raise ConfigError(f"{ckpt} is a clip model: INT8 for clip models is not supported yet "
+                          "(edgekit export gives FP32/FP16 ONNX and TFLite)")
     fuse_if_possible(trained, verbose)
     out = Path(out_dir) if out_dir else default_out_dir(trained.card, "quantize") / method
     if skip_layers == "auto":

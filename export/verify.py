@@ -81,7 +81,7 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
         std = np.asarray(source.input.std, np.float32).reshape(1, 3, 1, 1)
         feed = np.round((x * std + mean) * 255.0).clip(0, 255).astype(np.float32)
     if card.input.layout == "NHWC":
-        feed = np.ascontiguousarray(feed.transpose(0, 2, 3, 1))
+        feed = np.ascontiguousarray(feed.transpose((0, 2, 3, 1) if feed.ndim == 4 else (0, 1, 3, 4, 2)))
     out = predictor.run(feed)
     entry["heads"] = compare_outputs(card, reference, out, targets)
     worst = max(h["rel"] for h in entry["heads"].values())

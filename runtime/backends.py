@@ -118,7 +118,9 @@ class TFLiteBackend(Backend):
         self._plan = None
         self.input_dtype = np.dtype(inp["dtype"])
         self.input_quant = inp["quantization"]  # (scale, zero_point); scale 0 means float
-        self.batch = None  # the batch dimension is resized on demand
+        # the batch dimension is resized on demand, except for clip models ([N, T, H, W, C]): their
+        # graphs fold N * T into constant reshapes, so they run at the batch they were exported with
+        self.batch = None if len(self.input_shape) == 4 else self.input_shape[0]
         self.outputs = sorted(self.interp.get_output_details(), key=tflite_output_position)
 
     def order_outputs(self, heads: list[str]) -> None:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgekit.runtime.predictor import load
 from edgekit.runtime.preprocess import IMAGE_SUFFIXES, InputError, read_image
+from edgekit.runtime.video import VIDEO_SUFFIXES, frame_count, read_frames, video_frames
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 BATCH = 32
 
 
@@ -24,6 +21,8 @@ def run_on_source(model: str | Path, source: str | Path, topk: int = 1, device: 
     source = Path(source)
     if not source.exists():
         raise InputError(f"not found: {source}")
+    if predictor.frames:
+        return _clips_on_source(predictor, source, topk)
     results: list[dict[str, Any]] = []
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -51,26 +50,25 @@ def run_on_source(model: str | Path, source: str | Path, topk: int = 1, device: 
     return [{"source": str(source), "predictions": predictor.predict(read_image(source), topk=topk)[0]}]
 
 
-def video_frames(path: Path, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, BGR frame) for every ``stride``-th frame of a video file."""
-    import cv2
+def _clips_on_source(predictor, source: Path, topk: int) -> list[dict[str, Any]]:
+    """A clip model on a video (one clip: T frames spread over the whole video) or a folder of videos."""
+    from edgekit.card import clip_frame_indices
 
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise InputError(f"cannot open video {path}")
-    index = 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if index % max(1, stride) == 0:
-                yield index, frame
-            index += 1
-    finally:
-        cap.release()
-    if index == 0:
-        raise InputError(f"{path} has no readable frames")
+    videos = sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES) if source.is_dir() else [source]
+    if not videos or any(v.suffix.lower() not in VIDEO_SUFFIXES for v in videos):
+        raise InputError(f"{predictor.path.name} is a clip model ({predictor.frames} frames): give it a video or a "
+                         f"folder of videos ({', '.join(VIDEO_SUFFIXES)}), not {source}")
+    results: list[dict[str, Any]] = []
+    for video in videos:
+        n = frame_count(video)
+        if n is None:
+            results.append({"source": str(video), "error": f"cannot read video {video}"})
+            continue
+        frames = read_frames(video, clip_frame_indices(0, n - 1, predictor.frames))
+        results.append({"source": str(video), "frames": n, "predictions": predictor.predict(frames, topk=topk)[0]})
+    if all("error" in r for r in results):
+        raise InputError(f"no readable video in {source}")
+    return results
 
 
 def format_prediction(pred: dict[str, Any]) -> str:

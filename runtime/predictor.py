@@ -2,7 +2,11 @@
 
 The predictor reads the model card from the file, preprocesses images with it, runs the backend
 and decodes each head: top-k labels with probabilities (classification), labels over a threshold
-(multilabel), a value (regression). Errors in the input (an empty frame, a wrong dtype) raise
+(multilabel), a value (regression). A clip model (``card.input.frames`` = T) takes clips: a list
+of frames (or an ``[F, H, W, 3]`` array) per clip; a clip of F != T frames is sampled down or up
+to T the way training formed clips (the centre frame of each of T equal segments).
+
+Errors in the input (an empty frame, a wrong dtype) raise
 :class:`~edgekit.runtime.preprocess.InputError` and leave the predictor usable, so a long-running
 app can log and go on.
 """
@@ -15,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.card import ModelCard
+from edgekit.card import ModelCard, clip_frame_indices
 from edgekit.runtime.backends import Backend, ModelFileError, TorchBackend, check_card_matches, open_backend
 from edgekit.runtime.metadata import read_card
 from edgekit.runtime.preprocess import InputError, preprocess, read_image
@@ -32,7 +36,10 @@ class Predictor:
         if hasattr(backend, "set_classes"):
             backend.set_classes(card.heads[0].classes)
         self.layout = card.input.layout
+        self.frames = card.input.frames
         self._shape = (3, *card.input.size) if self.layout == "NCHW" else (*card.input.size, 3)
+        if self.frames:
+            self._shape = (self.frames, *self._shape)
         self._heads = card.head_names
         native = card.input.dtype if card.input.quant else "float32"
         self._dtypes = {np.dtype("float32"), np.dtype(native)}
@@ -49,7 +56,7 @@ class Predictor:
         returns for full-INT8 models). This is the hot path: checks are cheap, work is the backend's.
         """
         if not (isinstance(batch, np.ndarray) and batch.shape[1:] == self._shape
-                and batch.dtype in self._dtypes and batch.ndim == 4):
+                and batch.dtype in self._dtypes and batch.ndim == len(self._shape) + 1):
             self._reject(batch)
         fixed = self.backend.batch
         if fixed is None or fixed == len(batch):
@@ -73,8 +80,14 @@ class Predictor:
                          "(use predict() for images)")
 
     def preprocess(self, images: Image | Sequence[Image], color: str = "BGR") -> np.ndarray:
-        """Images (paths, HxWx3 uint8 arrays, or a list of them) -> the model's input batch."""
-        return preprocess(self._frames(images), self.card.input, color)
+        """Images (paths, HxWx3 uint8 arrays, or a list of them) -> the model's input batch.
+
+        Clip models: one clip (a list of frames or an ``[F, H, W, 3]`` array) or a list of clips."""
+        if not self.frames:
+            return preprocess(self._frames(images), self.card.input, color)
+        clips = self._clips(images)
+        flat = preprocess([f for clip in clips for f in clip], self.card.input, color)
+        return flat.reshape(len(clips), *self._shape)
 
     # -- decoded ---------------------------------------------------------------------------------
     def predict(self, images: Image | Sequence[Image], topk: int = 5, color: str = "BGR") -> list[dict[str, Any]]:
@@ -106,6 +119,26 @@ class Predictor:
                 for i in range(n):
                     results[i][head.name] = {"value": float(out[i, 0])}
         return results
+
+    def _clips(self, clips) -> list[list[np.ndarray]]:
+        """One clip or a list of clips -> lists of exactly ``self.frames`` frames each."""
+        one = (isinstance(clips, np.ndarray) and clips.ndim == 4) or (
+            isinstance(clips, Sequence) and len(clips) > 0
+            and all(isinstance(f, (str, Path)) or (isinstance(f, np.ndarray) and f.ndim in (2, 3)) for f in clips))
+        if one:
+            clips = [clips]
+        elif isinstance(clips, np.ndarray) and clips.ndim == 5:
+            clips = list(clips)
+        if not isinstance(clips, Sequence) or isinstance(clips, (str, bytes)) or len(clips) == 0:
+            raise InputError(f"a clip model ({self.frames} frames) takes a clip (a list of frames or an "
+                             "[F, H, W, 3] array) or a list of clips")
+        out = []
+        for i, clip in enumerate(clips):
+            frames = self._frames(clip) if len(clip) else []
+            if not frames:
+                raise InputError(f"clip {i} has no frames")
+            out.append([frames[j] for j in clip_frame_indices(0, len(frames) - 1, self.frames)])
+        return out
 
     def _frames(self, images: Image | Sequence[Image]) -> list[np.ndarray]:
         if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):

@@ -77,3 +77,15 @@ def val_pngs(tmp_path_factory, trained_run):
     for i in range(len(split)):
         split.load(i).save(folder / f"{i:03d}_{split.targets['digit'][i]}.png")
     return folder
+
+
+@pytest.fixture(scope="session")
+def clip_run(tmp_path_factory):
+    """A tiny clip model (4-frame moving digits, attention pooling) trained for one epoch."""
+    from edgekit.config import load_config
+    from edgekit.train.supervised import train
+
+    out = tmp_path_factory.mktemp("clips")
+    cfg = load_config(overrides={**TINY, "data.source": "moving_digits", "data.frames": 4, "data.limit": 64,
+                                 "train.epochs": 1, "out": str(out / "runs"), "name": "clip"})
+    return train(cfg, verbose=False)

@@ -63,7 +63,7 @@ def model_from_checkpoint(path_or_ckpt: str | Path | dict[str, Any]):
 
     ckpt = load_checkpoint(path_or_ckpt) if not isinstance(path_or_ckpt, dict) else path_or_ckpt
     card = card_of(ckpt)
-    model = EdgeModel(card.arch, card.heads)
+    model = EdgeModel(card.arch, card.heads, temporal=card.temporal_spec)
     if card.provenance.get("fused"):
         from timm.utils import reparameterize_model
 

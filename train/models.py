@@ -8,6 +8,7 @@ created with ``num_classes=0`` so it returns its pooled embedding; each head is 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,25 +18,60 @@ from edgekit.errors import CheckpointError, ConfigError, first_line
 
 
 class EdgeModel(nn.Module):
-    """A timm backbone producing a pooled embedding, and one linear layer per named head."""
+    """A timm backbone producing a pooled embedding, and one linear layer per named head.
+
+    With ``temporal`` (``{"frames": T, "pooling": "mean|attention|transformer", "cross": [a, b]}``)
+    it is a clip model: input ``[N, T, 3, H, W]``, the backbone runs on every frame, a temporal
+    head (:mod:`edgekit.train.temporal`) turns the frame embeddings into one clip embedding. With
+    ``cross``, heads ``a`` and ``b`` read their own halves of a cross-task attention embedding.
+    """
 
     def __init__(self, arch: str, heads: list[HeadSpec], drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0) -> None:
+                 drop_path_rate: float = 0.0, temporal: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.arch = arch
         self.head_specs = list(heads)
         self.backbone = create_backbone(arch, drop_path_rate=drop_path_rate)
-        self.embed_dim = embed_dim(self.backbone)
+        self.embed_dim = self.frame_dim = embed_dim(self.backbone)
+        self.temporal_spec = dict(temporal) if temporal else None
+        self.cross: list[str] = []
+        if temporal:
+            from edgekit.train.temporal import CrossTaskAttention, temporal_pool
+
+            frames = int(temporal["frames"])
+            self.cross = list(temporal.get("cross") or [])
+            if self.cross:
+                names = {h.name for h in heads}
+                if len(self.cross) != 2 or not set(self.cross) <= names:
+                    raise ConfigError(f"cross-task attention needs two of the heads {sorted(names)}, got {self.cross}")
+                self.temporal = CrossTaskAttention(self.frame_dim, frames)
+            else:
+                self.temporal = temporal_pool(temporal.get("pooling", "attention"), self.frame_dim, frames)
+            self.embed_dim = self.temporal.out_dim
+        widths = {h.name: self.embed_dim for h in heads}
+        if self.cross:
+            widths.update({name: self.embed_dim // 2 for name in self.cross})
         self.heads = nn.ModuleDict({
-            h.name: nn.Sequential(nn.Dropout(drop_rate), nn.Linear(self.embed_dim, h.outputs)) for h in heads
+            h.name: nn.Sequential(nn.Dropout(drop_rate), nn.Linear(widths[h.name], h.outputs)) for h in heads
         })
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled embedding, ``[N, embed_dim]``."""
-        return self.backbone(x)
+        """The pooled embedding, ``[N, embed_dim]`` (for a clip model: the clip's)."""
+        if self.temporal_spec is None:
+            return self.backbone(x)
+        n, t = x.shape[:2]
+        frames = self.backbone(x.flatten(0, 1)).reshape(n, t, self.frame_dim)
+        return self.temporal(frames)
 
     def forward_heads(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: head(emb) for name, head in self.heads.items()}
+        out = {}
+        half = self.embed_dim // 2
+        for name, head in self.heads.items():
+            if name in self.cross:
+                out[name] = head(emb[:, :half] if name == self.cross[0] else emb[:, half:])
+            else:
+                out[name] = head(emb)
+        return out
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.forward_heads(self.forward_features(x))
@@ -70,9 +106,11 @@ def backbone_data_config(backbone: nn.Module) -> dict:
 
 
 def build_student(arch: str, heads: list[HeadSpec], drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                  weights: str | Path | None = None) -> EdgeModel:
-    """A student: timm ``arch`` with ``heads``; ``weights`` optionally initialises the backbone."""
-    model = EdgeModel(arch, heads, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+                  weights: str | Path | None = None, temporal: dict[str, Any] | None = None) -> EdgeModel:
+    """A student: timm ``arch`` with ``heads``; ``weights`` optionally initialises the backbone.
+
+    ``temporal`` makes it a clip model (see :class:`EdgeModel`)."""
+    model = EdgeModel(arch, heads, drop_rate=drop_rate, drop_path_rate=drop_path_rate, temporal=temporal)
     if weights:
         load_backbone_weights(model.backbone, weights)
     return model

@@ -92,6 +92,11 @@ class Teacher(nn.Module):
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's embedding of a batch; of clips ``[N, T, C, H, W]``, each frame's, averaged
+        over the clip (the teacher sees frames independently)."""
+        if x.ndim == 5:
+            n, t = x.shape[:2]
+            return self.encoder(self.adapt(x.flatten(0, 1))).float().reshape(n, t, -1).mean(dim=1)
         return self.encoder(self.adapt(x)).float()
 
     @torch.no_grad()
@@ -159,14 +164,15 @@ def _timm_teacher(arch: str, weights: str | None, heads: list[HeadSpec], logits:
         model, card, _ = model_from_checkpoint(ckpt)
         if card.arch != arch:
             raise ConfigError(f"--teacher timm:{arch} but {path} holds a {card.arch}")
-        if logits == "probe":
+        clip_pooled = (card.temporal_spec or {}).get("pooling", "mean") != "mean" or bool(model.cross)
+        if logits == "probe" or clip_pooled:  # heads trained on attention-pooled clips do not fit frame averages
             t_heads, src = {}, "none"
         else:
             t_heads = {h: model.heads[h] for h in model.heads if h in {s.name for s in heads}}
             src = "head" if t_heads else "none"
         if size is not None and size != card.input.size[0]:
             raise ConfigError(f"{path} was trained at {card.input.size[0]} px; it cannot be used at {size}")
-        return Teacher(f"timm:{arch}", model.backbone, model.embed_dim, card.input.size[0], card.input.mean,
+        return Teacher(f"timm:{arch}", model.backbone, model.frame_dim, card.input.size[0], card.input.mean,
                        card.input.std, heads=t_heads, logits_from=src, source=str(path))
     backbone = create_backbone(arch)
     load_backbone_weights(backbone, path)

@@ -36,14 +36,21 @@ class HeadsAsTuple(nn.Module):
 
 
 class ChannelsLast(nn.Module):
-    """``module`` fed with NHWC input (what TFLite kernels take; the converter folds the permute)."""
+    """``module`` fed with NHWC input (what TFLite kernels take; the converter folds the permute).
+
+    Clip models take ``[N, T, H, W, C]``."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
 
     def forward(self, x: torch.Tensor):
-        return self.module(x.permute(0, 3, 1, 2))
+        return self.module(x.permute(0, 3, 1, 2) if x.ndim == 4 else x.permute(0, 1, 4, 2, 3))
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """An NCHW batch (or ``[N, T, C, H, W]`` clips) in the channels-last layout :class:`ChannelsLast` takes."""
+    return (x.permute(0, 2, 3, 1) if x.ndim == 4 else x.permute(0, 1, 3, 4, 2)).contiguous()
 
 
 @dataclass
@@ -59,10 +66,12 @@ class Trained:
 
     def sample(self, batch: int = 1) -> torch.Tensor:
         h, w = self.card.input.size
-        return torch.zeros(batch, 3, h, w)
+        frames = self.card.input.frames
+        return torch.zeros(batch, frames, 3, h, w) if frames else torch.zeros(batch, 3, h, w)
 
     def images(self, split: str = "val", limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, dict]:
-        """Preprocessed float32 NCHW images of ``split`` (the card's eval transform) and their targets."""
+        """Preprocessed float32 NCHW images (clips: ``[N, T, C, H, W]``) of ``split`` (the card's eval
+        transform) and their targets."""
         from edgekit.train.data import eval_transform, load_data
 
         if self._data is None:  # decoded and verified once: calibration, fusion checks and parity all come here
@@ -74,7 +83,7 @@ class Trained:
         if limit is not None and limit < len(part):
             ids = np.sort(np.random.default_rng(seed).choice(len(part), limit, replace=False))
         tf = eval_transform(self.card.input)
-        x = np.stack([tf(part.load(int(i))).numpy() for i in ids]).astype(np.float32)
+        x = np.stack([_tensor(tf, part.load(int(i))) for i in ids]).astype(np.float32)
         return x, {k: v[ids] for k, v in part.targets.items()}
 
     def run_config(self):
@@ -92,3 +101,10 @@ def load_trained(path: str | Path) -> Trained:
     if not isinstance(ckpt.get("config"), dict):
         raise CheckpointError(f"{path} has no training config: cannot find its data for verification")
     return Trained(path=Path(path), model=model.float().eval(), card=card, config=ckpt["config"])
+
+
+def _tensor(tf, item) -> np.ndarray:
+    """An image, or a clip (a list of frames), through the eval transform."""
+    if isinstance(item, list):
+        return np.stack([tf(frame).numpy() for frame in item])
+    return tf(item).numpy()

@@ -191,3 +191,22 @@ def test_probe_handles_binary_and_unseen_classes():
     t.fit_probes(emb, {"h": y}, [spec])
     pred = t.heads["h"](torch.from_numpy(emb)).argmax(1).numpy()
     assert (pred == y).mean() > 0.9 and not (pred == 1).any()
+
+
+def test_distill_clips_teacher_sees_frames(tiny_config):
+    """On clips the teacher is a frame model whose outputs are averaged over the clip."""
+    import json
+
+    from edgekit.compress.distill import distill
+    from edgekit.train.checkpoint import card_of, load_checkpoint
+
+    cfg = tiny_config("distill", data__source="moving_digits", data__frames=3, data__limit=48, train__epochs=1,
+                      distill__teacher="timm:test_efficientnet", distill__teacher_epochs=1, distill__views=2,
+                      distill__baseline=False)
+    report = distill(cfg, verbose=False)
+    teacher_card = card_of(load_checkpoint(report.teacher["weights"]))
+    assert teacher_card.input.frames == 3 and teacher_card.temporal["pooling"] == "mean"
+    assert report.teacher["logits_from"] == "head"
+    student = json.loads((report.run_dir / "card.json").read_text())
+    assert student["input"]["frames"] == 3 and student["temporal"]["pooling"] == "attention"
+    assert set(report.student["val"]) >= {"direction/acc"}
