@@ -32,6 +32,10 @@ class CardError(EdgekitError):
     """A model card is missing or incomplete."""
 
 
+class RunError(EdgekitError):
+    """A run folder is missing, unfinished or corrupt (no config.yaml, history.json, card.json, best.pt)."""
+
+
 class DependencyError(EdgekitError):
     """An optional package needed for this command is not installed."""
 

@@ -1,0 +1,534 @@
+"""``edgekit report``: compare finished runs, plot their training, sweep their training-set size.
+
+It lives beside the CLI (like ``quickstart``) because it drives more than one stage: it reads any
+run folder and reruns `train` or `distill` recipes for the sweep.
+
+:func:`report` reads run folders (``runs/<stage>/<name>/`` with ``config.yaml``, ``history.json``,
+``card.json``, ``best.pt``) and writes, atomically, into ``out``:
+
+- ``report.md`` / ``report.json`` / ``report.csv``: one row per run, like the reference experiment
+  summaries: config (epochs, batch, lr, imgsz; frames and temporal pooling for clip models),
+  params, compression (teacher params / student params, for distill runs), the monitored metric at
+  its best epoch and at the final one, the train/val gap there (``overfit_gap`` of the history:
+  train - val, or val - train for lower-is-better metrics), median seconds per epoch, and every
+  final val metric per head.
+- ``curves.png``: train loss and the val monitor metric per epoch, one line per run.
+- with ``fractions``: the sample-efficiency sweep. Each run's own ``config.yaml`` is rerun with
+  ``data.fraction = f`` (a nested, stratified share of its train split) under
+  ``out/sweep/<stage>/<name>-f<f>/`` with the run's own recipe (``edgekit train``, or ``edgekit
+  distill`` without the no-KD baseline, reusing the run's teacher weights). Sweep runs that already
+  finished with the same config are reused, and ``f = 1.0`` is the run itself when it has no
+  fraction, so a second report costs nothing. ``sweep.png`` plots the best val monitor metric
+  against the number of training samples (log x) per run; ``sweep.csv`` and a table in
+  ``report.md`` hold the points.
+
+Reading runs needs no torch; only the sweep (which trains) imports it.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.atomic import write_json, write_text, write_with
+from edgekit.config import RunConfig, load_config
+from edgekit.errors import ConfigError, RunError, first_line
+from edgekit.train.metrics import monitor_key
+
+RUN_FILES = ("config.yaml", "history.json", "card.json", "best.pt")
+PERCENT = ("/acc", "/top5")  # metrics shown as percentages
+
+
+@dataclass
+class Run:
+    """One finished run folder, read back."""
+
+    path: Path
+    cfg: RunConfig
+    history: list[dict[str, Any]]
+    card: dict[str, Any]
+    distill: dict[str, Any] | None = None  # distill.json of distill runs
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def monitor(self) -> tuple[str, str]:
+        key = self.history[-1].get("monitor") or self.card.get("metrics", {}).get("monitor")
+        return monitor_key([], key) if key else ("loss", "min")
+
+
+# -- finding and reading runs --------------------------------------------------------------------
+
+
+def find_runs(paths: list[str | Path], exclude: Path | None = None) -> list[Path]:
+    """Run folders named by ``paths``: run folders, files inside one, glob patterns, or folders holding
+    runs (``runs/train`` or ``runs``). Order kept, duplicates dropped; anything else is a :class:`RunError`."""
+    found: list[Path] = []
+    for raw in paths:
+        text = str(raw)
+        matches = sorted(glob.glob(text)) if any(ch in text for ch in "*?[") else [text]
+        if not matches:
+            raise RunError(f"no run matches {text}")
+        for m in matches:
+            found += _runs_in(Path(m), exclude)
+    seen, runs = set(), []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            runs.append(p)
+    if not runs:
+        raise RunError("no runs given")
+    return runs
+
+
+def _runs_in(path: Path, exclude: Path | None) -> list[Path]:
+    if not path.exists():
+        raise RunError(f"run not found: {path}")
+    if path.is_file():
+        path = path.parent
+    if (path / "config.yaml").is_file():
+        return [path]
+    nested = sorted(p.parent for p in [*path.glob("*/config.yaml"), *path.glob("*/*/config.yaml")])
+    if exclude is not None:
+        ex = exclude.resolve()
+        nested = [p for p in nested if ex not in p.resolve().parents and p.resolve() != ex]
+    if not nested:
+        raise RunError(f"{path} is not a run folder (no config.yaml) and holds no runs")
+    return nested
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a finished run folder; a missing file, an unfinished or a corrupt run is a :class:`RunError`."""
+    path = Path(path)
+    missing = [f for f in RUN_FILES if not (path / f).is_file()]
+    if missing:
+        raise RunError(f"{path} is not a finished run: {', '.join(missing)} missing")
+    try:
+        cfg = load_config(path / "config.yaml")
+    except ConfigError as exc:
+        raise RunError(f"{path}: corrupt config.yaml ({exc})") from None
+    history = _read_json(path / "history.json")
+    card = _read_json(path / "card.json")
+    if not isinstance(history, list) or not all(isinstance(r, dict) and {"epoch", "train", "val"} <= r.keys()
+                                                    for r in history):
+        raise RunError(f"{path}: corrupt history.json (expected one record per epoch)")
+    if not isinstance(card, dict) or "arch" not in card:
+        raise RunError(f"{path}: corrupt card.json (no arch)")
+    if len(history) < cfg.train.epochs:
+        verb = "distill" if cfg.stage == "distill" else "train"
+        raise RunError(f"{path} is unfinished: {len(history)} of {cfg.train.epochs} epochs "
+                       f"(continue it with: edgekit {verb} --resume {path})")
+    distill = _read_json(path / "distill.json") if (path / "distill.json").is_file() else None
+    return Run(path=path, cfg=cfg, history=history, card=card, distill=distill)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path} is corrupt: {first_line(exc)}") from None
+
+
+# -- one row per run -----------------------------------------------------------------------------
+
+
+def summarize(run: Run) -> dict[str, Any]:
+    """The report row of one run (every number read from its files)."""
+    key, mode = run.monitor
+    hist = run.history
+    vals = [(r["epoch"], r["val"].get(key)) for r in hist if r["val"].get(key) is not None]
+    best_epoch, best = None, None
+    if vals:
+        best = (max if mode == "max" else min)(v for _, v in vals)
+        best_epoch = next(e for e, v in vals if v == best)  # the first epoch reaching it, as best.pt holds
+    best_rec = next((r for r in hist if r["epoch"] == best_epoch), None)
+    final = hist[-1]
+    secs = [r["seconds"] for r in hist if r.get("seconds") is not None]
+    prov = run.card.get("provenance", {})
+    teacher = _teacher(run)
+    params = run.card.get("params")
+    cfg = run.cfg
+    config: dict[str, Any] = {"epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
+                              "imgsz": cfg.data.imgsz, "limit": cfg.data.limit, "fraction": cfg.data.fraction}
+    if is_clip(run):
+        config.update(frames=run.card["input"]["frames"],
+                      temporal=(run.card.get("temporal") or {}).get("pooling", cfg.model.temporal))
+    return {
+        "name": run.name, "run_dir": str(run.path), "stage": cfg.stage, "arch": run.card.get("arch", cfg.model.arch),
+        "data": cfg.data.source, "config": config, "params": params,
+        "train_samples": prov.get("train_samples"), "val_samples": prov.get("val_samples"),
+        "teacher": teacher,
+        "compression": teacher["params"] / params if teacher and teacher.get("params") and params else None,
+        "monitor": key, "mode": mode, "epochs_run": len(hist),
+        "best": {"value": best, "epoch": best_epoch,
+                 "train": best_rec["train"].get(key) if best_rec else None,
+                 "gap": best_rec.get("overfit_gap") if best_rec else None},
+        "final": {"value": final["val"].get(key), "epoch": final["epoch"], "train": final["train"].get(key),
+                  "gap": final.get("overfit_gap"), "train_loss": final.get("train_loss"),
+                  "val_loss": final["val"].get("loss")},
+        "seconds_per_epoch": statistics.median(secs) if secs else None,
+        "seconds": sum(secs) if secs else None,
+        "val": final["val"],
+        "curves": {"epoch": [r["epoch"] for r in hist], "train_loss": [r.get("train_loss") for r in hist],
+                   "train": [r["train"].get(key) for r in hist], "val": [r["val"].get(key) for r in hist]},
+    }
+
+
+def is_clip(run: Run) -> bool:
+    """A clip (video) model: its card's input says how many frames it reads (``input.frames``)."""
+    return bool((run.card.get("input") or {}).get("frames"))
+
+
+def _teacher(run: Run) -> dict[str, Any] | None:
+    """Teacher name and params of a distill run: from distill.json, else the teacher run's card."""
+    if run.cfg.stage != "distill":
+        return None
+    if run.distill and "teacher" in run.distill:
+        t = run.distill["teacher"]
+        return {"name": t.get("name"), "params": t.get("params"), "weights": t.get("weights")}
+    prov = run.card.get("provenance", {})
+    weights = teacher_weights(run)
+    params = None
+    if weights is not None and (weights.parent / "card.json").is_file():
+        params = _read_json(weights.parent / "card.json").get("params")
+    return {"name": prov.get("teacher"), "params": params, "weights": str(weights) if weights else None}
+
+
+def teacher_weights(run: Run) -> Path | None:
+    """The teacher weights file a distill run used (a relative path is tried from the cwd, then from the
+    folder holding the run's ``out`` folder)."""
+    raw = run.card.get("provenance", {}).get("teacher_weights") or (run.distill or {}).get("teacher", {}).get(
+        "weights")
+    if not raw:
+        return None
+    p = Path(raw).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    root = run.path.parents[2] if len(run.path.parents) > 2 else Path(".")
+    return root / p if (root / p).exists() else p
+
+
+# -- the sweep -----------------------------------------------------------------------------------
+
+
+def parse_fractions(text: str) -> list[float]:
+    """``"0.1,0.25,0.5,1.0"`` -> sorted unique fractions in (0, 1]."""
+    try:
+        values = sorted({float(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise ConfigError(f"--fractions must be numbers in (0, 1] separated by commas, got '{text}'") from None
+    if not values or any(not 0.0 < v <= 1.0 for v in values):
+        raise ConfigError(f"--fractions must be numbers in (0, 1] separated by commas, got '{text}'")
+    return values
+
+
+def sweep_config(run: Run, fraction: float, out: Path) -> RunConfig:
+    """The run's own config with ``data.fraction = fraction``, written under ``out/sweep``."""
+    cfg = run.cfg.model_copy(deep=True)
+    cfg.data.fraction = fraction
+    cfg.out = str(out / "sweep")
+    cfg.name = f"{run.name}-f{fraction:g}"
+    if cfg.distill is not None:
+        cfg.distill.baseline = False
+        weights = teacher_weights(run)
+        if weights is None or not weights.is_file():
+            raise RunError(f"{run.path}: cannot rerun the distillation, its teacher weights "
+                           f"({weights or 'not recorded'}) are not there")
+        cfg.distill.teacher_weights = str(weights)
+    return cfg
+
+
+def _finished(cfg: RunConfig) -> bool:
+    run = cfg.run_dir
+    if not all((run / f).is_file() for f in RUN_FILES):
+        return False
+    try:
+        history = json.loads((run / "history.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (run / "config.yaml").read_text() == cfg.to_yaml() and len(history) == cfg.train.epochs
+
+
+def _train(cfg: RunConfig, verbose: bool) -> None:
+    """Run the recipe of ``cfg.stage`` (imports torch)."""
+    if cfg.stage == "distill":
+        from edgekit.compress.distill import distill
+
+        distill(cfg, verbose=verbose)
+    elif cfg.stage in ("train", "teacher"):
+        from edgekit.train.supervised import train
+
+        train(cfg, verbose=verbose)
+    else:
+        raise RunError(f"cannot sweep a '{cfg.stage}' run (train, teacher and distill runs only)")
+
+
+def _train_samples(row: dict[str, Any], cfg: RunConfig) -> int:
+    """Training-set size of a run: from its card, else by loading its data (runs older than that field)."""
+    if row.get("train_samples") is not None:
+        return int(row["train_samples"])
+    from edgekit.train.data import load_data
+
+    return len(load_data(cfg.data, cfg.model.heads).train)
+
+
+def sweep(runs: list[Run], fractions: list[float], out: Path, verbose: bool = True) -> list[dict[str, Any]]:
+    """Train (or reuse) every run at every fraction; one point per (run, fraction)."""
+    from edgekit.console import say
+
+    points = []
+    for run in runs:
+        for f in fractions:
+            if f == 1.0 and run.cfg.data.fraction in (None, 1.0):
+                cfg, sweep_run, reused = run.cfg, run, True
+            else:
+                cfg = sweep_config(run, f, out)
+                reused = _finished(cfg)
+                if verbose:
+                    say(f"sweep {run.name} at fraction {f:g}: "
+                        f"{'reusing' if reused else 'training'} {cfg.run_dir}")
+                if not reused:
+                    _train(cfg, verbose)
+                sweep_run = load_run(cfg.run_dir)
+            row = summarize(sweep_run)
+            points.append({"run": run.name, "arch": row["arch"], "fraction": f,
+                           "train_samples": _train_samples(row, cfg), "monitor": row["monitor"],
+                           "best": row["best"]["value"], "best_epoch": row["best"]["epoch"],
+                           "final": row["final"]["value"], "train_final": row["final"]["train"],
+                           "gap": row["final"]["gap"], "seconds": row["seconds"], "run_dir": str(sweep_run.path),
+                           "reused": reused})
+    return points
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def report(paths: list[str | Path], out: str | Path, fractions: list[float] | None = None,
+           verbose: bool = True) -> dict[str, Path]:
+    """Read the runs, optionally sweep them, write report.md/json/csv and the plots; returns the paths.
+
+    The tables are written before the sweep starts (and again with it), so a failed sweep leaves them."""
+    out = Path(out)
+    runs = [load_run(p) for p in find_runs(paths, exclude=out)]
+    rows = [summarize(r) for r in runs]
+    written = write_report(rows, [], out, fractions)
+    if verbose:
+        print_table(rows)
+    if fractions:
+        written = write_report(rows, sweep(runs, fractions, out, verbose), out, fractions)
+    return written
+
+
+def write_report(rows: list[dict[str, Any]], points: list[dict[str, Any]], out: Path,
+                 fractions: list[float] | None = None) -> dict[str, Path]:
+    """report.json / .csv / .md, curves.png and, with sweep points, sweep.png and sweep.csv."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"curves": curves_plot(rows, out / "curves.png")}
+    if points:
+        written["sweep"] = sweep_plot(points, out / "sweep.png")
+        written["sweep_csv"] = write_text(out / "sweep.csv", _csv(points, SWEEP_CSV))
+    written["json"] = write_json(out / "report.json", {"runs": rows, "sweep": points, "fractions": fractions or []})
+    written["csv"] = write_text(out / "report.csv", _csv([flat_row(r) for r in rows], None))
+    written["md"] = write_text(out / "report.md", markdown(rows, points))
+    return written
+
+
+COLUMNS = [("name", "run"), ("stage", "stage"), ("arch", "arch"), ("data", "data"), ("config", "config"),
+           ("params", "params"), ("compression", "compression"), ("monitor", "monitor"), ("best", "best val (epoch)"),
+           ("final", "final val"), ("gap_final", "gap final"), ("gap_best", "gap at best"),
+           ("seconds_per_epoch", "s/epoch")]
+
+
+def flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One CSV row: scalars only, config and val metrics flattened."""
+    flat = {k: row[k] for k in ("name", "stage", "arch", "data", "params", "train_samples", "val_samples",
+                                "compression", "monitor", "seconds_per_epoch", "run_dir")}
+    flat.update({k: v for k, v in row["config"].items()})
+    flat["teacher"] = (row["teacher"] or {}).get("name")
+    flat["teacher_params"] = (row["teacher"] or {}).get("params")
+    flat.update(best_val=row["best"]["value"], best_epoch=row["best"]["epoch"], final_val=row["final"]["value"],
+                gap_final=row["final"]["gap"], gap_best=row["best"]["gap"])
+    flat.update({f"val/{k}": v for k, v in row["val"].items()})
+    return flat
+
+
+SWEEP_CSV = ["run", "arch", "fraction", "train_samples", "monitor", "best", "best_epoch", "final", "train_final",
+             "gap", "seconds", "reused", "run_dir"]
+
+
+def _csv(rows: list[dict[str, Any]], keys: list[str] | None) -> str:
+    if keys is None:
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def fmt_metric(key: str, v: float | None, gap: bool = False) -> str:
+    """Accuracies as percentages (gaps in points), anything else with 4 decimals; ``-`` when missing."""
+    if v is None:
+        return "-"
+    if key.endswith(PERCENT):
+        return f"{v * 100:+.2f} pts" if gap else f"{v * 100:.2f}%"
+    return f"{v:+.4f}" if gap else f"{v:.4f}"
+
+
+def _config_cell(c: dict[str, Any]) -> str:
+    parts = [f"{c['epochs']} ep", f"bs {c['batch_size']}", f"lr {c['lr']:g}", f"{c['imgsz']}px"]
+    if "frames" in c:
+        parts += [f"{c['frames']} frames", c["temporal"]]
+    return ", ".join(parts)
+
+
+def _data_cell(row: dict[str, Any]) -> str:
+    c = row["config"]
+    extra = [f"limit {c['limit']}"] if c.get("limit") else []
+    extra += [f"fraction {c['fraction']:g}"] if c.get("fraction") else []
+    extra += [f"{row['train_samples']} train"] if row.get("train_samples") is not None else []
+    return row["data"] + (f" ({', '.join(extra)})" if extra else "")
+
+
+def cells(row: dict[str, Any]) -> list[str]:
+    """The Markdown / console cells of one run (in COLUMNS order)."""
+    key = row["monitor"]
+    t = row["teacher"]
+    comp = (f"{row['compression']:.1f}x ({t['params'] / 1e6:.2f} M teacher)" if row["compression"] else
+            ("n/a (teacher params unknown)" if t else "-"))
+    params = f"{row['params'] / 1e6:.2f} M" if row["params"] else "-"
+    best = f"{fmt_metric(key, row['best']['value'])} ({row['best']['epoch']})"
+    spe = f"{row['seconds_per_epoch']:.1f}" if row["seconds_per_epoch"] is not None else "-"
+    return [row["name"], row["stage"], row["arch"], _data_cell(row), _config_cell(row["config"]), params, comp, key,
+            best, fmt_metric(key, row["final"]["value"]), fmt_metric(key, row["final"]["gap"], gap=True),
+            fmt_metric(key, row["best"]["gap"], gap=True), spe]
+
+
+def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+            + ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in body])
+
+
+def markdown(rows: list[dict[str, Any]], points: list[dict[str, Any]]) -> str:
+    """report.md: the run table, final val metrics per head, curves, and the sweep when there is one."""
+    md = ["# edgekit report", "", f"{len(rows)} run(s): " + ", ".join(f"`{r['run_dir']}`" for r in rows), "",
+          "## Runs", ""]
+    md += _md_table([t for _, t in COLUMNS], [cells(r) for r in rows])
+    keys = list(dict.fromkeys(k for r in rows for k in r["val"]))
+    md += ["", "## Final val metrics", ""]
+    md += _md_table(["run", *keys], [[r["name"], *(fmt_metric(k, r["val"].get(k)) for k in keys)] for r in rows])
+    md += ["", "## Training curves", "", "![training curves](curves.png)", ""]
+    if points:
+        md += ["## Sample efficiency", "",
+               "Each run's config retrained on a nested, stratified share of its training split "
+               "(`data.fraction`); val is the best epoch's.", ""]
+        body = [[p["run"], f"{p['fraction']:g}", f"{p['train_samples']:,}", fmt_metric(p["monitor"], p["train_final"]),
+                 f"{fmt_metric(p['monitor'], p['best'])} ({p['best_epoch']})", fmt_metric(p["monitor"], p["final"]),
+                 fmt_metric(p["monitor"], p["gap"], gap=True), f"{p['seconds']:.0f} s" if p["seconds"] else "-"]
+                for p in points]
+        md += _md_table(["run", "fraction", "train samples", "final train", "best val (epoch)", "final val",
+                         "overfitting gap", "training time"], body)
+        md += ["", "![sample efficiency](sweep.png)", ""]
+    md += ["## Notes", "",
+           "- best val: the monitored val metric at the epoch `best.pt` holds; final val: at the last epoch.",
+           "- gap: train - val of the monitored metric at that epoch (val - train for lower-is-better metrics), "
+           "as `overfit_gap` in history.json; train metrics are measured on augmented batches while training.",
+           "- compression: teacher params / student params (distill runs).",
+           "- s/epoch: median wall-clock seconds per epoch, validation included.", ""]
+    return "\n".join(md)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from edgekit.console import console
+
+    table = Table(title="edgekit report")
+    keep = ("run", "arch", "params", "compression", "monitor", "best val (epoch)", "final val", "gap final", "s/epoch")
+    idx = [i for i, (_, t) in enumerate(COLUMNS) if t in keep]
+    for i in idx:
+        table.add_column(COLUMNS[i][1], justify="left" if i < 3 else "right")
+    for r in rows:
+        c = cells(r)
+        table.add_row(*[c[i] for i in idx])
+    console().print(table)
+
+
+# -- plots ---------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    _plt().close(fig)
+    return write_with(path, lambda fh: fh.write(buf.getvalue()))
+
+
+def _scale(key: str) -> float:
+    return 100.0 if key.endswith(PERCENT) else 1.0
+
+
+def curves_plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Train loss (left) and the val monitor metric (right; train dashed) per epoch, one colour per run."""
+    plt = _plt()
+    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
+    colors = plt.get_cmap("tab10")
+    for i, r in enumerate(rows):
+        c, k = r["curves"], r["monitor"]
+        s = _scale(k)
+        ax_l.plot(c["epoch"], c["train_loss"], marker="o", ms=3, color=colors(i % 10), label=r["name"])
+        ax_m.plot(c["epoch"], [None if v is None else v * s for v in c["val"]], marker="o", ms=3,
+                  color=colors(i % 10), label=f"{r['name']} val")
+        ax_m.plot(c["epoch"], [None if v is None else v * s for v in c["train"]], ls="--", lw=1,
+                  color=colors(i % 10), alpha=0.6, label=f"{r['name']} train")
+    monitors = sorted({r["monitor"] for r in rows})
+    ax_l.set(xlabel="epoch", ylabel="train loss", title="train loss")
+    ax_m.set(xlabel="epoch", ylabel=", ".join(f"{m}{' (%)' if _scale(m) != 1 else ''}" for m in monitors),
+             title="val (solid) and train (dashed)")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax_l, ax_m):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def sweep_plot(points: list[dict[str, Any]], path: Path) -> Path:
+    """Best val monitor metric vs training-set size (log x), one line per run."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
+    colors = plt.get_cmap("tab10")
+    for i, name in enumerate(dict.fromkeys(p["run"] for p in points)):
+        mine = sorted((p for p in points if p["run"] == name), key=lambda p: p["train_samples"])
+        s = _scale(mine[0]["monitor"])
+        ax.plot([p["train_samples"] for p in mine], [None if p["best"] is None else p["best"] * s for p in mine],
+                marker="o", color=colors(i % 10), label=f"{name} ({mine[0]['arch']})")
+    monitors = sorted({p["monitor"] for p in points})
+    ax.set_xscale("log")
+    ax.set(xlabel="training samples (log scale)",
+           ylabel="best val " + ", ".join(f"{m}{' (%)' if _scale(m) != 1 else ''}" for m in monitors),
+           title="sample efficiency")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
