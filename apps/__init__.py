@@ -1,2 +1,5 @@
-"""edgekit.apps: the webcam classifier and retail-kiosk demos (edgekit.runtime + OpenCV, never
-torch). Not built yet: no app ships in this version."""
+"""edgekit.apps: demos that run exported models through edgekit.runtime + OpenCV, never torch.
+
+``webcam`` classifies camera / video / folder frames live; ``kiosk`` detects faces, estimates age /
+gender / emotion per face and counts visitors. CLI: ``edgekit demo webcam|kiosk``.
+"""

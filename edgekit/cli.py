@@ -29,7 +29,9 @@ app = typer.Typer(
 
 # -- options shared by train and distill -----------------------------------------------------------
 Config = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (e.g. a run's config.yaml).")]
-Data = Annotated[str | None, typer.Option(help="'digits' (embedded), an ImageFolder root (train/ val/) or a CSV.")]
+Data = Annotated[str | None, typer.Option(
+    help="'digits' (embedded), an ImageFolder root (train/ val/) or a CSV; clips: 'moving_digits' (embedded) or a "
+         "CSV of video,start_frame,stop_frame,label (or verb_class,noun_class).")]
 Val = Annotated[str | None, typer.Option(help="Validation CSV (for a CSV --data; default: a stratified split).")]
 Model = Annotated[str | None, typer.Option("--model", "-m", help="timm model name of the student.")]
 Heads = Annotated[str | None, typer.Option(
@@ -49,6 +51,10 @@ NoAug = Annotated[bool, typer.Option("--no-augment", help="Train without augment
 Resume = Annotated[Path | None, typer.Option(help="Continue the run in this folder from its last.pt.")]
 Sets = Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set train.weight_decay=0.01")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+Frames = Annotated[int | None, typer.Option(help="Clips: frames per clip (default 8).")]
+Temporal = Annotated[str | None, typer.Option(help="Clips: how frames are pooled: mean, attention or transformer.")]
+Cross = Annotated[bool, typer.Option("--cross-attention",
+                                     help="Clips with two heads (verb, noun): cross-task attention.")]
 Ckpt = Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")]
 Target = Annotated[str, typer.Option(help="onnx, tflite, coreml, all, or a comma list.")]
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
@@ -62,12 +68,15 @@ def _overrides(**kw) -> dict:
             "teacher": "distill.teacher", "teacher_weights": "distill.teacher_weights",
             "teacher_logits": "distill.teacher_logits", "teacher_epochs": "distill.teacher_epochs",
             "alpha": "distill.alpha", "beta": "distill.beta", "gamma": "distill.gamma",
-            "temperature": "distill.temperature", "feature_loss": "distill.feature_loss", "views": "distill.views"}
+            "temperature": "distill.temperature", "feature_loss": "distill.feature_loss", "views": "distill.views",
+            "frames": "data.frames", "temporal": "model.temporal"}
     out = {keys[k]: v for k, v in kw.items() if k in keys and v is not None}
     if kw.get("skip_bad"):
         out["data.skip_bad"] = True
     if kw.get("no_augment"):
         out["data.augment.enabled"] = False
+    if kw.get("cross_attention"):
+        out["model.cross_attention"] = True
     if kw.get("heads"):
         from edgekit.config import parse_heads
 
@@ -80,12 +89,15 @@ def _overrides(**kw) -> dict:
              "  edgekit train --model resnet18 --epochs 5 --name teacher\n\n"
              "  edgekit train --data ~/faces.csv --heads 'age:regression,gender,emotion' --imgsz 96\n\n"
              "  edgekit train --resume runs/train/digits-mobileone_s0\n\n"
+             "  edgekit train --data moving_digits --model mobilevit_xxs --temporal attention   # 8-frame clips\n\n"
+             "  edgekit train --data epic.csv --frames 8 --temporal transformer --cross-attention  # verb + noun\n\n"
              "  torchrun --nproc_per_node 2 -m edgekit train --device cpu   # DDP")
 def train(config: Config = None, data: Data = None, val: Val = None, model: Model = None, heads: Heads = None,
           imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
           device: Device = None, seed: Seed = None, name: Name = None, out: Out = None, workers: Workers = None,
           skip_bad: SkipBad = False, no_augment: NoAug = False, resume: Resume = None, set_: Sets = None,
-          quiet: Quiet = False) -> None:
+          quiet: Quiet = False, frames: Frames = None, temporal: Temporal = None, cross_attention: Cross = False
+          ) -> None:
     """Train a model on labels. Writes runs/train/NAME/ (best.pt, last.pt, history.json, card.json)."""
     from edgekit.config import load_config
     from edgekit.train.supervised import resume_config
@@ -109,7 +121,7 @@ def distill(config: Config = None, data: Data = None, val: Val = None, model: Mo
             imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
             device: Device = None, seed: Seed = None, name: Name = None, out: Out = None, workers: Workers = None,
             skip_bad: SkipBad = False, no_augment: NoAug = False, resume: Resume = None, set_: Sets = None,
-            quiet: Quiet = False,
+            quiet: Quiet = False, frames: Frames = None, temporal: Temporal = None, cross_attention: Cross = False,
             teacher: Annotated[str | None, typer.Option(
                 help="timm:<name> or open_clip:<arch>[:<pretrained tag>] (default timm:resnet18).")] = None,
             teacher_weights: Annotated[str | None, typer.Option(
@@ -281,6 +293,92 @@ def quickstart(out: Annotated[str, typer.Option(help="Folder for all runs; the r
     from edgekit.quickstart import quickstart as run_quickstart
 
     typer.echo(str(run_quickstart(out, fresh, tuple(parse_batches(batch)), seconds)))
+
+
+@app.command(epilog="Examples:\n\n"
+             "  edgekit report runs/train/m0 runs/train/te          # tables + training curves -> runs/report/\n\n"
+             "  edgekit report runs/train/* --out runs/report/train  # every run of a stage\n\n"
+             "  edgekit report runs/distill                          # a folder holding runs\n\n"
+             "  edgekit report runs/train/m0 runs/train/te --fractions 0.1,0.25,0.5,1.0   # + sample efficiency")
+def report(runs: Annotated[list[Path], typer.Argument(
+               help="Run folders (runs/<stage>/<name>), or folders holding runs.")],
+           out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/report"),
+           fractions: Annotated[str | None, typer.Option(
+               help="Sample-efficiency sweep: retrain each run on these shares of its training set "
+                    "(finished sweep runs are reused), e.g. 0.1,0.25,0.5,1.0.")] = None,
+           quiet: Quiet = False) -> None:
+    """Compare finished runs: report.md/json/csv tables, training curves and a sample-efficiency sweep (PNG)."""
+    from edgekit.report import parse_fractions
+    from edgekit.report import report as run_report
+
+    paths = run_report(runs, out, parse_fractions(fractions) if fractions else None, verbose=not quiet)
+    for p in paths.values():
+        typer.echo(str(p))
+
+
+# -- demos: the apps run exported models through edgekit.runtime (no torch) -----------------------
+demo_app = typer.Typer(help="Demos on exported models (no torch): a webcam classifier and a retail-kiosk "
+                            "face analyzer.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+DemoModel = Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx, .tflite (or .mlpackage).")]
+DemoSource = Annotated[str, typer.Option(help="Camera index (0), a video file or a folder of images.")]
+Headless = Annotated[bool, typer.Option("--headless", help="No window: write the annotated video, log and summary.")]
+DemoOut = Annotated[Path | None, typer.Option(
+    help="Annotated video (.mp4); default with --headless: runs/demo/APP/annotated.mp4.")]
+DemoLog = Annotated[Path | None, typer.Option(help="JSON-lines log, one record per inference "
+                                                   "(default with --headless: next to the video).")]
+Every = Annotated[int, typer.Option(help="Run the model on every N-th frame (others reuse the last result).")]
+Threads = Annotated[int | None, typer.Option(help="CPU threads of the backend (default: all).")]
+MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many frames.")]
+DemoDevice = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
+
+
+@demo_app.command(epilog="Examples:\n\n"
+                  "  edgekit demo webcam --model model.int8.tflite                 # camera 0, in a window\n\n"
+                  "  edgekit demo webcam -m model.int8.onnx --source clip.mp4 --headless --out out.mp4\n\n"
+                  "  edgekit demo webcam -m model.onnx --source photos/ --headless --every 2 --topk 1")
+def webcam(model: DemoModel, source: DemoSource = "0", headless: Headless = False, out: DemoOut = None,
+           log: DemoLog = None, every: Every = 1,
+           topk: Annotated[int, typer.Option(help="Labels shown per classification head.")] = 3,
+           threads: Threads = None, device: DemoDevice = "auto", max_frames: MaxFrames = None,
+           quiet: Quiet = False) -> None:
+    """Classify camera / video / folder frames live: top-k labels, confidence, FPS and latency on each frame."""
+    from edgekit.apps.webcam import run_webcam
+
+    run_webcam(model, source, headless=headless, out=out, log=log, every=every, topk=topk, threads=threads,
+               device=device, max_frames=max_frames, verbose=not quiet)
+
+
+@demo_app.command(epilog="Examples:\n\n"
+                  "  edgekit demo kiosk --model faces.onnx                          # camera 0, Haar cascade\n\n"
+                  "  edgekit demo kiosk -m faces.int8.onnx --source store.mp4 --headless --report runs/kiosk/day1\n\n"
+                  "  edgekit demo kiosk -m faces.onnx --detector face_detection_yunet_2023mar.onnx "
+                  "--save-crops crops/")
+def kiosk(model: DemoModel, source: DemoSource = "0", headless: Headless = False, out: DemoOut = None,
+          log: DemoLog = None,
+          report: Annotated[Path | None, typer.Option(
+              help="Analytics report base path: writes PATH.json (totals, visitors) and PATH.csv (one row per "
+                   "visitor); default next to the video.")] = None,
+          detector: Annotated[Path | None, typer.Option(
+              help="YuNet face detector .onnx (cv2.FaceDetectorYN); default: OpenCV's Haar cascade.")] = None,
+          save_crops: Annotated[Path | None, typer.Option(
+              help="Save each face crop here (off by default: no face image is written).")] = None,
+          show_faces: Annotated[bool, typer.Option(
+              "--show-faces", help="Do not pixelate faces in the written video.")] = False,
+          every: Every = 1,
+          scan_every: Annotated[int, typer.Option(
+              help="Haar: scan the whole frame every N-th processed frame (new faces); in between, search only "
+                   "around tracked faces.")] = 5,
+          threads: Threads = None, device: DemoDevice = "auto", max_frames: MaxFrames = None,
+          min_hits: Annotated[int, typer.Option(help="Detections before a tracked face counts as a visitor.")] = 3,
+          quiet: Quiet = False) -> None:
+    """Detect faces, estimate age / gender / emotion per face, count visitors and dwell time (report + panel)."""
+    from edgekit.apps.kiosk import run_kiosk
+
+    run_kiosk(model, source, headless=headless, out=out, log=log, report=report, detector=detector,
+              save_crops=save_crops, show_faces=show_faces, every=every, scan_every=scan_every, threads=threads,
+              device=device, max_frames=max_frames, min_hits=min_hits, verbose=not quiet)
 
 
 def _split(text: str) -> list[str]:

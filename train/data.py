@@ -12,6 +12,7 @@ import contextlib
 import csv
 import math
 import random
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from edgekit.card import HeadSpec, InputSpec
 from edgekit.config import DataConfig, HeadConfig
 from edgekit.errors import ConfigError, DataError
+from edgekit.train.clips import MOVING_DIGITS, clip_csv, is_clip_csv, moving_digits
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DIGITS_HEAD = "digit"
@@ -36,24 +38,35 @@ _AUG_DEFAULTS = {
                "re_prob": 0.0},
     "images": {"scale": (0.5, 1.0), "ratio": (3 / 4, 4 / 3), "hflip": 0.5, "vflip": 0.0, "color_jitter": 0.3,
                "re_prob": 0.0},
+    # video clips: a mirrored clip can change its label (a direction, "swipe left"), so no flips by default
+    "clips": {"scale": (0.5, 1.0), "ratio": (3 / 4, 4 / 3), "hflip": 0.0, "vflip": 0.0, "color_jitter": 0.3,
+              "re_prob": 0.0},
+    # face crops (FER2013, UTKFace): mirrored faces are faces; keep most of the face in the crop
+    "faces": {"scale": (0.7, 1.0), "ratio": (0.9, 1.1), "hflip": 0.5, "vflip": 0.0, "color_jitter": 0.15,
+              "re_prob": 0.0},
 }
 
 
 @dataclass
 class Split:
-    """One split of a dataset: how to load image ``i`` and its targets per head."""
+    """One split of a dataset: how to load image ``i`` (a clip: a list of frames) and its targets.
+
+    ``seeded`` splits take the sample's seed, ``load(i, seed)``, for random frame sampling.
+    """
 
     names: list[str]  # file paths, or "digits[i]" for the embedded set
-    load: Callable[[int], Image.Image]
+    load: Callable[..., Image.Image | list[Image.Image]]
     targets: dict[str, np.ndarray]  # int64 (-1 missing) / float32 (NaN missing) / float32 [N, C]
+    seeded: bool = False
 
     def __len__(self) -> int:
         return len(self.names)
 
     def subset(self, ids: np.ndarray) -> Split:
         ids = np.asarray(ids)
-        return Split(names=[self.names[i] for i in ids], load=lambda i, ids=ids, load=self.load: load(int(ids[i])),
-                     targets={k: v[ids] for k, v in self.targets.items()})
+        return Split(names=[self.names[i] for i in ids],
+                     load=lambda i, *seed, ids=ids, load=self.load: load(int(ids[i]), *seed),
+                     targets={k: v[ids] for k, v in self.targets.items()}, seeded=self.seeded)
 
 
 @dataclass
@@ -63,8 +76,9 @@ class DataBundle:
     train: Split
     val: Split
     heads: list[HeadSpec]
-    kind: str  # "digits" or "images"
+    kind: str  # "digits", "images", "faces" or "clips": picks augmentation defaults
     skipped: list[str] = field(default_factory=list)
+    frames: int | None = None  # clip datasets: frames per sample
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,19 +87,9 @@ class DataBundle:
 
 
 def load_data(cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
-    """Load the dataset ``cfg.source`` names: ``digits``, an ImageFolder root or a CSV file."""
-    src = cfg.source
-    path = Path(src)
-    if src == "digits":
-        bundle = _digits(cfg, heads)
-    elif not path.exists():
-        raise DataError(f"dataset not found: {src} (expected 'digits', an ImageFolder root or a CSV file)")
-    elif path.is_dir():
-        bundle = _image_folder(path, cfg, heads)
-    elif path.suffix.lower() == ".csv":
-        bundle = _csv(path, cfg, heads)
-    else:
-        raise DataError(f"dataset {src} is neither a folder nor a .csv file")
+    """Load the dataset ``cfg.source`` names: ``digits``, an ImageFolder root, a CSV file, FER2013's
+    ``fer2013.csv``, a UTKFace folder, or several of them joined with ``+`` (``utk/+fer2013.csv``)."""
+    bundle = _combined(cfg, heads) if _parts(cfg.source) else _load_source(cfg.source, cfg, heads)
     if cfg.limit:
         rng = np.random.default_rng(0)
         for name, n in (("train", cfg.limit), ("val", max(1, cfg.limit // 4))):
@@ -94,7 +98,28 @@ def load_data(cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
                 setattr(bundle, name, split.subset(np.sort(rng.choice(len(split), n, replace=False))))
     if cfg.fraction is not None and cfg.fraction < 1.0:
         bundle.train = _fraction(bundle.train, bundle.heads, cfg.fraction)
+    missing = [h.name for h in heads if h.name not in {s.name for s in bundle.heads}]
+    if missing:
+        raise ConfigError(f"no head {', '.join(missing)} in {cfg.source} (it provides "
+                          f"{', '.join(s.name for s in bundle.heads)})")
     return bundle
+
+
+def _load_source(src: str, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
+    path = Path(src)
+    if src == "digits":
+        return _digits(cfg, heads)
+    if src == MOVING_DIGITS:
+        return moving_digits(cfg, heads)
+    if not path.exists():
+        raise DataError(f"dataset not found: {src} (expected 'digits', an ImageFolder root or a CSV file)")
+    if path.is_dir():
+        return _utkface(path, cfg, heads) if _is_utkface(path) else _image_folder(path, cfg, heads)
+    if path.suffix.lower() == ".csv":
+        if is_clip_csv(path):
+            return clip_csv(path, cfg, heads)
+        return _fer2013(path, cfg, heads) if _is_fer2013(path) else _csv(path, cfg, heads)
+    raise DataError(f"dataset {src} is neither a folder nor a .csv file")
 
 
 def _fraction(split: Split, heads: list[HeadSpec], fraction: float) -> Split:
@@ -220,17 +245,8 @@ def _csv(path: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
             raise ConfigError(f"{path} has label columns {label_cols}: say which heads they are with "
                               "--heads name:kind,... (kind: classification, multilabel, regression)")
         heads = [HeadConfig(name=label_cols[0], kind="classification")]
-    for h in heads:
-        if (h.column or h.name) not in columns:
-            raise DataError(f"{path} has no column '{h.column or h.name}' for head '{h.name}' (columns: {columns})")
-
-    if cfg.val:
-        val_rows, _ = _read_csv(Path(cfg.val), need=[h.column or h.name for h in heads])
-    else:
-        first = next((h for h in heads if h.kind == "classification"), None)
-        strat = [r[first.column or first.name] for r in rows] if first else [""] * len(rows)
-        rows, _, val_rows, _ = _split_lists(rows, strat, cfg.val_fraction)
-    specs = [_head_spec(h, rows, path) for h in heads]
+    rows, val_rows, specs = split_rows(path, rows, columns, heads, cfg,
+                                       lambda p: _read_csv(p, need=[h.column or h.name for h in heads]))
     skipped: list[str] = []
 
     def build(rows: list[dict[str, str]], where: Path) -> Split:
@@ -246,22 +262,49 @@ def _csv(path: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
     return DataBundle(train=train, val=val, heads=specs, kind="images", skipped=skipped)
 
 
-def _read_csv(path: Path, need: list[str] | None = None) -> tuple[list[dict[str, str]], list[str]]:
+def split_rows(path: Path, rows: list[dict[str, str]], columns: list[str], heads: list[HeadConfig], cfg: DataConfig,
+               read_val: Callable[[Path], tuple[list[dict[str, str]], list[str]]]):
+    """``(train rows, val rows, head specs)`` of a label CSV: every head needs its column; val rows
+    come from ``cfg.val`` (read with ``read_val``) or a split stratified by the first classifier."""
+    for h in heads:
+        if (h.column or h.name) not in columns:
+            raise DataError(f"{path} has no column '{h.column or h.name}' for head '{h.name}' (columns: {columns})")
+    if cfg.val:
+        val_rows, _ = read_val(Path(cfg.val))
+    else:
+        first = next((h for h in heads if h.kind == "classification"), None)
+        strat = [r[first.column or first.name] for r in rows] if first else [""] * len(rows)
+        rows, _, val_rows, _ = _split_lists(rows, strat, cfg.val_fraction)
+    return rows, val_rows, [_head_spec(h, rows, path) for h in heads]
+
+
+def _read_csv(path: Path, need: list[str] | None = None, required: tuple[str, ...] = ("path",),
+              files: tuple[str, ...] = ("path",), frames: tuple[str, ...] = ()
+              ) -> tuple[list[dict[str, str]], list[str]]:
+    """Rows of a label CSV: ``required`` columns present and non-empty in every row, ``files``
+    columns resolved relative to the CSV's folder, ``frames`` columns frame numbers."""
     if not path.is_file():
         raise DataError(f"CSV file not found: {path}")
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             columns = [c.strip() for c in (reader.fieldnames or [])]
-            if "path" not in columns:
-                raise DataError(f"{path} needs a header row with a 'path' column (got {columns or 'nothing'})")
+            if any(c not in columns for c in required):
+                names = ", ".join(f"'{c}'" for c in required)
+                raise DataError(f"{path} needs a header row with the {names} column{'s' * (len(required) > 1)} "
+                                f"(got {columns or 'nothing'})")
             rows = []
             for line, raw in enumerate(reader, start=2):
                 row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-                if not row.get("path"):
-                    raise DataError(f"{path}:{line}: empty 'path'")
-                p = Path(row["path"])
-                row["path"] = str(p if p.is_absolute() else path.parent / p)
+                for c in required:
+                    if not row.get(c):
+                        raise DataError(f"{path}:{line}: empty '{c}'")
+                for c in frames:
+                    if not row[c].isdigit():
+                        raise DataError(f"{path}:{line}: {c} must be a frame number, got '{row[c]}'")
+                for c in files:
+                    p = Path(row[c])
+                    row[c] = str(p if p.is_absolute() else path.parent / p)
                 rows.append(row)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not a UTF-8 text CSV ({exc.reason})") from exc
@@ -369,6 +412,214 @@ def _file_split(paths: list[str], targets: dict[str, np.ndarray]) -> Split:
 
 
 # ----------------------------------------------------------------------------------------------
+# Face datasets (the kiosk's multi-task model) and combined sources
+# ----------------------------------------------------------------------------------------------
+
+FER_EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+FER_SIZE = 48  # FER2013 faces are 48x48 grey
+UTK_GENDERS = ["male", "female"]
+UTK_RACES = ["white", "black", "asian", "indian", "other"]
+_UTK_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_\d+")  # age_gender_race_date*.jpg
+
+
+def _face_heads(available: list[HeadSpec], default: list[str], heads: list[HeadConfig], source: Path) -> list[HeadSpec]:
+    """The heads a face source provides: ``default`` when no heads are configured, else the configured
+    heads it knows (heads it does not know may come from another source joined with ``+``)."""
+    known = {h.name: h for h in available}
+    if not heads:
+        return [known[n] for n in default]
+    picked = []
+    for h in heads:
+        if h.name in known:
+            if h.kind != known[h.name].kind:
+                raise ConfigError(f"head '{h.name}' of {source} is {known[h.name].kind}, not {h.kind}")
+            picked.append(known[h.name])
+    if not picked:
+        raise ConfigError(f"{source} provides the heads {', '.join(known)}; none of them is configured "
+                          f"(heads: {', '.join(h.name for h in heads)})")
+    return picked
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names of a CSV, stripped and lower-cased (empty when it cannot be read)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return [c.strip().lower() for c in next(csv.reader(fh), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _is_fer2013(path: Path) -> bool:
+    """A CSV whose header has ``emotion`` and ``pixels`` columns: FER2013's own layout."""
+    return {"emotion", "pixels"} <= set(csv_header(path))
+
+
+def _fer2013(path: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
+    """FER2013's ``fer2013.csv``: ``emotion,pixels,Usage`` rows of 48x48 grey faces (pixels as a
+    space-separated string). Usage ``Training`` is train, ``PublicTest``/``PrivateTest`` val; without
+    a Usage column (or without val rows) a stratified split. Head ``emotion`` (7 classes)."""
+    specs = _face_heads([HeadSpec(name="emotion", kind="classification", classes=FER_EMOTIONS)], ["emotion"],
+                        heads, path)
+    skipped: list[str] = []
+
+    def read(csv_path: Path) -> tuple[list[str], np.ndarray, list[int], list[str]]:
+        names, pixels, labels, usage = [], [], [], []
+        try:
+            with csv_path.open(newline="", encoding="utf-8") as fh:
+                for line, raw in enumerate(csv.DictReader(fh), start=2):
+                    row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
+                    where = f"{csv_path}:{line}"
+                    reason = _fer_row_problem(row)
+                    if reason is not None:
+                        if cfg.skip_bad:
+                            skipped.append(where)
+                            continue
+                        raise DataError(f"{where}: {reason} (pass --skip-bad to skip bad rows)")
+                    names.append(where)
+                    pixels.append(np.asarray(row["pixels"].split(), np.int64).astype(np.uint8))
+                    labels.append(int(row["emotion"]))
+                    usage.append(row.get("usage", "").lower())
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{csv_path} is not a UTF-8 text CSV ({exc.reason})") from exc
+        except csv.Error as exc:
+            raise DataError(f"{csv_path} is not a valid CSV: {exc}") from exc
+        if not names:
+            raise DataError(f"{csv_path} has no usable rows")
+        faces = np.stack(pixels).reshape(-1, FER_SIZE, FER_SIZE)
+        return names, faces, labels, usage
+
+    names, faces, labels, usage = read(path)
+    if cfg.val:
+        v_names, v_faces, v_labels, _ = read(Path(cfg.val))
+        names, faces, labels = names + v_names, np.concatenate([faces, v_faces]), labels + v_labels
+        tr, va = list(range(len(usage))), list(range(len(usage), len(names)))
+    else:
+        unknown = sorted({u for u in usage if u not in ("training", "publictest", "privatetest", "")})
+        if unknown:
+            raise DataError(f"{path}: unknown Usage value(s) {unknown} (expected Training, PublicTest, PrivateTest)")
+        tr = [i for i, u in enumerate(usage) if u != "publictest" and u != "privatetest"]
+        va = [i for i, u in enumerate(usage) if u in ("publictest", "privatetest")]
+        if not va:  # no Usage column, or training rows only
+            tr, _, va, _ = _split_lists(tr, [labels[i] for i in tr], cfg.val_fraction)
+        if not tr:
+            raise DataError(f"{path} has no Training rows")
+    labels_arr = np.asarray(labels, np.int64)
+
+    def split(ids: list[int]) -> Split:
+        ids_arr = np.asarray(ids, np.int64)
+        return Split(names=[names[i] for i in ids_arr],
+                     load=lambda i, ids=ids_arr: Image.fromarray(faces[ids[i]], mode="L").convert("RGB"),
+                     targets={"emotion": labels_arr[ids_arr]})
+
+    return DataBundle(train=split(tr), val=split(va), heads=specs, kind="faces", skipped=skipped)
+
+
+def _fer_row_problem(row: dict[str, str]) -> str | None:
+    if "emotion" not in row or "pixels" not in row:
+        return "missing emotion or pixels"
+    if not row["emotion"].isdigit() or not 0 <= int(row["emotion"]) < len(FER_EMOTIONS):
+        return f"emotion '{row['emotion']}' is not a class index 0..{len(FER_EMOTIONS) - 1}"
+    values = row["pixels"].split()
+    if len(values) != FER_SIZE * FER_SIZE:
+        return f"pixels has {len(values)} values, expected {FER_SIZE * FER_SIZE} (48x48)"
+    if not all(v.isdigit() and int(v) <= 255 for v in values):
+        return "pixels must be integers 0..255"
+    return None
+
+
+def _is_utkface(folder: Path) -> bool:
+    """A flat folder (no ``train/``) holding images named ``age_gender_race_date*.jpg``."""
+    if (folder / "train").is_dir():
+        return False
+    return any(_UTK_NAME.match(p.name) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _utkface(folder: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
+    """UTKFace: ``age_gender_race_date.jpg`` (gender 0 male / 1 female; race 0-4) in one folder.
+
+    Heads ``age`` (regression) and ``gender`` by default, ``race`` when configured; a stratified
+    split by gender. A file named otherwise is an error naming it (or skipped with ``--skip-bad``).
+    """
+    available = [HeadSpec(name="age", kind="regression"),
+                 HeadSpec(name="gender", kind="classification", classes=UTK_GENDERS),
+                 HeadSpec(name="race", kind="classification", classes=UTK_RACES)]
+    specs = _face_heads(available, ["age", "gender"], heads, folder)
+    skipped: list[str] = []
+    paths, cols = [], {"age": [], "gender": [], "race": []}
+    for p in sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS):
+        m = _UTK_NAME.match(p.name)
+        if m is None or int(m.group(1)) > 120:
+            if cfg.skip_bad:
+                skipped.append(str(p))
+                continue
+            raise DataError(f"{p}: not a UTKFace name age_gender_race_date.jpg (age 0-120, gender 0/1, race 0-4); "
+                            "pass --skip-bad to skip such files")
+        paths.append(str(p))
+        cols["age"].append(np.float32(m.group(1)))
+        cols["gender"].append(np.int64(m.group(2)))
+        cols["race"].append(np.int64(m.group(3)))
+    if not paths:
+        raise DataError(f"{folder} has no UTKFace images left")
+    names = [h.name for h in specs]
+    tr, _, va, _ = _split_lists(list(range(len(paths))), [int(g) for g in cols["gender"]], cfg.val_fraction)
+
+    def split(ids: list[int]) -> Split:
+        ps, cs = _verify([paths[i] for i in ids], [[cols[n][i] for i in ids] for n in names], cfg.skip_bad, skipped)
+        return _file_split(ps, {n: np.asarray(c) for n, c in zip(names, cs, strict=True)})
+
+    train, val = split(tr), split(va)
+    if len(train) == 0 or len(val) == 0:
+        raise DataError(f"{folder}: no readable images left in the {'train' if len(train) == 0 else 'val'} split")
+    return DataBundle(train=train, val=val, heads=specs, kind="faces", skipped=skipped)
+
+
+def _parts(source: str) -> list[str]:
+    """The sources of ``a+b+...`` (empty for a single source, or a path that itself contains '+')."""
+    if "+" not in source or Path(source).exists():
+        return []
+    parts = [p.strip() for p in source.split("+")]
+    if not all(parts):
+        raise DataError(f"empty source in '{source}' (join sources with '+', e.g. utk/+fer2013.csv)")
+    return parts
+
+
+def _combined(cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
+    """Several sources as one: heads are the union; a label one source lacks is missing there
+    (class -1, regression NaN), which the losses and metrics mask."""
+    parts = _parts(cfg.source)
+    bundles = [_load_source(p, cfg, heads) for p in parts]
+    specs: dict[str, HeadSpec] = {}
+    for b, src in zip(bundles, parts, strict=True):
+        for h in b.heads:
+            seen = specs.setdefault(h.name, h)
+            if (seen.kind, seen.classes) != (h.kind, h.classes):
+                raise DataError(f"head '{h.name}' of {src} ({h.kind}, classes {h.classes}) differs from another "
+                                f"source's ({seen.kind}, classes {seen.classes})")
+    for name, spec in specs.items():
+        if spec.kind == "multilabel" and not all(name in b.train.targets for b in bundles):
+            raise DataError(f"multilabel head '{name}' must be labelled in every source of {cfg.source}")
+
+    def join(splits: list[Split]) -> Split:
+        offsets = np.cumsum([0] + [len(s) for s in splits])
+        targets = {}
+        for name, spec in specs.items():
+            fill = (lambda n: np.full(n, -1, np.int64)) if spec.kind == "classification" else (
+                lambda n: np.full(n, np.nan, np.float32))
+            targets[name] = np.concatenate([s.targets[name] if name in s.targets else fill(len(s)) for s in splits])
+
+        def load(i: int) -> Image.Image:
+            k = int(np.searchsorted(offsets, i, side="right")) - 1
+            return splits[k].load(i - int(offsets[k]))
+
+        return Split(names=[n for s in splits for n in s.names], load=load, targets=targets)
+
+    kinds = {b.kind for b in bundles}
+    return DataBundle(train=join([b.train for b in bundles]), val=join([b.val for b in bundles]),
+                      heads=list(specs.values()), kind=kinds.pop() if len(kinds) == 1 else "images",
+                      skipped=[s for b in bundles for s in b.skipped])
+
+
+# ----------------------------------------------------------------------------------------------
 # Transforms
 # ----------------------------------------------------------------------------------------------
 
@@ -432,9 +683,19 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key: int | tuple[int, int, int]) -> dict[str, Any]:
         idx, view, seed = key if isinstance(key, tuple) else (int(key), -1, 0)
-        img = self.split.load(idx)
-        with seeded(seed):
-            x = self.transform(img)
+        img = self.split.load(idx, seed) if self.split.seeded else self.split.load(idx)
+        if isinstance(img, list):  # a clip: every frame gets the same augmentation -> [T, C, H, W]
+            frames = []
+            with seeded(seed):
+                py_state, torch_state = random.getstate(), torch.get_rng_state()
+                for frame in img:  # replay the same random draws for every frame
+                    random.setstate(py_state)
+                    torch.set_rng_state(torch_state)
+                    frames.append(self.transform(frame))
+            x = torch.stack(frames)
+        else:
+            with seeded(seed):
+                x = self.transform(img)
         targets = {name: torch.as_tensor(t[idx]) for name, t in self.split.targets.items()}
         return {"image": x, "targets": targets, "index": idx, "view": view}
 

@@ -12,6 +12,7 @@ from edgekit import __version__
 from edgekit.card import ModelCard
 from edgekit.config import RunConfig, load_config
 from edgekit.errors import ConfigError
+from edgekit.train.clips import is_clip_source
 from edgekit.train.data import DataBundle, Transforms, build_transforms, load_data, warn_skipped
 from edgekit.train.losses import Supervised, TaskLoss
 from edgekit.train.models import EdgeModel, backbone_data_config, build_student
@@ -30,8 +31,23 @@ class Setup:
 
 def default_name(cfg: RunConfig) -> str:
     source = cfg.data.source
-    tag = source if source == "digits" else Path(source.rstrip("/")).stem or "data"
-    return f"{tag}-{cfg.model.arch}"
+    tag = source if source == "digits" else "+".join(Path(s.rstrip("/")).stem for s in source.split("+")) or "data"
+    name = f"{tag}-{cfg.model.arch}"
+    if is_clip_source(source):  # runs that differ only in their temporal head must not share a folder
+        name += "-cross" if cfg.model.cross_attention else f"-{cfg.model.temporal}"
+    return name
+
+
+def clip_temporal(cfg: RunConfig, data: DataBundle) -> dict | None:
+    """The temporal head a clip dataset asks for (None for images)."""
+    if not data.frames:
+        return None
+    cross = None
+    if cfg.model.cross_attention:
+        cross = [h.name for h in data.heads if h.kind == "classification"][:2]
+        if len(cross) != 2:
+            raise ConfigError("model.cross_attention needs two classification heads (e.g. verb and noun)")
+    return {"frames": data.frames, "pooling": cfg.model.temporal, "cross": cross}
 
 
 def prepare(cfg: RunConfig) -> Setup:
@@ -41,13 +57,19 @@ def prepare(cfg: RunConfig) -> Setup:
     data = load_data(cfg.data, cfg.model.heads)
     warn_skipped(data)
     torch.manual_seed(cfg.train.seed)
+    temporal = clip_temporal(cfg, data)
     model = build_student(cfg.model.arch, data.heads, drop_rate=cfg.model.drop_rate,
-                          drop_path_rate=cfg.model.drop_path_rate, weights=cfg.model.weights)
+                          drop_path_rate=cfg.model.drop_path_rate, weights=cfg.model.weights, temporal=temporal)
     tfs = build_transforms(cfg.data, data.kind, backbone_data_config(model.backbone))
     card = ModelCard(name=cfg.name, arch=cfg.model.arch, heads=data.heads, input=tfs.input,
                      provenance={"stage": cfg.stage, "edgekit": __version__, "data": cfg.data.source,
+                                 "domain": data.kind,  # the kiosk warns when a model was not trained on faces
                                  "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                                 "seed": cfg.train.seed, "augment": tfs.augment})
+                                 "seed": cfg.train.seed, "augment": tfs.augment,
+                                 "train_samples": len(data.train), "val_samples": len(data.val)})
+    if temporal:
+        card.input.frames = temporal["frames"]
+        card.temporal = {"pooling": temporal["pooling"], "cross": temporal["cross"]}
     return Setup(data=data, tfs=tfs, model=model, card=card)
 
 
