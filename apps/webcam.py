@@ -3,13 +3,19 @@
 Each frame (or every ``every``-th) goes through the model; the frame gets the top-k labels with
 their confidence, the live FPS and the model's latency. A window shows it, or with ``headless``
 an annotated video, a JSON-lines log (one record per inference) and a summary are written.
+
+A clip model (its card has ``frames`` = T) classifies a sliding window: the last T sampled frames
+(every ``every``-th), each preprocessed once as it arrives; until T frames are in, nothing is shown.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgekit.apps.capture import Frame, open_source
 from edgekit.apps.loop import loop_summary, run_frames, summary_line
@@ -19,7 +25,7 @@ from edgekit.apps.timing import StageClock
 from edgekit.atomic import write_json
 from edgekit.errors import ConfigError
 from edgekit.runtime.predictor import load
-from edgekit.runtime.preprocess import InputError
+from edgekit.runtime.preprocess import InputError, preprocess
 
 
 def run_webcam(model: str | os.PathLike, source: str | int = "0", *, headless: bool = False,
@@ -36,12 +42,19 @@ def run_webcam(model: str | os.PathLike, source: str | int = "0", *, headless: b
     clock = StageClock()
     records = JsonLines(log_path) if log_path else None
     state: dict[str, Any] = {"pred": None, "inferred": 0, "latency": 0.0, "errors": 0}
+    clip: deque[np.ndarray] | None = deque(maxlen=predictor.frames) if predictor.frames else None
 
     def step(frame: Frame, live_fps: float) -> None:
         if frame.index % every == 0:
             try:
                 with clock("preprocess"):
-                    batch = predictor.preprocess(frame.image)
+                    if clip is None:
+                        batch = predictor.preprocess(frame.image)
+                    else:  # a clip model: this frame joins the window of the last T
+                        clip.append(preprocess([frame.image], predictor.card.input)[0])
+                        batch = np.stack(clip)[None] if len(clip) == clip.maxlen else None
+                if batch is None:
+                    return _annotate(frame, live_fps)
                 with clock("inference"):
                     outputs = predictor.run(batch)
                 with clock("postprocess"):
@@ -56,9 +69,14 @@ def run_webcam(model: str | os.PathLike, source: str | int = "0", *, headless: b
                 if records:
                     records.write({"frame": frame.index, "time": round(frame.time, 4),
                                    "latency_ms": round(state["latency"], 3), "predictions": state["pred"]})
+        _annotate(frame, live_fps)
+
+    def _annotate(frame: Frame, live_fps: float) -> None:
         with clock("overlay"):
             if state["pred"] is not None:
                 text_block(frame.image, prediction_lines(state["pred"], topk), (4, 4))
+            elif clip is not None:
+                text_block(frame.image, [f"collecting {len(clip)}/{clip.maxlen} frames"], (4, 4))
             draw_status(frame.image, live_fps, state["latency"])
 
     try:

@@ -132,3 +132,17 @@ def test_camera_that_drops_keeps_the_recording_and_exits_2(digits_onnx, tmp_path
     assert len(read_video(out)) == 5 and Camera.opens == 6
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["frames"] == 5 and "disconnected" in summary["error"]
+
+
+def test_clip_model_classifies_a_sliding_window(clip_run, webcam_video, tmp_path):
+    """A clip model (4 frames) sees the last 4 sampled frames; nothing is predicted before it has 4."""
+    from edgekit.apps.webcam import run_webcam
+    from edgekit.export.exporter import export_checkpoint
+
+    model = export_checkpoint(clip_run.run_dir / "best.pt", ["onnx"], tmp_path / "clip", verify=False,
+                              verbose=False).artifacts[0].path
+    summary = run_webcam(model, str(webcam_video), headless=True, out=tmp_path / "c.mp4", every=2, verbose=False)
+    lines = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in lines] == list(range(6, WEBCAM_FRAMES, 2))  # sampled frames 0, 2, 4, 6 fill it
+    assert lines[0]["predictions"]["direction"]["label"] in ("right", "left", "down", "up")
+    assert summary["bad_frames"] == 0 and summary["inferred"] == len(lines)
