@@ -80,6 +80,8 @@ def run_kiosk(model: str | os.PathLike, source: str | int = "0", *, headless: bo
     report = report or summary_path.parent / (video.stem + ".report" if video else "report")
     window = None if headless else Window("edgekit kiosk")
     predictor = load(model, device=device, threads=threads)
+    if predictor.frames:
+        raise ConfigError(f"{model} is a clip model ({predictor.frames} frames); the kiosk analyses single face crops")
     faces = make_detector(detector)
     src = open_source(source)
     heads = face_heads(predictor.card)
