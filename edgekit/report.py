@@ -475,9 +475,10 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, layout: bool = True) -> Path:
     buf = io.BytesIO()
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     fig.savefig(buf, format="png")
     _plt().close(fig)
     return write_with(path, lambda fh: fh.write(buf.getvalue()))
@@ -497,9 +498,9 @@ def curves_plot(rows: list[dict[str, Any]], path: Path) -> Path:
         s = _scale(k)
         ax_l.plot(c["epoch"], c["train_loss"], marker="o", ms=3, color=colors(i % 10), label=r["name"])
         ax_m.plot(c["epoch"], [None if v is None else v * s for v in c["val"]], marker="o", ms=3,
-                  color=colors(i % 10), label=f"{r['name']} val")
+                  color=colors(i % 10))
         ax_m.plot(c["epoch"], [None if v is None else v * s for v in c["train"]], ls="--", lw=1,
-                  color=colors(i % 10), alpha=0.6, label=f"{r['name']} train")
+                  color=colors(i % 10), alpha=0.6)
     monitors = sorted({r["monitor"] for r in rows})
     ax_l.set(xlabel="epoch", ylabel="train loss", title="train loss")
     ax_m.set(xlabel="epoch", ylabel=", ".join(f"{m}{' (%)' if _scale(m) != 1 else ''}" for m in monitors),
@@ -509,8 +510,10 @@ def curves_plot(rows: list[dict[str, Any]], path: Path) -> Path:
     for ax in (ax_l, ax_m):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    return _save(fig, path)
+    # one legend for both panels, below them, so no curve is hidden behind it
+    fig.legend(*ax_l.get_legend_handles_labels(), loc="lower center", ncol=min(3, len(rows)), fontsize=7)
+    fig.tight_layout(rect=(0, 0.06 * ((len(rows) + 2) // 3), 1, 1))
+    return _save(fig, path, layout=False)
 
 
 def sweep_plot(points: list[dict[str, Any]], path: Path) -> Path:
