@@ -270,7 +270,7 @@ def ensure_teacher(cfg: RunConfig, verbose: bool = True) -> Path:
     t_cfg = copy.deepcopy(cfg)
     t_cfg.distill, t_cfg.stage = None, "teacher"
     t_cfg.model.arch, t_cfg.model.drop_path_rate = arch, 0.0
-    # a clip teacher sees frames independently and its outputs are averaged over the clip
+    # a clip teacher sees frames independently; its outputs are averaged over the clip
     t_cfg.model.temporal, t_cfg.model.cross_attention = "mean", False
     t_cfg.train.epochs = d.teacher_epochs
     t_cfg.name = None

@@ -56,12 +56,17 @@ class ZeroShotHead(nn.Module):
 
 
 class Teacher(nn.Module):
-    """A frozen image encoder with optional class heads, fed with the student's input batch."""
+    """A frozen image encoder with optional class heads, fed with the student's input batch.
+
+    Clips (``[N, T, C, H, W]``) go through the encoder frame by frame; ``pool`` (an edgekit clip
+    model's own temporal head) or a plain mean turns the frame embeddings into one per clip."""
 
     def __init__(self, name: str, encoder: nn.Module, embed_dim: int, size: int, mean, std,
-                 heads: dict[str, nn.Module] | None = None, logits_from: str = "none", source: str = "") -> None:
+                 heads: dict[str, nn.Module] | None = None, logits_from: str = "none", source: str = "",
+                 pool: nn.Module | None = None) -> None:
         super().__init__()
         self.name, self.encoder, self.embed_dim, self.size = name, encoder, embed_dim, size
+        self.pool = pool
         self.source = source  # the weights file, for provenance
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
@@ -96,7 +101,8 @@ class Teacher(nn.Module):
         over the clip (the teacher sees frames independently)."""
         if x.ndim == 5:
             n, t = x.shape[:2]
-            return self.encoder(self.adapt(x.flatten(0, 1))).float().reshape(n, t, -1).mean(dim=1)
+            frames = self.encoder(self.adapt(x.flatten(0, 1))).float().reshape(n, t, -1)
+            return self.pool(frames).float() if self.pool is not None else frames.mean(dim=1)
         return self.encoder(self.adapt(x)).float()
 
     @torch.no_grad()
@@ -164,16 +170,16 @@ def _timm_teacher(arch: str, weights: str | None, heads: list[HeadSpec], logits:
         model, card, _ = model_from_checkpoint(ckpt)
         if card.arch != arch:
             raise ConfigError(f"--teacher timm:{arch} but {path} holds a {card.arch}")
-        clip_pooled = (card.temporal_spec or {}).get("pooling", "mean") != "mean" or bool(model.cross)
-        if logits == "probe" or clip_pooled:  # heads trained on attention-pooled clips do not fit frame averages
+        if logits == "probe" or model.cross:  # cross-task heads read halves of a joint embedding: probe instead
             t_heads, src = {}, "none"
         else:
             t_heads = {h: model.heads[h] for h in model.heads if h in {s.name for s in heads}}
             src = "head" if t_heads else "none"
         if size is not None and size != card.input.size[0]:
             raise ConfigError(f"{path} was trained at {card.input.size[0]} px; it cannot be used at {size}")
-        return Teacher(f"timm:{arch}", model.backbone, model.frame_dim, card.input.size[0], card.input.mean,
-                       card.input.std, heads=t_heads, logits_from=src, source=str(path))
+        pool = model.temporal if card.temporal_spec else None  # a clip model pools its frames its own way
+        return Teacher(f"timm:{arch}", model.backbone, model.embed_dim, card.input.size[0], card.input.mean,
+                       card.input.std, heads=t_heads, logits_from=src, source=str(path), pool=pool)
     backbone = create_backbone(arch)
     load_backbone_weights(backbone, path)
     cfg = backbone_data_config(backbone)

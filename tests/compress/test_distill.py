@@ -194,7 +194,8 @@ def test_probe_handles_binary_and_unseen_classes():
 
 
 def test_distill_clips_teacher_sees_frames(tiny_config):
-    """On clips the teacher is a frame model whose outputs are averaged over the clip."""
+    """On clips the teacher runs frame by frame and its own (mean) temporal head pools the frames: its
+    logits are exactly those of the clip model it was trained as."""
     import json
 
     from edgekit.compress.distill import distill
@@ -207,6 +208,7 @@ def test_distill_clips_teacher_sees_frames(tiny_config):
     teacher_card = card_of(load_checkpoint(report.teacher["weights"]))
     assert teacher_card.input.frames == 3 and teacher_card.temporal["pooling"] == "mean"
     assert report.teacher["logits_from"] == "head"
+    assert report.teacher["val"]["direction/acc"] == pytest.approx(teacher_card.metrics["val"]["direction/acc"])
     student = json.loads((report.run_dir / "card.json").read_text())
     assert student["input"]["frames"] == 3 and student["temporal"]["pooling"] == "attention"
     assert set(report.student["val"]) >= {"direction/acc"}
