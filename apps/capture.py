@@ -74,19 +74,22 @@ class CameraSource:
 
     def __iter__(self) -> Iterator[Frame]:
         start, index = time.monotonic(), 0
+        failed = 0  # reconnect attempts since the last frame: a camera that reopens but never delivers ends too
         while True:
             ok, image = self.cap.read() if self.cap is not None else (False, None)
             if not ok or image is None or image.size == 0:
-                self._reconnect()
+                failed = self._reconnect(failed)
                 continue
+            failed = 0
             yield Frame(index, time.monotonic() - start, image)
             index += 1
 
-    def _reconnect(self) -> None:
-        """Reopen the camera: ``reconnect_tries`` attempts, waiting backoff, 2x backoff, ... (at most 8 s)."""
+    def _reconnect(self, failed: int = 0) -> int:
+        """Reopen the camera: up to ``reconnect_tries`` attempts since the last good frame, waiting
+        backoff, 2x backoff, ... (at most 8 s). Returns the attempts used so far."""
         _release(self.cap)
         self.cap = None
-        for attempt in range(self.reconnect_tries):
+        for attempt in range(failed, self.reconnect_tries):
             wait = min(8.0, self.backoff * 2 ** attempt)
             self._say(f"warning: {self.name} stopped delivering frames; reconnecting in {wait:.1f} s "
                       f"(attempt {attempt + 1}/{self.reconnect_tries})")
@@ -95,7 +98,7 @@ class CameraSource:
             if cap is not None and cap.isOpened():
                 self.cap = cap
                 self.reconnects += 1
-                return
+                return attempt + 1
             _release(cap)
         raise CaptureError(f"{self.name} disconnected: no frames after {self.reconnect_tries} reconnect attempts")
 

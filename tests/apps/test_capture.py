@@ -100,3 +100,13 @@ def test_prefetch_passes_frames_and_errors_through():
             got.append(f)
     reader.close()
     assert got == [0, 1, 2, 3, 4] and len(reader.decode_s) == 5
+
+
+def test_camera_that_reopens_but_never_delivers_ends():
+    """Opens succeed, reads fail: the attempts add up across reopenings instead of looping forever."""
+    src, sleeps, _ = camera([FakeCapture(frames=1)] + [FakeCapture(frames=0) for _ in range(10)], reconnect_tries=3)
+    frames = []
+    with pytest.raises(CaptureError, match="no frames after 3 reconnect attempts"):
+        for f in src:
+            frames.append(f.index)
+    assert frames == [0] and len(sleeps) == 3
