@@ -193,19 +193,18 @@ class Prefetch:
         self._thread.start()
 
     def _work(self, it: Iterator[Frame]) -> None:
+        timed = _timed(it, self.decode_s)
         try:
             while not self._stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    item = next(it)
-                except StopIteration:
+                item = next(timed, self._END)
+                if item is self._END:
                     break
-                self.decode_s.append(time.perf_counter() - t0)
                 self._put(item)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             self._put(exc)
         finally:
-            if hasattr(it, "close"):  # a generator: release its capture now, in this thread
+            timed.close()  # releases the source's capture now, in this thread
+            if hasattr(it, "close"):  # also when the source was never started
                 it.close()
         self._put(self._END)
 
@@ -239,22 +238,28 @@ class Direct:
         self._frames = frames
 
     def __iter__(self) -> Iterator[Frame]:
-        it = iter(self._frames)
-        try:
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    item = next(it)
-                except StopIteration:
-                    return
-                self.decode_s.append(time.perf_counter() - t0)
-                yield item
-        finally:
-            if hasattr(it, "close"):
-                it.close()
+        yield from _timed(self._frames, self.decode_s)
 
     def close(self) -> None:
         pass
+
+
+def _timed(frames: Iterator[Frame], spent: list[float]) -> Iterator[Frame]:
+    """``frames``, appending to ``spent`` how long each frame took to produce (its decoding); the
+    source is closed when this generator is."""
+    it = iter(frames)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            spent.append(time.perf_counter() - t0)
+            yield item
+    finally:
+        if hasattr(it, "close"):
+            it.close()
 
 
 def _release(cap: Any) -> None:
