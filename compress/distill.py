@@ -276,7 +276,7 @@ def ensure_teacher(cfg: RunConfig, verbose: bool = True) -> Path:
     t_cfg.name = None
     digest = hashlib.sha1(t_cfg.to_yaml().encode()).hexdigest()[:8]
     t_cfg.name = f"{default_name(t_cfg)}-{digest}"  # shared by every student distilled on this data
-    if finished(t_cfg):
+    if t_cfg.finished():
         if verbose:
             say(f"teacher: reusing {t_cfg.run_dir / 'best.pt'}")
         return t_cfg.run_dir
@@ -284,18 +284,6 @@ def ensure_teacher(cfg: RunConfig, verbose: bool = True) -> Path:
         say(f"teacher: no --teacher-weights given, training {arch} on {cfg.data.source} first")
     train(t_cfg, verbose=verbose)
     return t_cfg.run_dir
-
-
-def finished(cfg: RunConfig) -> bool:
-    """True when ``cfg.run_dir`` holds a completed run of exactly this config."""
-    run = cfg.run_dir
-    if not (run / "best.pt").is_file() or not (run / "config.yaml").is_file() or not (run / "history.json").is_file():
-        return False
-    try:
-        history = json.loads((run / "history.json").read_text())
-    except json.JSONDecodeError:
-        return False
-    return (run / "config.yaml").read_text() == cfg.to_yaml() and len(history) == cfg.train.epochs
 
 
 def teacher_heads_from_cache(teacher: Teacher, cache: TeacherCache, data) -> None:

@@ -20,7 +20,7 @@ from edgekit.console import say
 
 def quickstart(out: str = "runs", fresh: bool = False, batches: tuple[int, ...] = (1, 8, 32),
                bench_seconds: float = 1.0, verbose: bool = True) -> Path:
-    from edgekit.compress.distill import distill, finished
+    from edgekit.compress.distill import distill
     from edgekit.compress.reparam import fuse_checkpoint
     from edgekit.config import load_config
     from edgekit.export.quantized import quantize_checkpoint
@@ -41,7 +41,7 @@ def quickstart(out: str = "runs", fresh: bool = False, batches: tuple[int, ...] 
     cfg.name = default_name(cfg)
     t = time.perf_counter()
     summary_path = cfg.run_dir / "distill.json"
-    if finished(cfg) and summary_path.is_file():
+    if cfg.finished() and summary_path.is_file():
         say(f"reusing the finished distillation in {cfg.run_dir}")
         kd = json.loads(summary_path.read_text())
     else:

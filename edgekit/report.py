@@ -247,17 +247,6 @@ def sweep_config(run: Run, fraction: float, out: Path) -> RunConfig:
     return cfg
 
 
-def _finished(cfg: RunConfig) -> bool:
-    run = cfg.run_dir
-    if not all((run / f).is_file() for f in RUN_FILES):
-        return False
-    try:
-        history = json.loads((run / "history.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return (run / "config.yaml").read_text() == cfg.to_yaml() and len(history) == cfg.train.epochs
-
-
 def _train(cfg: RunConfig, verbose: bool) -> None:
     """Run the recipe of ``cfg.stage`` (imports torch)."""
     if cfg.stage == "distill":
@@ -292,7 +281,7 @@ def sweep(runs: list[Run], fractions: list[float], out: Path, verbose: bool = Tr
                 cfg, sweep_run, reused = run.cfg, run, True
             else:
                 cfg = sweep_config(run, f, out)
-                reused = _finished(cfg)
+                reused = cfg.finished()
                 if verbose:
                     say(f"sweep {run.name} at fraction {f:g}: "
                         f"{'reusing' if reused else 'training'} {cfg.run_dir}")
