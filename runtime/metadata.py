@@ -4,6 +4,8 @@
 - TFLite: a ``Model.metadata`` entry named ``edgekit.card`` pointing at a buffer of UTF-8 JSON
   (read with the flatbuffer schema that ships with ai-edge-litert).
 - CoreML: ``user_defined_metadata["edgekit.card"]`` (coremltools).
+- ExecuTorch ``.pte``: the program's constant method ``edgekit_card`` returning the JSON (read
+  with ``executorch.runtime``, which needs torch: a development-machine format here).
 - An edgekit ``.pt`` checkpoint: its ``"card"`` entry (needs torch).
 
 A ``<model file>.card.json`` beside the model is used only when the file itself carries no card
@@ -50,6 +52,10 @@ def _embedded(path: Path, session=None) -> str | None:
 
         spec = ct.utils.load_spec(str(path))
         return dict(spec.description.metadata.userDefined).get(CARD_KEY)
+    if suffix == ".pte":
+        from edgekit.runtime.pte import pte_card
+
+        return pte_card(path)
     return None
 
 

@@ -1,0 +1,90 @@
+"""ExecuTorch ``.pte`` files through ExecuTorch's Python runtime (``executorch.runtime``).
+
+That runtime imports torch, so this backend is for development machines and benchmarks, not the
+torch-free device runtime (on a phone a ``.pte`` runs in ExecuTorch's C++ / Android / iOS runtime).
+executorch and torch are imported only when a ``.pte`` is opened: ``edgekit[runtime]`` never
+needs them. The card is the program's constant method ``edgekit_card`` (see
+:mod:`edgekit.export.executorch`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import DependencyError, DeviceError, first_line
+from edgekit.runtime.backends import Backend, ModelFileError, run_in_chunks
+
+CARD_METHOD = "edgekit_card"  # the constant method returning the card's JSON
+
+
+def executorch_runtime() -> Any:
+    """``executorch.runtime``, or a :class:`DependencyError` naming the extra to install."""
+    try:
+        import executorch.runtime as et_runtime
+    except ImportError as exc:
+        raise DependencyError("a .pte file needs executorch (its Python runtime, which also needs torch): "
+                              "pip install 'edgekit[executorch]'") from exc
+    return et_runtime
+
+
+def load_program(path: Path) -> Any:
+    """The ExecuTorch ``Program`` in ``path`` (a :class:`ModelFileError` for anything else)."""
+    runtime = executorch_runtime().Runtime.get()
+    try:
+        return runtime.load_program(Path(path))
+    except Exception as exc:  # noqa: BLE001 - the pybindings raise RuntimeError / ValueError
+        raise ModelFileError(f"{path} is not a valid ExecuTorch program: {first_line(exc, 200)}") from None
+
+
+def pte_card(path: Path, program: Any = None) -> str | None:
+    """The card JSON embedded in a ``.pte`` (``None`` when the file has no ``edgekit_card`` method)."""
+    program = program if program is not None else load_program(path)
+    if CARD_METHOD not in program.method_names:
+        return None
+    out = program.load_method(CARD_METHOD).execute([])
+    return out[0] if out and isinstance(out[0], str) else None
+
+
+class ExecuTorchBackend(Backend):
+    """A ``.pte`` program's ``forward`` on the CPU (XNNPACK delegate plus ExecuTorch's portable kernels)."""
+
+    name = "executorch"
+
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
+        if device not in ("auto", "cpu", None):
+            raise DeviceError(f"--device {device}: the ExecuTorch backend here runs on the CPU (XNNPACK) only")
+        self.program = load_program(path)
+        import torch  # executorch's runtime has already imported it
+
+        self.torch = torch
+        if threads:
+            from executorch.extension.pybindings import portable_lib
+
+            reset = getattr(portable_lib, "_unsafe_reset_threadpool", None)  # experimental API: optional
+            if reset is not None:
+                reset(int(threads))
+        if "forward" not in self.program.method_names:
+            raise ModelFileError(f"{path} has no 'forward' method (methods: {sorted(self.program.method_names)})")
+        try:
+            self.method = self.program.load_method("forward")
+        except Exception as exc:  # noqa: BLE001
+            raise ModelFileError(f"{path}: ExecuTorch cannot load 'forward': {first_line(exc, 200)}") from None
+        meta = self.method.metadata
+        self.input_shape = tuple(int(d) for d in meta.input_tensor_meta(0).sizes())
+        # torch.export shapes are static: the program runs at the batch it was exported with
+        self.batch = self.input_shape[0]
+        # outputs are positional, in the order the exported module returned them: the card's head order
+        self.output_names = [f"output_{i}" for i in range(meta.num_outputs())]
+
+    def order_outputs(self, heads: list[str]) -> None:
+        """Nothing to reorder: edgekit exports return the heads in card order."""
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        if len(x) != self.batch:
+            return run_in_chunks(self.run, x, self.batch)
+        feed = self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        outs = self.method.execute([feed])  # copied out of the program's arenas on every call
+        return [o.numpy() if o.dtype == self.torch.float32 else o.float().numpy() for o in outs]
