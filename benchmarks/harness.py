@@ -33,13 +33,14 @@ class Bench:
     """A model ready to measure: one file per backend, and what is known about it."""
 
     name: str
-    card: ModelCard
+    card: ModelCard | None  # None when the model could not be prepared (see ``errors``)
     files: dict[str, Path]
     precisions: dict[str, str] = field(default_factory=dict)  # per backend; fp32 when not given
     params: int | None = None
     gflops: float | None = None
     role: str = "model"
     notes: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # backend -> why it has no file ("*": the whole model)
 
 
 def parse_backends(text: str) -> list[str]:
@@ -135,13 +136,18 @@ def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | N
     targets = [EXPORT_TARGET[b] for b in backends if b != "torch"]
     if targets:
         out = work / _name(card, path)
-        report = export_checkpoint(trained, targets, out, dynamic_batch=True, verify=False, verbose=False)
+        report = export_checkpoint(trained, targets, out, dynamic_batch=True, verify=False, verbose=False,
+                                   strict=False)
         for art in report.artifacts:
             backend = {"onnx": "ort"}.get(art.format, art.format)
             files[backend], precisions[backend] = art.path, art.precision
+        errors = {{"onnx": "ort"}.get(f["format"], f["format"]): f"export failed: {f['error']}"
+                  for f in report.failures}
+    else:
+        errors = {}
     return Bench(name=_name(card, path), card=card, files=files, precisions=precisions,
                  params=count_params(trained.model),
-                 gflops=gflops(trained.model, trained.sample(1)), role=role)
+                 gflops=gflops(trained.model, trained.sample(1)), role=role, errors=errors)
 
 
 def random_checkpoint(arch: str, out: Path, imgsz: int, data: str) -> tuple[Path, list[str]]:
@@ -175,13 +181,24 @@ def random_checkpoint(arch: str, out: Path, imgsz: int, data: str) -> tuple[Path
     with torch.no_grad():
         for i in range(0, len(images), 32):
             model(images[i: i + 32])
-    for bn, m in zip(bns, momenta, strict=True):
-        bn.momentum = m
+    floored = 0
+    with torch.no_grad():
+        for bn, m in zip(bns, momenta, strict=True):
+            bn.momentum = m
+            if bn.running_var is not None and bn.running_var.numel() > 1:
+                # A channel that is (nearly) constant on these images (black borders) gets a variance near 0
+                # and a gain up to 1/sqrt(eps) ~ 316: random weights then amplify float rounding so much that
+                # no fusion, FP16 or INT8 check can pass (mobileone_s0: fusion error 1.3e-3 on the embedding;
+                # 1% floor: 5e-4, 50%: 5e-6). A trained network keeps its gains in a narrow range; so do we.
+                floor = 0.5 * bn.running_var.median()
+                floored += int((bn.running_var < floor).sum())
+                bn.running_var.clamp_(min=float(floor))
     model.eval()
     card = ModelCard(name=f"{arch}-random", arch=arch, heads=model.head_specs, input=tfs.input,
                      provenance={"stage": "bench", "weights": "random (seed 0)"})
     notes = [f"{arch}: random weights; set {fixed} zero-initialized BatchNorm gamma(s) to 1 and computed "
-             f"BatchNorm statistics from {len(images)} real images ({cfg.source}) so that no branch is pruned"]
+             f"BatchNorm statistics from {len(images)} real images ({cfg.source}) so that no branch is pruned; "
+             f"{floored} low-variance channel(s) got their variance floored at half their layer's median"]
     path = save_checkpoint(out / "model.pt", {"card": card.to_dict(), "config": {}, "model_state": model.state_dict(),
                                               "epoch": None})
     return path, notes
@@ -285,10 +302,26 @@ def run_all(benches: list[Bench], backends: list[str], batches: list[int], devic
     rows = []
     work = work or Path(tempfile.mkdtemp(prefix="edgekit-bench-"))
     for bench in benches:
-        dataset = prepare_dataset(bench.card, data, work) if data else None
-        if data and dataset is None:
-            bench.notes.append(f"{bench.name}: accuracy n/a (its heads do not match the labels of '{data}')")
+        if "*" in bench.errors:  # the model could not be prepared at all: one n/a row per backend
+            for backend in backends:
+                rows.append(_failed_row(bench, backend, bench.errors["*"]))
+                if verbose:
+                    say(_line(rows[-1]))
+            continue
+        try:
+            dataset = prepare_dataset(bench.card, data, work) if data else None
+        except Exception as exc:  # noqa: BLE001 - accuracy is lost for this model, latency is still measured
+            dataset = None
+            bench.notes.append(f"{bench.name}: accuracy n/a ({_reason(exc)})")
+        else:
+            if data and dataset is None:
+                bench.notes.append(f"{bench.name}: accuracy n/a (its heads do not match the labels of '{data}')")
         for backend in backends:
+            if backend in bench.errors:
+                rows.append(_failed_row(bench, backend, bench.errors[backend]))
+                if verbose:
+                    say(_line(rows[-1]))
+                continue
             if backend not in bench.files:
                 continue
             for batch in batches:
@@ -300,6 +333,18 @@ def run_all(benches: list[Bench], backends: list[str], batches: list[int], devic
                     say(_line(row))
     add_ratios(rows)
     return rows
+
+
+def _failed_row(bench: Bench, backend: str, reason: str) -> dict[str, Any]:
+    return {"model": bench.name, "role": bench.role, "backend": backend,
+            "precision": bench.precisions.get(backend, "fp32"), "batch": None, "file": None, "size_mb": None,
+            "params": bench.params, "gflops": bench.gflops, "error": reason}
+
+
+def _reason(exc: BaseException) -> str:
+    from edgekit.errors import first_line
+
+    return first_line(exc, 240) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {first_line(exc, 200)}"
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -342,7 +387,15 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
     for role, model in [("teacher", teacher)] * bool(teacher) + [("model", m) for m in models]:
         if verbose:
             say(f"preparing {model}")
-        benches.append(prepare(model, backends, work, imgsz, data or "digits", role))
+        try:
+            benches.append(prepare(model, backends, work, imgsz, data or "digits", role))
+        except Exception as exc:  # noqa: BLE001 - one bad model must not stop the others: its rows say why
+            reason = _reason(exc)
+            if verbose:
+                say(f"  [red]{model}: n/a[/] ({reason})")
+            if isinstance(exc, EdgekitError) and len(models) + bool(teacher) == 1:
+                raise  # nothing else to measure: the one-line error is the whole answer
+            benches.append(Bench(name=Path(model).name, card=None, files={}, role=role, errors={"*": reason}))
     notes = [n for b in benches for n in b.notes]
     for n in notes:
         if verbose:

@@ -60,8 +60,7 @@ def write_reports(rows: list[dict[str, Any]], out: Path, notes: list[str], meta:
             flat["accuracy"] = ";".join(f"{h}={a:.4f}" for h, a in flat["accuracy"].items())
         writer.writerow(flat)
     paths["csv"] = write_text(out / "bench.csv", buf.getvalue())
-    errors = [f"- {r['model']} [{r['backend']}] batch {r['batch']}: n/a because {r['error']}" for r in rows
-              if "error" in r]
+    errors = [f"- {r['model']} [{r['backend']}]{_batch(r)}: n/a because {r['error']}" for r in rows if "error" in r]
     errors += [f"- {r['model']} [{r['backend']} {r['precision']}] batch {r['batch']}: {r['note']}" for r in rows
                if r.get("note")]
     md = ["# edgekit bench", "", _meta_line(meta), "", markdown_table(rows)]
@@ -76,6 +75,10 @@ def write_reports(rows: list[dict[str, Any]], out: Path, notes: list[str], meta:
         md += ["![latency vs accuracy](pareto.png)", ""]
     paths["md"] = write_text(out / "bench.md", "\n".join(md))
     return paths
+
+
+def _batch(row: dict[str, Any]) -> str:
+    return "" if row.get("batch") is None else f" batch {row['batch']}"
 
 
 def _meta_line(meta: dict[str, Any]) -> str:

@@ -56,7 +56,8 @@ Temporal = Annotated[str | None, typer.Option(help="Clips: how frames are pooled
 Cross = Annotated[bool, typer.Option("--cross-attention",
                                      help="Clips with two heads (verb, noun): cross-task attention.")]
 Ckpt = Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")]
-Target = Annotated[str, typer.Option(help="onnx, tflite, coreml, all, or a comma list.")]
+Target = Annotated[str, typer.Option(
+    help="onnx, tflite, coreml, executorch, all (every installed one), or a comma list.")]
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
 
@@ -186,7 +187,10 @@ def export(ckpt: Ckpt,
            fp16: Annotated[bool, typer.Option("--fp16", help="Also write FP16 ONNX/TFLite (CoreML is FP16 anyway).")]
            = False,
            batch: Annotated[int, typer.Option(help="Fixed batch size of the exported graph.")] = 1,
-           dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="ONNX with a dynamic batch axis.")]
+           dynamic_batch: Annotated[bool, typer.Option(
+               "--dynamic-batch", help="ONNX: a dynamic batch axis. TFLite files are resized to any batch by the "
+                                       "runtime where the graph allows (else run in chunks of --batch); CoreML "
+                                       "files have a fixed batch of 1.")]
            = False,
            imgsz: Annotated[int | None, typer.Option(help="Export at another input size than trained.")] = None,
            out: Annotated[Path | None, typer.Option(help="Output folder (default runs/export/NAME).")] = None,
@@ -196,13 +200,23 @@ def export(ckpt: Ckpt,
            = "",
            verify: Annotated[bool, typer.Option(help="Check each file against PyTorch on val images.")] = True,
            quiet: Quiet = False) -> None:
-    """Export to ONNX / CoreML / TFLite with the model card inside, and prove parity (parity.json)."""
-    from edgekit.export.exporter import export_checkpoint, parse_targets
+    """Export to ONNX / CoreML / TFLite with the model card inside, and prove parity (parity.json).
 
-    report = export_checkpoint(ckpt, parse_targets(target), out, int8=int8, fp16=fp16, batch=batch,
-                               dynamic_batch=dynamic_batch, imgsz=imgsz, calib_images=calib,
-                               calib_method=calib_method, skip_layers=_split(skip_layers), verify=verify,
-                               verbose=not quiet)
+    Each target and precision succeeds or fails alone: every file that can be made is made and
+    verified; failures are listed in parity.json, and the exit code is 2 when any requested file failed."""
+    from edgekit.export.exporter import ExportError, export_checkpoint, parse_targets
+
+    try:
+        report = export_checkpoint(ckpt, parse_targets(target), out, int8=int8, fp16=fp16, batch=batch,
+                                   dynamic_batch=dynamic_batch, imgsz=imgsz, calib_images=calib,
+                                   calib_method=calib_method, skip_layers=_split(skip_layers), verify=verify,
+                                   verbose=not quiet)
+    except ExportError as exc:
+        bad = {e["file"] for e in exc.report.failed}
+        for art in exc.report.artifacts:
+            if art.path.name not in bad:
+                typer.echo(str(art.path))
+        raise
     for art in report.artifacts:
         typer.echo(str(art.path))
 

@@ -23,14 +23,11 @@ from edgekit import __version__
 from edgekit.atomic import write_json
 from edgekit.card import ModelCard
 from edgekit.console import say
-from edgekit.errors import ConfigError, DependencyError, EdgekitError
+from edgekit.errors import ConfigError, DependencyError, EdgekitError, first_line
 from edgekit.train.trained import ChannelsLast, Trained, load_trained, to_channels_last
 
-TARGETS = ("onnx", "tflite", "coreml")
-
-
-class ParityError(EdgekitError):
-    """An FP32 export does not reproduce the PyTorch model within tolerance."""
+TARGETS = ("onnx", "tflite", "coreml", "executorch")
+DEFAULT_TARGETS = ("onnx", "tflite", "coreml")  # the device formats that need no optional extra
 
 
 @dataclass
@@ -47,19 +44,57 @@ class Artifact:
         return self.path.stat().st_size
 
 
+class ExportError(EdgekitError):
+    """Some requested files could not be made or failed verification; ``report`` holds the rest."""
+
+    def __init__(self, message: str, report: ExportReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class ParityError(ExportError):
+    """An FP32 export does not reproduce the PyTorch model within tolerance."""
+
+
 @dataclass
 class ExportReport:
     out_dir: Path
     artifacts: list[Artifact]
     parity: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # files not made: {file, error, ...}
 
     def by_file(self, name: str) -> dict[str, Any] | None:
         return next((p for p in self.parity if p["file"] == name), None)
 
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """Files not made, and files made but failing their parity check."""
+        return self.failures + [p for p in self.parity if not p.get("passed", True)]
+
+    def raise_for_failures(self) -> None:
+        failed = self.failed
+        if not failed:
+            return
+        made = len(self.artifacts) - sum(1 for p in self.parity if not p.get("passed", True))
+        why = "; ".join(f"{e['file']}: {e.get('error') or _parity_reason(e)}" for e in failed)
+        error = ExportError if self.failures else ParityError  # only files that exist but disagree: parity
+        raise error(f"{len(failed)} of {made + len(failed)} requested file(s) failed ({why}); "
+                          f"details in {self.out_dir / 'parity.json'}", self)
+
+
+def _parity_reason(e: dict[str, Any]) -> str:
+    return (f"does not match PyTorch (relative error {e.get('max_rel', float('nan')):.1e} > "
+            f"{e.get('tolerance', 0):.0e}), moved aside as {e['file']}.failed")
+
 
 def parse_targets(target: str) -> list[str]:
+    """``all`` means every target whose packages are installed (ExecuTorch is an optional extra)."""
+    import importlib.util
+
     from edgekit.config import parse_choices
 
+    if target.strip() == "all":
+        return [t for t in TARGETS if t != "executorch" or importlib.util.find_spec("executorch") is not None]
     return parse_choices(target, TARGETS, "--target")
 
 
@@ -67,16 +102,27 @@ def default_out_dir(card: ModelCard, stage: str = "export") -> Path:
     return Path("runs") / stage / (card.name + ("-fused" if card.provenance.get("fused") else ""))
 
 
-def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = TARGETS, out_dir: str | Path | None = None,
+def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAULT_TARGETS,
+                      out_dir: str | Path | None = None,
                       int8: bool = False, fp16: bool = False, batch: int = 1, dynamic_batch: bool = False,
                       imgsz: int | None = None, calib_images: int = 256, calib_method: str = "minmax",
                       skip_layers: Sequence[str] = (), verify: bool = True, val_images: int | None = None,
-                      verbose: bool = True) -> ExportReport:
-    """Export ``ckpt`` to each target (FP32, plus FP16 / INT8 variants), verify, write parity.json."""
+                      verbose: bool = True, strict: bool = True) -> ExportReport:
+    """Export ``ckpt`` to each target (FP32, plus FP16 / INT8 variants), verify, write parity.json.
+
+    Each file succeeds or fails alone: every file that can be made is made and verified, and
+    ``parity.json`` lists the failures with one-line reasons. With ``strict`` (the default) an
+    :class:`ExportError` carrying the report is raised at the end when any requested file failed.
+    """
     trained = ckpt if isinstance(ckpt, Trained) else load_trained(ckpt)
     if batch < 1:
-        raise ConfigError("--batch must be at least 1")
+        raise ConfigError("the export batch must be at least 1")
+    if int8 and calib_images < 1:
+        raise ConfigError(f"INT8 calibration needs at least one image, got {calib_images}")
     if imgsz is not None:
+        from edgekit.train.models import check_input_size
+
+        check_input_size(trained.model, imgsz, frames=trained.card.input.frames)
         trained.card.input.size = [imgsz, imgsz]
     _check_targets_available(targets)
     if trained.card.input.frames:
@@ -98,12 +144,23 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = TARGE
     module, sample = trained.wrapped(), trained.sample(batch)
     calib = trained.images("train", limit=calib_images)[0] if int8 else None
     artifacts: list[Artifact] = []
+    failures: list[dict[str, Any]] = []
 
-    def build(fmt: str, precision: str, name: str, fn) -> Path:
+    def build(fmt: str, precision: str, name: str, fn, needs: Path | None | bool = True) -> Path | None:
+        """Make one file; a failure is recorded (one line) and the other files are still made."""
+        if needs is None:  # the FP32 file this variant is derived from was not made
+            failures.append(_failure(name, fmt, precision, "not made: the FP32 file it derives from failed"))
+            return None
         t0 = time.perf_counter()
         if verbose:
             say(f"export {fmt} {precision} -> {out / name}")
-        path = fn(base.derive(precision=precision), out / name)
+        try:
+            path = fn(base.derive(precision=precision), out / name)
+        except Exception as exc:  # noqa: BLE001 - converters raise anything; each file fails alone
+            failures.append(_failure(name, fmt, precision, _reason(exc), time.perf_counter() - t0))
+            if verbose:
+                say(f"  [red]{name} failed[/]: {failures[-1]['error']}")
+            return None
         artifacts.append(Artifact(path, fmt, precision, time.perf_counter() - t0))
         return path
 
@@ -113,12 +170,12 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = TARGE
         fp32 = build("onnx", "fp32", "model.onnx",
                      lambda c, p: onnx_x.export_onnx(module, c, p, sample, dynamic_batch=dynamic_batch))
         if fp16:
-            build("onnx", "fp16", "model.fp16.onnx", lambda c, p: onnx_x.to_fp16(fp32, _like(c, fp32), p))
+            build("onnx", "fp16", "model.fp16.onnx", lambda c, p: onnx_x.to_fp16(fp32, _like(c, fp32), p), fp32)
         if int8:
             from edgekit.compress.quantize import ort_quantize
 
             build("onnx", "int8", "model.int8.onnx",
-                  lambda c, p: ort_quantize(fp32, p, calib, _like(c, fp32), calib_method, skip_layers))
+                  lambda c, p: ort_quantize(fp32, p, calib, _like(c, fp32), calib_method, skip_layers), fp32)
     if "tflite" in targets:
         from edgekit.export import tflite as tfl
 
@@ -126,7 +183,8 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = TARGE
         sample_nhwc = to_channels_last(sample)
         fp32_t = build("tflite", "fp32", "model.tflite", lambda c, p: tfl.export_tflite(nhwc, c, p, sample_nhwc))
         if fp16:
-            build("tflite", "fp16", "model.fp16.tflite", lambda c, p: tfl.to_fp16(fp32_t, _like(c, fp32_t), p))
+            build("tflite", "fp16", "model.fp16.tflite", lambda c, p: tfl.to_fp16(fp32_t, _like(c, fp32_t), p),
+                  fp32_t)
         if int8:
             build("tflite", "int8", "model.int8.tflite",
                   lambda c, p: tflite_int8(nhwc, c, p, sample_nhwc, calib, skip_layers, calib_method))
@@ -137,11 +195,34 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = TARGE
         if int8:
             build("coreml", "int8-weights", "model.int8.mlpackage",
                   lambda c, p: cml.export_coreml(module, c, p, sample, int8_weights=True))
+    if "executorch" in targets:
+        from edgekit.export.executorch import export_executorch
 
-    report = ExportReport(out_dir=out, artifacts=artifacts)
-    if verify:
-        verify_artifacts(trained, report, val_images, verbose=verbose)
+        build("executorch", "fp32", "model.pte", lambda c, p: export_executorch(module, c, p, sample))
+        if int8:
+            build("executorch", "int8", "model.int8.pte",
+                  lambda c, p: export_executorch(module, c, p, sample, int8=True, calib=calib))
+
+    report = ExportReport(out_dir=out, artifacts=artifacts, failures=failures)
+    if verify and artifacts:
+        verify_artifacts(trained, report, val_images, verbose=verbose, strict=False)
+    elif failures:
+        write_json(out / "parity.json", {"source": str(trained.path), "artifacts": [], "failures": failures})
+    if strict:
+        report.raise_for_failures()
     return report
+
+
+def _failure(name: str, fmt: str, precision: str, reason: str, seconds: float = 0.0) -> dict[str, Any]:
+    return {"file": name, "format": fmt, "precision": precision, "passed": False, "error": reason,
+            "export_seconds": round(seconds, 2)}
+
+
+def _reason(exc: BaseException) -> str:
+    """One line naming the exception and its first message line (converters' messages run for pages)."""
+    if isinstance(exc, EdgekitError):
+        return first_line(exc, 300)
+    return f"{type(exc).__name__}: {first_line(exc, 260)}"
 
 
 def tflite_int8(nhwc: torch.nn.Module, card: ModelCard, path: Path, sample_nhwc: torch.Tensor, calib: np.ndarray,
@@ -163,8 +244,11 @@ def tflite_int8(nhwc: torch.nn.Module, card: ModelCard, path: Path, sample_nhwc:
 
 
 def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | None = None,
-                     verbose: bool = True) -> None:
-    """Check every artifact against PyTorch on real val images; write parity.json; fail on FP32."""
+                     verbose: bool = True, strict: bool = True) -> None:
+    """Check every artifact against PyTorch on real val images; write parity.json; fail on FP32.
+
+    A file whose check crashes (its runtime refuses it) is a failed entry, not a crash of the
+    whole verification. With ``strict``, a failure raises :class:`ParityError`."""
     from edgekit.export.verify import verify_file
 
     x, targets = trained.images("val", limit=val_images)
@@ -176,26 +260,32 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
         reference = {h: np.concatenate(v) for h, v in ref_t.items()}
     entries = []
     for art in report.artifacts:
-        entry = verify_file(art.path, reference, x, targets, trained.card)
+        try:
+            entry = verify_file(art.path, reference, x, targets, trained.card)
+        except Exception as exc:  # noqa: BLE001 - the runtime cannot run this file: a failed check
+            entry = {"file": art.path.name, "format": art.format, "precision": art.precision, "passed": False,
+                     "error": f"verification failed: {_reason(exc)}"}
         entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes)
         entries.append(entry)
         if verbose:
             say(_describe(entry))
     report.parity = entries
     write_json(report.out_dir / "parity.json", {"source": str(trained.path), "val_images": len(x),
-                                                "artifacts": entries})
+                                                "artifacts": entries, "failures": report.failures})
     failed = [e for e in entries if not e["passed"]]
     for e in failed:  # never leave a file that failed its check where a deploy script would pick it up
         path = report.out_dir / e["file"]
         if path.exists():
             shutil.move(str(path), str(path) + ".failed")
-    if failed:
+    if failed and strict:
         worst = ", ".join(f"{e['file']} (relative error {e.get('max_rel', float('nan')):.1e})" for e in failed)
         raise ParityError(f"export does not match PyTorch: {worst}; moved aside as *.failed, details in "
                           f"{report.out_dir / 'parity.json'}")
 
 
 def _describe(e: dict[str, Any]) -> str:
+    if "error" in e:
+        return f"  {e['file']}: [red]FAILED[/] {e['error']}"
     if "heads" not in e:
         return f"  {e['file']}: structure {'ok' if e.get('structure_ok') else 'BAD'} ({e.get('numeric')})"
     parts = []
@@ -222,7 +312,11 @@ def _check_targets_available(targets: Sequence[str]) -> None:
     needs = {"onnx": ("onnxscript", "onnx"), "tflite": ("litert_torch", "ai_edge_litert"), "coreml": ("coremltools",)}
     import importlib.util
 
-    for t in targets:
+    if "executorch" in targets:
+        from edgekit.export.executorch import check_available
+
+        check_available()
+    for t in (t for t in targets if t in needs):
         missing = [m for m in needs[t] if importlib.util.find_spec(m) is None]
         if missing:
             raise DependencyError(f"--target {t} needs {', '.join(missing)}: pip install 'edgekit[all]'")

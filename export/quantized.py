@@ -36,6 +36,8 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
                         skip_layers: Sequence[str] | str = "auto", epochs: int = 3, lr: float = 1e-4,
                         verbose: bool = True) -> dict[str, Any]:
     """Quantize ``ckpt`` (``method`` ptq or qat) and write INT8 files plus ``quant.json``."""
+    if calib_images < 1:
+        raise ConfigError(f"INT8 calibration needs at least one image, got {calib_images}")
     if method not in ("ptq", "qat"):
         raise ConfigError(f"--method must be ptq or qat, got '{method}'")
     trained = load_trained(ckpt)

@@ -2,7 +2,7 @@
 
 Each file is opened with :func:`edgekit.runtime.load` — the same code that runs on the device —
 and fed the validation images the PyTorch model sees (same preprocessed tensors). Per head: max
-abs difference, relative error (max abs / max |reference|), mean cosine similarity, top-1
+abs difference, relative error (max abs / max |reference|), mean cosine similarity, SQNR (dB), top-1
 agreement, and accuracy of both against the labels. FP32 files fail above ``tol`` relative error;
 FP16 and INT8 files report agreement and accuracy. CoreML files are checked for structure on
 Linux (prediction needs macOS) and numerically on macOS.
@@ -34,8 +34,12 @@ def compare_outputs(card: ModelCard, ref: dict[str, np.ndarray], out: dict[str, 
         diff = np.abs(a - b)
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
         cos = np.where(norms > 0, (a * b).sum(1) / np.maximum(norms, 1e-30), 1.0)
+        noise = float((diff ** 2).sum())
         stats: dict[str, Any] = {"max_abs": float(diff.max()), "rel": float(diff.max() / max(np.abs(a).max(), 1e-12)),
-                                 "cosine": float(cos.mean())}
+                                 "cosine": float(cos.mean()),
+                                 # signal-to-quantization-noise ratio of the outputs (dB): unlike top-1
+                                 # agreement, it means something for a model that predicts one class everywhere
+                                 "sqnr_db": float(10 * np.log10((a ** 2).sum() / noise)) if noise > 0 else None}
         if head.kind == "classification":
             stats["top1_agreement"] = float((a.argmax(1) == b.argmax(1)).mean())
             if targets is not None and head.name in targets:

@@ -114,7 +114,7 @@ class TFLiteBackend(Backend):
             raise ModelFileError(f"{path} is not a valid TFLite model: {first_line(exc, 200)}") from None
         inp = self.interp.get_input_details()[0]
         self.input_index = inp["index"]
-        self.input_shape = tuple(int(d) for d in inp["shape"])
+        self.input_shape = self.exported_shape = tuple(int(d) for d in inp["shape"])
         self._plan = None
         self.input_dtype = np.dtype(inp["dtype"])
         self.input_quant = inp["quantization"]  # (scale, zero_point); scale 0 means float
@@ -123,6 +123,13 @@ class TFLiteBackend(Backend):
         self.batch = None if len(self.input_shape) == 4 else self.input_shape[0]
         self.outputs = sorted(self.interp.get_output_details(), key=tflite_output_position)
 
+    def _resize(self, shape: tuple[int, ...]) -> None:
+        self.interp.resize_tensor_input(self.input_index, list(shape), strict=False)
+        self.interp.allocate_tensors()
+        self.input_shape = tuple(shape)
+        self.outputs = _reorder_like(self.outputs, self.interp.get_output_details())
+        self._plan = None
+
     def order_outputs(self, heads: list[str]) -> None:
         names = [o["name"] for o in self.outputs]
         if set(heads) <= set(names):
@@ -130,12 +137,18 @@ class TFLiteBackend(Backend):
         # else: litert-torch's output_<i> names follow the order the model returned (card order)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
+        if self.batch is not None and len(x) != self.batch:
+            return run_in_chunks(self.run, x, self.batch)
         if x.shape != self.input_shape:
-            self.interp.resize_tensor_input(self.input_index, list(x.shape), strict=False)
-            self.interp.allocate_tensors()
-            self.input_shape = x.shape
-            self.outputs = _reorder_like(self.outputs, self.interp.get_output_details())
-            self._plan = None
+            try:
+                self._resize(x.shape)
+            except RuntimeError:
+                # Some graphs fold the batch into constant reshapes (MobileViT, LeViT, ConvNeXt's
+                # layer norms...): XNNPACK then fails to prepare any other batch. Such a file runs
+                # at its exported batch, in chunks.
+                self._resize(self.exported_shape)
+                self.batch = self.exported_shape[0]
+                return run_in_chunks(self.run, x, self.batch)
         if self._plan is None:  # per output: (tensor index, dequantization table or None), once
             self._plan = [(o["index"], _dequant_table(o)) for o in self.outputs]
         if x.dtype != self.input_dtype:
@@ -144,6 +157,19 @@ class TFLiteBackend(Backend):
         self.interp.invoke()
         get = self.interp.get_tensor
         return [get(i) if lut is None else lut[get(i).view(np.uint8)] for i, lut in self._plan]
+
+
+def run_in_chunks(run, x: np.ndarray, fixed: int) -> list[np.ndarray]:
+    """``run`` (a backend's ``run``) over a batch of any size, for a file with a fixed batch:
+    chunks of ``fixed``, the last one padded by repeating its last sample."""
+    parts = []
+    for i in range(0, len(x), fixed):
+        chunk = x[i: i + fixed]
+        n = len(chunk)
+        if n < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
+        parts.append([o[:n] for o in run(chunk)])
+    return [np.concatenate(p) for p in zip(*parts, strict=True)]
 
 
 def tflite_output_position(detail: dict) -> int:
@@ -252,8 +278,15 @@ class TorchBackend(Backend):
 
 # -- dispatch ------------------------------------------------------------------------------------
 
+
+def _executorch_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:
+    from edgekit.runtime.pte import ExecuTorchBackend  # executorch (and torch) load only when a .pte is opened
+
+    return ExecuTorchBackend(path, device=device, threads=threads)
+
+
 BACKENDS = {".onnx": OnnxBackend, ".tflite": TFLiteBackend, ".mlpackage": CoreMLBackend, ".mlmodel": CoreMLBackend,
-            ".pt": TorchBackend, ".pth": TorchBackend}
+            ".pt": TorchBackend, ".pth": TorchBackend, ".pte": _executorch_backend}
 
 
 def open_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:

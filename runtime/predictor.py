@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from edgekit.card import ModelCard, clip_frame_indices
-from edgekit.runtime.backends import Backend, ModelFileError, TorchBackend, check_card_matches, open_backend
+from edgekit.runtime.backends import (
+    Backend,
+    ModelFileError,
+    TorchBackend,
+    check_card_matches,
+    open_backend,
+    run_in_chunks,
+)
 from edgekit.runtime.metadata import read_card
 from edgekit.runtime.preprocess import InputError, preprocess, read_image
 
@@ -62,14 +69,7 @@ class Predictor:
         if fixed is None or fixed == len(batch):
             outs = self.backend.run(batch)
         else:  # a file exported with a fixed batch: run in chunks, padding the last one
-            parts = []
-            for i in range(0, len(batch), fixed):
-                chunk = batch[i: i + fixed]
-                n = len(chunk)
-                if n < fixed:
-                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
-                parts.append([o[:n] for o in self.backend.run(chunk)])
-            outs = [np.concatenate(p) for p in zip(*parts, strict=True)]
+            outs = run_in_chunks(self.backend.run, batch, fixed)
         return {name: (o if o.ndim == 2 else o.reshape(len(batch), -1)) for name, o in zip(self._heads, outs,
                                                                                           strict=False)}
 

@@ -7,6 +7,8 @@ created with ``num_classes=0`` so it returns its pooled embedding; each head is 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,57 @@ from torch import nn
 
 from edgekit.card import HeadSpec
 from edgekit.errors import CheckpointError, ConfigError, first_line
+
+
+class NamedHeads(nn.Module):
+    """A ``ModuleDict`` keyed by any string a user can give: ``"class"``, ``"age group"``, ``"3d"``,
+    ``"émotion"``, ``"a.b"``.
+
+    Head names are data (folder names, CSV columns), but module attribute names end up as Python
+    code when torch.export / FX generate a graph (``self.heads.class`` is a SyntaxError). So each
+    module is registered under a derived safe name (``h_class``, ``h_age_group``...), and lookups,
+    iteration and ``items()`` use the user's names. State dicts written before this (keyed by the
+    user's names) still load.
+    """
+
+    def __init__(self, modules: dict[str, nn.Module] | None = None) -> None:
+        super().__init__()
+        self.key_of: dict[str, str] = {}
+        for name, module in (modules or {}).items():
+            self[name] = module
+        self._register_load_state_dict_pre_hook(self._rename_legacy_keys)
+
+    def __setitem__(self, name: str, module: nn.Module) -> None:
+        if name not in self.key_of:
+            key = "h_" + re.sub(r"[^0-9A-Za-z_]", "_", str(name))
+            if key in self.key_of.values():
+                key = f"{key}_{len(self.key_of)}"
+            self.key_of[name] = key
+        self.add_module(self.key_of[name], module)
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return self._modules[self.key_of[name]]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.key_of
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.key_of)
+
+    def __len__(self) -> int:
+        return len(self.key_of)
+
+    def keys(self) -> list[str]:
+        return list(self.key_of)
+
+    def items(self) -> list[tuple[str, nn.Module]]:
+        return [(name, self._modules[key]) for name, key in self.key_of.items()]
+
+    def _rename_legacy_keys(self, state_dict: dict, prefix: str, *args) -> None:
+        for name, key in self.key_of.items():
+            old, new = f"{prefix}{name}.", f"{prefix}{key}."
+            for k in [k for k in state_dict if k.startswith(old) and not k.startswith(new)]:
+                state_dict[new + k[len(old):]] = state_dict.pop(k)
 
 
 class EdgeModel(nn.Module):
@@ -51,7 +104,7 @@ class EdgeModel(nn.Module):
         widths = {h.name: self.embed_dim for h in heads}
         if self.cross:
             widths.update({name: self.embed_dim // 2 for name in self.cross})
-        self.heads = nn.ModuleDict({
+        self.heads = NamedHeads({
             h.name: nn.Sequential(nn.Dropout(drop_rate), nn.Linear(widths[h.name], h.outputs)) for h in heads
         })
 
@@ -155,3 +208,33 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def check_input_size(model: nn.Module, size: int, frames: int | None = None) -> None:
+    """Refuse an input size the architecture cannot take, before anything is trained or exported.
+
+    The last stage may run on a 1x1 map (a 16 px input to a stride-32 CNN is a fair small-input
+    setting), but every earlier stage must see real pixels: below the stride of the second-to-last
+    stage, the features are padding artifacts. Some models take one size only (ViTs with a fixed
+    position embedding): a forward pass at ``size`` in eval mode (BatchNorm statistics untouched)
+    catches those.
+    """
+    backbone = getattr(model, "backbone", model)
+    arch = getattr(model, "arch", type(backbone).__name__)
+    if size < 1:
+        raise ConfigError(f"input size must be a positive number of pixels, got {size}")
+    info = getattr(backbone, "feature_info", None) or []
+    strides = sorted({f.get("reduction") for f in info if isinstance(f, dict) and f.get("reduction")})
+    least = strides[-2] if len(strides) > 1 else (strides[0] if strides else 1)
+    if size < least:
+        raise ConfigError(f"input size {size} px is too small for {arch} (strides {strides}): its stages before the "
+                          f"last would see no real pixels; use at least {least} px")
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            backbone(torch.zeros(1, 3, size, size))
+    except Exception as exc:  # noqa: BLE001 - timm raises assertions, shape and runtime errors alike
+        raise ConfigError(f"{arch} cannot take {size} px input: {first_line(exc, 200)}") from None
+    finally:
+        backbone.train(was_training)

@@ -15,7 +15,7 @@ from edgekit.errors import ConfigError
 from edgekit.train.clips import is_clip_source
 from edgekit.train.data import DataBundle, Transforms, build_transforms, load_data, warn_skipped
 from edgekit.train.losses import Supervised, TaskLoss
-from edgekit.train.models import EdgeModel, backbone_data_config, build_student
+from edgekit.train.models import EdgeModel, backbone_data_config, build_student, check_input_size
 from edgekit.train.trainer import FitResult, fit
 
 
@@ -61,6 +61,7 @@ def prepare(cfg: RunConfig) -> Setup:
     model = build_student(cfg.model.arch, data.heads, drop_rate=cfg.model.drop_rate,
                           drop_path_rate=cfg.model.drop_path_rate, weights=cfg.model.weights, temporal=temporal)
     tfs = build_transforms(cfg.data, data.kind, backbone_data_config(model.backbone))
+    check_input_size(model, tfs.input.size[0])
     card = ModelCard(name=cfg.name, arch=cfg.model.arch, heads=data.heads, input=tfs.input,
                      provenance={"stage": cfg.stage, "edgekit": __version__, "data": cfg.data.source,
                                  "domain": data.kind,  # the kiosk warns when a model was not trained on faces

@@ -25,6 +25,7 @@ from torch import nn
 
 from edgekit.card import HeadSpec
 from edgekit.errors import CheckpointError, ConfigError, DependencyError, first_line
+from edgekit.train.models import NamedHeads
 
 
 class ProbeHead(nn.Module):
@@ -70,7 +71,7 @@ class Teacher(nn.Module):
         self.source = source  # the weights file, for provenance
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.heads = nn.ModuleDict(heads or {})
+        self.heads = NamedHeads(heads or {})
         self.logits_from = logits_from
         self.student_mean = self.student_std = None
         self.params = sum(p.numel() for p in encoder.parameters())
@@ -164,7 +165,10 @@ def _timm_teacher(arch: str, weights: str | None, heads: list[HeadSpec], logits:
         raise CheckpointError(f"teacher weights not found: {path}")
     ckpt = None
     if path.suffix in (".pt", ".pth"):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - zip, pickle and unpickler errors all mean "not a weights file"
+            raise CheckpointError(f"cannot read teacher weights {path}: {first_line(exc, 160)}") from None
         ckpt = obj if isinstance(obj, dict) and obj.get("format") == FORMAT else None
     if ckpt is not None:  # an edgekit checkpoint: its heads are the teacher's logits
         model, card, _ = model_from_checkpoint(ckpt)

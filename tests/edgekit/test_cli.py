@@ -96,3 +96,20 @@ def test_stage_commands_bad_input(argv, message, trained_run, exported, tmp_path
     assert main([a.format(**fill) for a in argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and message in err
+
+
+def test_bad_numbers_and_broken_files_are_one_line_errors(trained_run, tmp_path, capsys):
+    ckpt = str(trained_run.run_dir / "best.pt")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"\x80\x04 this is not a checkpoint")
+    cases = [
+        (["quantize", ckpt, "--calib", "0", "--out", str(tmp_path / "q")], "at least one image"),
+        (["export", ckpt, "--imgsz", "3", "--target", "onnx", "--out", str(tmp_path / "e")], "too small"),
+        (["distill", "--teacher", "timm:resnet18", "--teacher-weights", str(broken), "--set", "data.limit=8",
+          "--imgsz", "16", "--out", str(tmp_path / "d")], "cannot read teacher weights"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not (tmp_path / "e" / "model.onnx").exists()

@@ -118,4 +118,4 @@ def test_bad_inputs(tmp_path):
         export_checkpoint(tmp_path / "y.pt", ["onnx"], tmp_path)
     with pytest.raises(ConfigError, match="--target"):
         parse_targets("onnx,tensorrt")
-    assert parse_targets("all") == ["onnx", "tflite", "coreml"]
+    assert parse_targets("all")[:3] == ["onnx", "tflite", "coreml"]  # + executorch where its extra is installed

@@ -1,0 +1,317 @@
+"""The coverage matrix: popular edge architectures x every target, each cell made, verified, timed.
+
+``python -m edgekit.recipes.coverage`` (defaults: the 20 architectures below at 224 px) writes
+``docs/coverage.json`` and ``docs/coverage.md``. Per architecture, in its own process (a converter
+that crashes or hangs costs one row, not the run):
+
+1. a random-init timm model with edgekit heads, made safe to measure as ``edgekit bench`` does
+   (zero-init BatchNorm gammas set to 1, BatchNorm statistics from real images), fused first when
+   it has reparameterizable branches;
+2. ``export_checkpoint`` to every target and precision, each file failing alone;
+3. per file, parity against PyTorch on real images through the edgekit runtime (max relative
+   error, cosine, SQNR, top-1 agreement), batch-1 p50 latency on 2 threads, size, export seconds.
+
+A cell passes when its file was made, loads in the runtime, and meets its numeric gate: FP32
+relative error <= 1e-4 (the export gate), FP16 SQNR >= 30 dB, INT8 SQNR >= 10 dB. Top-1
+agreement alone says nothing for random weights (one class can win everywhere), hence SQNR. A
+failing cell carries a one-line reason and whose bug it is (:data:`KNOWN`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ARCHS = ("mobileone_s0", "mobileone_s2", "mobilevit_xxs", "mobilevitv2_050", "mobilenetv3_small_100",
+         "mobilenetv3_large_100", "mobilenetv4_conv_small", "mobilenetv4_hybrid_medium", "efficientnet_b0",
+         "efficientvit_m0", "fastvit_t8", "repvit_m0_9", "convnext_atto", "edgenext_xx_small", "ghostnet_100",
+         "levit_128s", "deit_tiny_patch16_224", "resnet18", "regnetx_002", "lcnet_050")
+# (column, export format, precision, file name)
+CELLS = (("onnx fp32", "onnx", "fp32", "model.onnx"), ("onnx fp16", "onnx", "fp16", "model.fp16.onnx"),
+         ("onnx int8", "onnx", "int8", "model.int8.onnx"), ("tflite fp32", "tflite", "fp32", "model.tflite"),
+         ("tflite fp16", "tflite", "fp16", "model.fp16.tflite"), ("tflite int8", "tflite", "int8", "model.int8.tflite"),
+         ("coreml", "coreml", "fp16", "model.mlpackage"))
+GATES = {"fp32": ("rel", 1e-4), "fp16": ("sqnr_db", 30.0), "int8": ("sqnr_db", 10.0)}
+# Failures that are not ours: (pattern in the one-line reason, owner, upstream issue, what we do about it).
+KNOWN: list[tuple[str, str, str, str]] = []
+PACKAGES = ("torch", "timm", "onnx", "onnxruntime", "onnxscript", "litert-torch", "ai-edge-litert",
+            "ai-edge-quantizer", "torchao", "coremltools", "executorch", "numpy")
+
+
+def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 64, val: int = 64,
+             min_seconds: float = 0.5) -> dict[str, Any]:
+    """Build, export, verify and time one architecture; returns ``{"arch", "cells": {column: cell}}``."""
+    import torch
+
+    from edgekit.benchmarks.harness import random_checkpoint
+    from edgekit.compress.reparam import fuse_checkpoint, has_reparam_blocks
+    from edgekit.export.exporter import export_checkpoint
+    from edgekit.train.trained import load_trained
+
+    torch.set_num_threads(2)
+    out = work / arch
+    row: dict[str, Any] = {"arch": arch, "imgsz": imgsz, "cells": {}}
+    t0 = time.perf_counter()
+    ckpt, _ = random_checkpoint(arch, out / "random", imgsz, "digits")
+    ckpt = probe_head(ckpt, out / "probe")
+    trained = load_trained(ckpt)
+    row["params"] = sum(p.numel() for p in trained.model.parameters())
+    if has_reparam_blocks(trained.model):
+        fused = fuse_checkpoint(ckpt, out / "fused", n_images=16)
+        row["fused"] = {"params_before": fused.stats["params_before"], "params_after": fused.stats["params_after"],
+                        "max_rel": fused.stats["max_rel"]}
+        trained = load_trained(fused.path)
+    row["prepare_seconds"] = round(time.perf_counter() - t0, 1)
+    parity: dict[str, dict] = {}
+    for targets, extra in ((["onnx", "tflite"], {"int8": True, "fp16": True}), (["coreml"], {})):
+        report = export_checkpoint(trained, targets, out / "files", calib_images=calib, val_images=val,
+                                   verbose=False, strict=False, **extra)
+        parity.update({e["file"]: e for e in report.parity + report.failures})
+    for column, _fmt, precision, name in CELLS:
+        row["cells"][column] = _cell(out / "files" / name, parity.get(name), precision, min_seconds)
+    return row
+
+
+def probe_head(ckpt: Path, out: Path, head: str = "class") -> Path:
+    """Replace the random 1000-way head with a logistic-regression probe fitted on the frozen
+    backbone's embeddings of the digits' training images: outputs then carry signal (a random head's
+    logits barely move between images, so any quantization noise swamps them), and accuracy means
+    something. The head keeps a user-style name (``class`` is a Python keyword)."""
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from edgekit.card import HeadSpec
+    from edgekit.train.checkpoint import load_checkpoint, save_checkpoint
+    from edgekit.train.models import build_student
+    from edgekit.train.trained import load_trained
+
+    src = load_trained(ckpt)
+    x, _ = src.images("train", limit=256)
+    data = src._data  # loaded by images(): the digits' targets of the same split
+    ids = np.sort(np.random.default_rng(0).choice(len(data.train), min(256, len(data.train)), replace=False))
+    y = data.train.targets[data.heads[0].name][ids]
+    with torch.no_grad():
+        emb = torch.cat([src.model.forward_features(torch.from_numpy(x[i: i + 32])) for i in range(0, len(x), 32)])
+    clf = LogisticRegression(max_iter=2000).fit(emb.numpy(), y)
+    classes = [str(c) for c in range(10)]
+    model = build_student(src.card.arch, [HeadSpec(head, "classification", classes)])
+    state = {k: v for k, v in src.model.state_dict().items() if not k.startswith("heads.")}
+    model.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        linear = model.heads[head][1]
+        linear.weight.copy_(torch.from_numpy(clf.coef_).float())
+        linear.bias.copy_(torch.from_numpy(clf.intercept_).float())
+    card = src.card.derive(weights="random backbone (seed 0) + logistic-regression probe on 256 digits")
+    card.heads = model.head_specs
+    raw = load_checkpoint(ckpt)
+    return save_checkpoint(out / "model.pt", {"card": card.to_dict(), "config": raw["config"],
+                                              "model_state": model.state_dict(), "epoch": None})
+
+
+def _cell(path: Path, entry: dict | None, precision: str, min_seconds: float) -> dict[str, Any]:
+    if entry is None:
+        return {"passed": False, "reason": "not attempted", "owner": "ours"}
+    cell: dict[str, Any] = {"export_seconds": entry.get("export_seconds")}
+    if "error" in entry:
+        cell.update(passed=False, reason=entry["error"], **_owner(entry["error"]))
+        return cell
+    cell["size_mb"] = round(entry["size_bytes"] / 1e6, 2)
+    if "heads" not in entry:  # CoreML on Linux: conversion and structure only
+        cell.update(passed=bool(entry.get("structure_ok")), structure="ok" if entry.get("structure_ok") else
+                    "; ".join(entry.get("problems", [])), latency="n/a: needs macOS")
+        if not cell["passed"]:
+            cell.update(reason=f"structure: {cell['structure']}", owner="ours")
+        return cell
+    stats = next(iter(entry["heads"].values()))
+    cell.update(max_rel=stats["rel"], cosine=stats["cosine"], sqnr_db=stats.get("sqnr_db"),
+                top1_agreement=stats.get("top1_agreement"))
+    key, limit = GATES[precision]
+    value = stats["rel"] if key == "rel" else (stats.get("sqnr_db") if stats.get("sqnr_db") is not None else 1e9)
+    ok = value <= limit if key == "rel" else value >= limit
+    if not ok:
+        cell.update(passed=False, owner="numeric", reason=f"{'relative error' if key == 'rel' else 'SQNR'} "
+                    f"{value:.3g}{'' if key == 'rel' else ' dB'} misses the {precision} gate ({limit:g})")
+    else:
+        cell["passed"] = True
+    try:
+        cell["p50_ms"] = _latency(path, min_seconds)
+    except Exception as exc:  # noqa: BLE001 - a file that does not run is a failed cell
+        cell.update(passed=False, reason=f"runtime: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                    owner="ours")
+    return cell
+
+
+def _latency(path: Path, min_seconds: float) -> float:
+    """Batch-1 p50 (ms) through the edgekit runtime on 2 threads."""
+    import numpy as np
+
+    from edgekit.benchmarks.stats import latency_stats, time_calls
+    from edgekit.runtime import load
+
+    model = load(path, device="cpu", threads=2)
+    h, w = model.card.input.size
+    x = model.preprocess([np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)], color="RGB")
+    return round(latency_stats(time_calls(lambda: model.run(x), min_runs=20, min_seconds=min_seconds,
+                                          warmup=5))["p50_ms"], 3)
+
+
+def _owner(reason: str) -> dict[str, str]:
+    for pattern, owner, link, action in KNOWN:
+        if re.search(pattern, reason):
+            return {"owner": owner, "upstream": link, "action": action}
+    return {"owner": "unclassified"}
+
+
+# -- the whole matrix ------------------------------------------------------------------------------
+
+
+def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh: bool = False,
+               timeout: int = 1800) -> dict[str, Any]:
+    """Each architecture in its own process (results cached in ``work/ARCH/row.json``), then the report."""
+    rows = []
+    for arch in archs:
+        cached = work / arch / "row.json"
+        if fresh or not cached.exists():
+            t0 = time.perf_counter()
+            print(f"[coverage] {arch} ...", flush=True)
+            cmd = [sys.executable, "-m", "edgekit.recipes.coverage", "--one", arch, "--work", str(work),
+                   "--imgsz", str(imgsz)]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+                err = (proc.stderr.strip().splitlines() or ["no output"])[-1] if proc.returncode else None
+            except subprocess.TimeoutExpired:
+                err = f"timed out after {timeout}s"
+            if err or not cached.exists():
+                row = {"arch": arch, "imgsz": imgsz, "error": err or "no result",
+                       "cells": {c[0]: {"passed": False, "reason": f"model: {err}", **_owner(err or "")}
+                                 for c in CELLS}}
+                _write(cached, row)
+            print(f"[coverage] {arch} done in {time.perf_counter() - t0:.0f}s", flush=True)
+        rows.append(json.loads(cached.read_text()))
+    result = {"machine": machine(), "packages": versions(), "imgsz": imgsz, "threads": 2,
+              "columns": [c[0] for c in CELLS], "gates": {k: list(v) for k, v in GATES.items()}, "rows": rows}
+    for row in rows:  # the classification of known upstream failures is re-read, so it can improve
+        for cell in row["cells"].values():
+            if not cell.get("passed") and cell.get("owner") in ("unclassified", None) and cell.get("reason"):
+                cell.update(_owner(cell["reason"]))
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "coverage.json", result)
+    (out / "coverage.md").write_text(render(result))
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    cols = result["columns"]
+    cells = [c for r in result["rows"] for c in r["cells"].values()]
+    passed = sum(bool(c.get("passed")) for c in cells)
+    lines = ["# Coverage matrix", "",
+             f"{len(result['rows'])} architectures x {len(cols)} targets at {result['imgsz']} px: "
+             f"**{passed} of {len(cells)} cells pass ({passed / max(len(cells), 1) * 100:.0f}%)**.", "",
+             f"Machine: {result['machine']}. Latency: batch-1 p50 through the edgekit runtime, "
+             f"{result['threads']} threads. Regenerate: `python -m edgekit.recipes.coverage` "
+             "(one process per architecture; `--archs a,b` for a subset).", "",
+             "Gates: FP32 max relative error <= 1e-4; FP16 SQNR >= 30 dB; INT8 SQNR >= 10 dB (random-init "
+             "weights with real BatchNorm statistics: top-1 agreement is reported but does not gate). "
+             "CoreML: conversion + structure on Linux; prediction needs macOS.", "",
+             "| arch | params | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for r in result["rows"]:
+        params = f"{r['params'] / 1e6:.1f} M" if r.get("params") else "?"
+        lines.append(f"| {r['arch']} | {params} | " + " | ".join(_short(r["cells"][c]) for c in cols) + " |")
+    lines += ["", "Cell: latency in ms (p50, batch 1) and SQNR in dB; `ok` = CoreML structure verified; "
+              "`FAIL` = see below.", "", "## Failures", ""]
+    for r in result["rows"]:
+        for c in cols:
+            cell = r["cells"][c]
+            if not cell.get("passed"):
+                where = cell.get("owner", "?")
+                if cell.get("upstream"):
+                    where += f" ({cell['upstream']})"
+                action = f" — {cell['action']}" if cell.get("action") else ""
+                lines.append(f"- **{r['arch']} / {c}** [{where}]: {cell.get('reason')}{action}")
+    lines += ["", "## Details", "", "| arch | target | max rel | cosine | SQNR dB | top-1 agree | size MB | "
+              "export s | p50 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        for c in cols:
+            x = r["cells"][c]
+            if x.get("passed") is not None and "max_rel" in x:
+                lines.append(f"| {r['arch']} | {c} | {x['max_rel']:.1e} | {x['cosine']:.5f} | "
+                             f"{_num(x.get('sqnr_db'), '.1f')} | {_num(x.get('top1_agreement'), '.3f')} | "
+                             f"{x.get('size_mb')} | {x.get('export_seconds')} | {x.get('p50_ms', 'n/a')} |")
+    lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in result["packages"].items()] + [""]
+    return "\n".join(lines)
+
+
+def _short(cell: dict[str, Any]) -> str:
+    if not cell.get("passed"):
+        return "FAIL"
+    if "p50_ms" not in cell:
+        return "ok"
+    sq = cell.get("sqnr_db")
+    return f"{cell['p50_ms']:.2f} ms" + (f", {sq:.0f} dB" if sq is not None else "")
+
+
+def _num(v, fmt: str) -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def machine() -> str:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        cpu = next((ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines()
+                    if ln.startswith("model name")), cpu)
+    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def _write(path: Path, obj: Any) -> None:
+    from edgekit.atomic import write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, obj)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edgekit.recipes.coverage", description=__doc__.split("\n\n")[0],
+                                 epilog="Example: python -m edgekit.recipes.coverage --archs mobileone_s0,resnet18")
+    ap.add_argument("--archs", default=",".join(ARCHS), help="comma-separated timm names (default: the 20)")
+    ap.add_argument("--imgsz", type=int, default=224)
+    ap.add_argument("--work", type=Path, default=Path("runs/coverage"), help="files and per-arch results")
+    ap.add_argument("--out", type=Path, default=Path("docs"), help="where coverage.md/.json go")
+    ap.add_argument("--fresh", action="store_true", help="redo architectures that already have results")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # the per-architecture child process
+    args = ap.parse_args(argv)
+    if args.one:
+        from edgekit.cli import quiet_native_logs
+
+        quiet_native_logs()
+        _write(args.work / args.one / "row.json", run_arch(args.one, args.work, args.imgsz))
+        return 0
+    run_matrix([a.strip() for a in args.archs.split(",") if a.strip()], args.work, args.out, args.imgsz, args.fresh)
+    print(args.out / "coverage.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
