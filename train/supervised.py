@@ -12,8 +12,7 @@ from edgekit import __version__
 from edgekit.card import ModelCard
 from edgekit.config import RunConfig, load_config
 from edgekit.errors import ConfigError
-from edgekit.train.clips import is_clip_source
-from edgekit.train.data import DataBundle, Transforms, build_transforms, load_data, warn_skipped
+from edgekit.train.data import DataBundle, Transforms, build_transforms, is_clip_source, load_data, warn_skipped
 from edgekit.train.losses import Supervised, TaskLoss
 from edgekit.train.models import EdgeModel, backbone_data_config, build_student, check_input_size
 from edgekit.train.trainer import FitResult, fit

@@ -11,8 +11,8 @@ import torch
 from edgekit.card import HeadSpec, clip_frame_indices
 from edgekit.config import load_config
 from edgekit.errors import ConfigError, DataError
-from edgekit.train.clips import DIRECTIONS, moving_digit_clip
 from edgekit.train.data import ImageDataset, load_data
+from edgekit.train.data.clips import DIRECTIONS, moving_digit_clip
 from edgekit.train.models import build_student
 from edgekit.train.temporal import AttentionPool, CrossTaskAttention, MeanPool, TemporalTransformer
 

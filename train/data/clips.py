@@ -11,7 +11,7 @@
 Frame sampling splits ``[start_frame, stop_frame]`` into N equal segments and takes each one's
 centre (``uniform``; always for validation) or, in training with ``data.sampling=random``, a
 random frame of each segment, drawn from the sample's seed (so runs stay reproducible). A clip
-loads as a list of PIL images; :class:`edgekit.train.data.ImageDataset` applies the same
+loads as a list of PIL images; :class:`edgekit.train.data.sampling.ImageDataset` applies the same
 augmentation to every frame of a clip.
 """
 
@@ -25,6 +25,8 @@ from PIL import Image
 from edgekit.card import HeadSpec, clip_frame_indices
 from edgekit.config import DataConfig, HeadConfig
 from edgekit.errors import ConfigError, DataError, EdgekitError
+from edgekit.train.data.labels import csv_header, encode_labels, read_csv, split_rows
+from edgekit.train.data.split import DataBundle, Split
 
 MOVING_DIGITS = "moving_digits"
 DIRECTIONS = ["right", "left", "down", "up"]
@@ -61,8 +63,6 @@ def moving_digits(cfg: DataConfig, heads: list[HeadConfig]):
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    from edgekit.train.data import DataBundle, Split
-
     if heads and (len(heads) != 1 or heads[0].kind != "classification"):
         raise ConfigError("moving_digits has one label per clip (its direction): give one classification head")
     name = heads[0].name if heads else "direction"
@@ -97,8 +97,6 @@ def is_clip_source(source: str) -> bool:
 
 def is_clip_csv(path: Path) -> bool:
     """A CSV whose header names ``video``, ``start_frame`` and ``stop_frame``."""
-    from edgekit.train.data import csv_header
-
     return set(CLIP_COLUMNS) <= set(csv_header(path))
 
 
@@ -114,8 +112,6 @@ def read_frames(video: str, indices: list[int]) -> list[Image.Image]:
 
 def clip_csv(path: Path, cfg: DataConfig, heads: list[HeadConfig]):
     """Clips from ``video,start_frame,stop_frame,<labels>`` rows (see the module docstring)."""
-    from edgekit.train.data import DataBundle, Split, _encode, split_rows
-
     rows, columns = _read_clip_csv(path)
     if not heads:
         if {"verb_class", "noun_class"} <= set(columns):
@@ -143,7 +139,7 @@ def clip_csv(path: Path, cfg: DataConfig, heads: list[HeadConfig]):
         if not keep:
             raise DataError(f"{where}: no readable clips left")
         spans = [(r["video"], int(r["start_frame"]), int(r["stop_frame"])) for r in keep]
-        targets = {h.name: np.asarray(_encode(h, s, [r[h.column or h.name] for r in keep], where))
+        targets = {h.name: np.asarray(encode_labels(h, s, [r[h.column or h.name] for r in keep], where))
                    for h, s in zip(heads, specs, strict=True)}
 
         def load(i: int, seed: int = 0) -> list[Image.Image]:
@@ -159,9 +155,7 @@ def clip_csv(path: Path, cfg: DataConfig, heads: list[HeadConfig]):
 
 
 def _read_clip_csv(path: Path) -> tuple[list[dict[str, str]], list[str]]:
-    from edgekit.train.data import _read_csv
-
-    return _read_csv(path, required=CLIP_COLUMNS, files=("video",), frames=CLIP_COLUMNS[1:])
+    return read_csv(path, required=CLIP_COLUMNS, files=("video",), frames=CLIP_COLUMNS[1:])
 
 
 def _check_clip(row: dict[str, str], counts: dict[str, int | None]) -> str | None:

@@ -1,0 +1,84 @@
+"""Splits: the :class:`Split` and :class:`DataBundle` containers every source returns, fixed
+(seed 0) stratified train/val splits, and nested, stratified fractions of a training split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from edgekit.card import HeadSpec
+from edgekit.errors import DataError
+
+
+@dataclass
+class Split:
+    """One split of a dataset: how to load image ``i`` (a clip: a list of frames) and its targets.
+
+    ``seeded`` splits take the sample's seed, ``load(i, seed)``, for random frame sampling.
+    """
+
+    names: list[str]  # file paths, or "digits[i]" for the embedded set
+    load: Callable[..., Image.Image | list[Image.Image]]
+    targets: dict[str, np.ndarray]  # int64 (-1 missing) / float32 (NaN missing) / float32 [N, C]
+    seeded: bool = False
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, ids: np.ndarray) -> Split:
+        ids = np.asarray(ids)
+        return Split(names=[self.names[i] for i in ids],
+                     load=lambda i, *seed, ids=ids, load=self.load: load(int(ids[i]), *seed),
+                     targets={k: v[ids] for k, v in self.targets.items()}, seeded=self.seeded)
+
+
+@dataclass
+class DataBundle:
+    """Train and val splits plus the heads (with class names) they define."""
+
+    train: Split
+    val: Split
+    heads: list[HeadSpec]
+    kind: str  # "digits", "images", "faces" or "clips": picks augmentation defaults
+    skipped: list[str] = field(default_factory=list)
+    frames: int | None = None  # clip datasets: frames per sample
+
+
+def nested_fraction(split: Split, heads: list[HeadSpec], fraction: float) -> Split:
+    """A fixed (seed 0), stratified share of ``split`` (by the first classification head), nested:
+    the samples kept at 0.1 are also kept at 0.25, so a sample-efficiency curve only adds data."""
+    n = len(split)
+    keep = max(2, round(n * fraction))
+    order = np.random.default_rng(0).permutation(n)
+    first = next((h for h in heads if h.kind == "classification"), None)
+    if first is not None:  # interleave classes so every prefix of ``order`` is stratified
+        labels = split.targets[first.name][order]
+        rank = np.zeros(n)
+        for c in np.unique(labels):
+            members = np.flatnonzero(labels == c)
+            rank[members] = (np.arange(len(members)) + 0.5) / len(members)
+        order = order[np.argsort(rank, kind="stable")]
+    return split.subset(np.sort(order[:keep]))
+
+
+def split_lists(paths: list[str], labels: list[Any], frac: float):
+    """A fixed (seed 0) ``frac`` validation split of ``paths`` and their ``labels``, stratified by the
+    labels when every class has two samples: ``(train paths, train labels, val paths, val labels)``."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(paths))
+    strat = labels if len(set(labels)) > 1 and min(labels.count(v) for v in set(labels)) >= 2 else None
+    try:
+        try:
+            tr, va = train_test_split(idx, test_size=frac, stratify=strat, random_state=0)
+        except ValueError:  # too few samples per class to stratify: a plain random split
+            tr, va = train_test_split(idx, test_size=frac, random_state=0)
+    except ValueError as exc:
+        raise DataError(f"cannot split {len(paths)} samples into train/val: {exc}") from exc
+    tr, va = np.sort(tr), np.sort(va)
+    return [paths[i] for i in tr], [labels[i] for i in tr], [paths[i] for i in va], [labels[i] for i in va]
