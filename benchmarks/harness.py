@@ -120,9 +120,8 @@ def _name(card: ModelCard, path: Path) -> str:
 
 
 def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | None, role: str) -> Bench:
-    from edgekit.compress.reparam import gflops
     from edgekit.export.exporter import export_checkpoint
-    from edgekit.train.models import count_params
+    from edgekit.train.models import count_params, gflops
     from edgekit.train.trained import load_trained
 
     trained = load_trained(path)

@@ -33,6 +33,7 @@ from edgekit.card import HeadSpec
 from edgekit.config import RunConfig
 from edgekit.console import progress, say
 from edgekit.errors import ConfigError
+from edgekit.runs import finished
 from edgekit.train.data import ImageDataset, Split, make_loader, view_seed
 from edgekit.train.device import resolve_device
 from edgekit.train.losses import TaskLoss
@@ -276,7 +277,7 @@ def ensure_teacher(cfg: RunConfig, verbose: bool = True) -> Path:
     t_cfg.name = None
     digest = hashlib.sha1(t_cfg.to_yaml().encode()).hexdigest()[:8]
     t_cfg.name = f"{default_name(t_cfg)}-{digest}"  # shared by every student distilled on this data
-    if t_cfg.finished():
+    if finished(t_cfg):
         if verbose:
             say(f"teacher: reusing {t_cfg.run_dir / 'best.pt'}")
         return t_cfg.run_dir

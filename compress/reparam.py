@@ -22,7 +22,7 @@ from torch import nn
 from edgekit.atomic import write_json
 from edgekit.errors import EdgekitError
 from edgekit.train.checkpoint import save_checkpoint
-from edgekit.train.models import count_params
+from edgekit.train.models import count_params, gflops
 
 TOLERANCE = 1e-4
 
@@ -60,17 +60,6 @@ def compare(reference: nn.Module, candidate: nn.Module, x: torch.Tensor, batch: 
                         "top1_agreement": float((a.argmax(1) == b.argmax(1)).float().mean()) if a.shape[1] > 1
                         else None}
     return result
-
-
-def gflops(model: nn.Module, sample: torch.Tensor) -> float:
-    """Forward GFLOPs for ``sample`` (one image ``[1, 3, H, W]`` or clip ``[1, T, 3, H, W]``), with
-    ``torch.utils.flop_counter.FlopCounterMode``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(sample)
-    return counter.get_total_flops() / 1e9
 
 
 @torch.no_grad()

@@ -134,19 +134,6 @@ class RunConfig(_Strict):
     def run_dir(self) -> Path:
         return Path(self.out) / self.stage / (self.name or "default")
 
-    def finished(self) -> bool:
-        """True when :attr:`run_dir` holds a completed run of exactly this config (so it can be reused)."""
-        import json
-
-        run = self.run_dir
-        if not all((run / f).is_file() for f in ("config.yaml", "history.json", "card.json", "best.pt")):
-            return False
-        try:
-            history = json.loads((run / "history.json").read_text())
-            return (run / "config.yaml").read_text() == self.to_yaml() and len(history) == self.train.epochs
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            return False
-
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                 sets: list[str] | None = None, stage: str = "train") -> RunConfig:

@@ -23,7 +23,8 @@ def quickstart(out: str = "runs", fresh: bool = False, batches: tuple[int, ...] 
     from edgekit.compress.distill import distill
     from edgekit.compress.reparam import fuse_checkpoint
     from edgekit.config import load_config
-    from edgekit.export.quantized import quantize_checkpoint
+    from edgekit.recipes.quantize import quantize_checkpoint
+    from edgekit.runs import finished
     from edgekit.train.supervised import default_name
 
     times: dict[str, float] = {}
@@ -41,7 +42,7 @@ def quickstart(out: str = "runs", fresh: bool = False, batches: tuple[int, ...] 
     cfg.name = default_name(cfg)
     t = time.perf_counter()
     summary_path = cfg.run_dir / "distill.json"
-    if cfg.finished() and summary_path.is_file():
+    if finished(cfg) and summary_path.is_file():
         say(f"reusing the finished distillation in {cfg.run_dir}")
         kd = json.loads(summary_path.read_text())
     else:

@@ -39,9 +39,9 @@ from typing import Any
 from edgekit.atomic import write_json, write_text, write_with
 from edgekit.config import RunConfig, load_config
 from edgekit.errors import ConfigError, RunError, first_line
+from edgekit.runs import finished, missing
 from edgekit.train.metrics import monitor_key
 
-RUN_FILES = ("config.yaml", "history.json", "card.json", "best.pt")
 PERCENT = ("/acc", "/top5")  # metrics shown as percentages
 
 
@@ -109,9 +109,9 @@ def _runs_in(path: Path, exclude: Path | None) -> list[Path]:
 def load_run(path: str | Path) -> Run:
     """Read a finished run folder; a missing file, an unfinished or a corrupt run is a :class:`RunError`."""
     path = Path(path)
-    missing = [f for f in RUN_FILES if not (path / f).is_file()]
-    if missing:
-        raise RunError(f"{path} is not a finished run: {', '.join(missing)} missing")
+    lacking = missing(path)
+    if lacking:
+        raise RunError(f"{path} is not a finished run: {', '.join(lacking)} missing")
     try:
         cfg = load_config(path / "config.yaml")
     except ConfigError as exc:
@@ -281,7 +281,7 @@ def sweep(runs: list[Run], fractions: list[float], out: Path, verbose: bool = Tr
                 cfg, sweep_run, reused = run.cfg, run, True
             else:
                 cfg = sweep_config(run, f, out)
-                reused = cfg.finished()
+                reused = finished(cfg)
                 if verbose:
                     say(f"sweep {run.name} at fraction {f:g}: "
                         f"{'reusing' if reused else 'training'} {cfg.run_dir}")

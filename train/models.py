@@ -210,6 +210,17 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def gflops(model: nn.Module, sample: torch.Tensor) -> float:
+    """Forward GFLOPs for ``sample`` (one image ``[1, 3, H, W]`` or clip ``[1, T, 3, H, W]``), with
+    ``torch.utils.flop_counter.FlopCounterMode``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(sample)
+    return counter.get_total_flops() / 1e9
+
+
 def check_input_size(model: nn.Module, size: int, frames: int | None = None) -> None:
     """Refuse an input size the architecture cannot take, before anything is trained or exported.
 
