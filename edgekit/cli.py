@@ -322,8 +322,8 @@ def report(runs: Annotated[list[Path], typer.Argument(
                     "(finished sweep runs are reused), e.g. 0.1,0.25,0.5,1.0.")] = None,
            quiet: Quiet = False) -> None:
     """Compare finished runs: report.md/json/csv tables, training curves and a sample-efficiency sweep (PNG)."""
-    from edgekit.report import parse_fractions
-    from edgekit.report import report as run_report
+    from edgekit.recipes.report import report as run_report
+    from edgekit.recipes.sweep import parse_fractions
 
     paths = run_report(runs, out, parse_fractions(fractions) if fractions else None, verbose=not quiet)
     for p in paths.values():

@@ -1,7 +1,7 @@
 """``edgekit report``: compare finished runs, plot their training, sweep their training-set size.
 
-It lives beside the CLI (like ``quickstart``) because it drives more than one stage: it reads any
-run folder and reruns `train` or `distill` recipes for the sweep.
+A recipe: it reads any run folder, and its sample-efficiency sweep (:mod:`edgekit.recipes.sweep`)
+reruns the `train` or `distill` recipe of each run.
 
 :func:`report` reads run folders (``runs/<stage>/<name>/`` with ``config.yaml``, ``history.json``,
 ``card.json``, ``best.pt``) and writes, atomically, into ``out``:
@@ -12,15 +12,10 @@ run folder and reruns `train` or `distill` recipes for the sweep.
   its best epoch and at the final one, the train/val gap there (``overfit_gap`` of the history:
   train - val, or val - train for lower-is-better metrics), median seconds per epoch, and every
   final val metric per head.
-- ``curves.png``: train loss and the val monitor metric per epoch, one line per run.
-- with ``fractions``: the sample-efficiency sweep. Each run's own ``config.yaml`` is rerun with
-  ``data.fraction = f`` (a nested, stratified share of its train split) under
-  ``out/sweep/<stage>/<name>-f<f>/`` with the run's own recipe (``edgekit train``, or ``edgekit
-  distill`` without the no-KD baseline, reusing the run's teacher weights). Sweep runs that already
-  finished with the same config are reused, and ``f = 1.0`` is the run itself when it has no
-  fraction, so a second report costs nothing. ``sweep.png`` plots the best val monitor metric
-  against the number of training samples (log x) per run; ``sweep.csv`` and a table in
-  ``report.md`` hold the points.
+- ``curves.png`` (:mod:`edgekit.recipes.plots`): train loss and the val monitor metric per epoch, one line per run.
+- with ``fractions``: the sweep's points. ``sweep.png`` plots the best val monitor metric against
+  the number of training samples (log x) per run; ``sweep.csv`` and a table in ``report.md`` hold
+  the points.
 
 Reading runs needs no torch; only the sweep (which trains) imports it.
 """
@@ -36,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.atomic import write_json, write_text, write_with
+from edgekit.atomic import write_json, write_text
 from edgekit.config import RunConfig, load_config
 from edgekit.errors import ConfigError, RunError, first_line
-from edgekit.runs import finished, missing
+from edgekit.runs import missing
 from edgekit.train.metrics import monitor_key
 
 PERCENT = ("/acc", "/top5")  # metrics shown as percentages
@@ -217,87 +212,6 @@ def teacher_weights(run: Run) -> Path | None:
     return root / p if (root / p).exists() else p
 
 
-# -- the sweep -----------------------------------------------------------------------------------
-
-
-def parse_fractions(text: str) -> list[float]:
-    """``"0.1,0.25,0.5,1.0"`` -> sorted unique fractions in (0, 1]."""
-    try:
-        values = sorted({float(t) for t in text.split(",") if t.strip()})
-    except ValueError:
-        raise ConfigError(f"--fractions must be numbers in (0, 1] separated by commas, got '{text}'") from None
-    if not values or any(not 0.0 < v <= 1.0 for v in values):
-        raise ConfigError(f"--fractions must be numbers in (0, 1] separated by commas, got '{text}'")
-    return values
-
-
-def sweep_config(run: Run, fraction: float, out: Path) -> RunConfig:
-    """The run's own config with ``data.fraction = fraction``, written under ``out/sweep``."""
-    cfg = run.cfg.model_copy(deep=True)
-    cfg.data.fraction = fraction
-    cfg.out = str(out / "sweep")
-    cfg.name = f"{run.name}-f{fraction:g}"
-    if cfg.distill is not None:
-        cfg.distill.baseline = False
-        weights = teacher_weights(run)
-        if weights is None or not weights.is_file():
-            raise RunError(f"{run.path}: cannot rerun the distillation, its teacher weights "
-                           f"({weights or 'not recorded'}) are not there")
-        cfg.distill.teacher_weights = str(weights)
-    return cfg
-
-
-def _train(cfg: RunConfig, verbose: bool) -> None:
-    """Run the recipe of ``cfg.stage`` (imports torch)."""
-    if cfg.stage == "distill":
-        from edgekit.compress.distill import distill
-
-        distill(cfg, verbose=verbose)
-    elif cfg.stage in ("train", "teacher"):
-        from edgekit.train.supervised import train
-
-        train(cfg, verbose=verbose)
-    else:
-        raise RunError(f"cannot sweep a '{cfg.stage}' run (train, teacher and distill runs only)")
-
-
-def _train_samples(row: dict[str, Any], cfg: RunConfig) -> int:
-    """Training-set size of a run: from its card, else by loading its data (runs older than that field)."""
-    if row.get("train_samples") is not None:
-        return int(row["train_samples"])
-    from edgekit.train.data import load_data
-
-    return len(load_data(cfg.data, cfg.model.heads).train)
-
-
-def sweep(runs: list[Run], fractions: list[float], out: Path, verbose: bool = True) -> list[dict[str, Any]]:
-    """Train (or reuse) every run at every fraction; one point per (run, fraction)."""
-    from edgekit.console import say
-
-    points = []
-    for run in runs:
-        for f in fractions:
-            if f == 1.0 and run.cfg.data.fraction in (None, 1.0):
-                cfg, sweep_run, reused = run.cfg, run, True
-            else:
-                cfg = sweep_config(run, f, out)
-                reused = finished(cfg)
-                if verbose:
-                    say(f"sweep {run.name} at fraction {f:g}: "
-                        f"{'reusing' if reused else 'training'} {cfg.run_dir}")
-                if not reused:
-                    _train(cfg, verbose)
-                sweep_run = load_run(cfg.run_dir)
-            row = summarize(sweep_run)
-            points.append({"run": run.name, "arch": row["arch"], "fraction": f,
-                           "train_samples": _train_samples(row, cfg), "monitor": row["monitor"],
-                           "best": row["best"]["value"], "best_epoch": row["best"]["epoch"],
-                           "final": row["final"]["value"], "train_final": row["final"]["train"],
-                           "gap": row["final"]["gap"], "seconds": row["seconds"], "run_dir": str(sweep_run.path),
-                           "reused": reused})
-    return points
-
-
 # -- writing -------------------------------------------------------------------------------------
 
 
@@ -313,6 +227,8 @@ def report(paths: list[str | Path], out: str | Path, fractions: list[float] | No
     if verbose:
         print_table(rows)
     if fractions:
+        from edgekit.recipes.sweep import sweep
+
         written = write_report(rows, sweep(runs, fractions, out, verbose), out, fractions)
     return written
 
@@ -320,6 +236,8 @@ def report(paths: list[str | Path], out: str | Path, fractions: list[float] | No
 def write_report(rows: list[dict[str, Any]], points: list[dict[str, Any]], out: Path,
                  fractions: list[float] | None = None) -> dict[str, Path]:
     """report.json / .csv / .md, curves.png and, with sweep points, sweep.png and sweep.csv."""
+    from edgekit.recipes.plots import curves_plot, sweep_plot
+
     out.mkdir(parents=True, exist_ok=True)
     written = {"curves": curves_plot(rows, out / "curves.png")}
     if points:
@@ -450,77 +368,3 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         c = cells(r)
         table.add_row(*[c[i] for i in idx])
     console().print(table)
-
-
-# -- plots ---------------------------------------------------------------------------------------
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path, layout: bool = True) -> Path:
-    buf = io.BytesIO()
-    if layout:
-        fig.tight_layout()
-    fig.savefig(buf, format="png")
-    _plt().close(fig)
-    return write_with(path, lambda fh: fh.write(buf.getvalue()))
-
-
-def _scale(key: str) -> float:
-    return 100.0 if key.endswith(PERCENT) else 1.0
-
-
-def curves_plot(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Train loss (left) and the val monitor metric (right; train dashed) per epoch, one colour per run."""
-    plt = _plt()
-    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
-    colors = plt.get_cmap("tab10")
-    for i, r in enumerate(rows):
-        c, k = r["curves"], r["monitor"]
-        s = _scale(k)
-        ax_l.plot(c["epoch"], c["train_loss"], marker="o", ms=3, color=colors(i % 10), label=r["name"])
-        ax_m.plot(c["epoch"], [None if v is None else v * s for v in c["val"]], marker="o", ms=3,
-                  color=colors(i % 10))
-        ax_m.plot(c["epoch"], [None if v is None else v * s for v in c["train"]], ls="--", lw=1,
-                  color=colors(i % 10), alpha=0.6)
-    monitors = sorted({r["monitor"] for r in rows})
-    ax_l.set(xlabel="epoch", ylabel="train loss", title="train loss")
-    ax_m.set(xlabel="epoch", ylabel=", ".join(f"{m}{' (%)' if _scale(m) != 1 else ''}" for m in monitors),
-             title="val (solid) and train (dashed)")
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in (ax_l, ax_m):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, alpha=0.3)
-    # one legend for both panels, below them, so no curve is hidden behind it
-    fig.legend(*ax_l.get_legend_handles_labels(), loc="lower center", ncol=min(3, len(rows)), fontsize=7)
-    fig.tight_layout(rect=(0, 0.06 * ((len(rows) + 2) // 3), 1, 1))
-    return _save(fig, path, layout=False)
-
-
-def sweep_plot(points: list[dict[str, Any]], path: Path) -> Path:
-    """Best val monitor metric vs training-set size (log x), one line per run."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
-    colors = plt.get_cmap("tab10")
-    for i, name in enumerate(dict.fromkeys(p["run"] for p in points)):
-        mine = sorted((p for p in points if p["run"] == name), key=lambda p: p["train_samples"])
-        s = _scale(mine[0]["monitor"])
-        ax.plot([p["train_samples"] for p in mine], [None if p["best"] is None else p["best"] * s for p in mine],
-                marker="o", color=colors(i % 10), label=f"{name} ({mine[0]['arch']})")
-    monitors = sorted({p["monitor"] for p in points})
-    ax.set_xscale("log")
-    ax.set(xlabel="training samples (log scale)",
-           ylabel="best val " + ", ".join(f"{m}{' (%)' if _scale(m) != 1 else ''}" for m in monitors),
-           title="sample efficiency")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
-

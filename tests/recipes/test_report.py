@@ -8,7 +8,8 @@ import pytest
 
 from edgekit.cli import main
 from edgekit.errors import RunError
-from edgekit.report import find_runs, load_run, parse_fractions
+from edgekit.recipes.report import find_runs, load_run
+from edgekit.recipes.sweep import parse_fractions
 from edgekit.train.supervised import train
 
 
@@ -61,7 +62,7 @@ def test_report_tables_and_plots(two_runs, tmp_path, capsys):
 
 
 def test_sweep_trains_then_reuses(two_runs, tmp_path, monkeypatch):
-    import edgekit.report as rep
+    import edgekit.recipes.sweep as rep
 
     b = two_runs[1]
     out = tmp_path / "rep"
@@ -135,7 +136,7 @@ def test_distill_run_compression_and_sweep(tiny_config, tmp_path):
 
 
 def test_clip_runs_show_frames_and_temporal(two_runs, tmp_path):
-    from edgekit.report import cells, summarize
+    from edgekit.recipes.report import cells, summarize
 
     clip = tmp_path / "clip"
     shutil.copytree(two_runs[0].run_dir, clip)
