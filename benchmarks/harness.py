@@ -1,11 +1,8 @@
-"""``edgekit bench``: models x backends x batch sizes, each measured in its own process.
+"""``edgekit bench``'s harness: files x backends x batch sizes, each measured in its own process.
 
-A model is an edgekit checkpoint (run as eager torch, and exported here to ONNX / TFLite /
-CoreML for the other backends), an exported file (its own backend), or a timm model name. A timm
-name has no trained weights, and random weights are a trap: timm zero-initializes the last
-BatchNorm gamma of residual blocks, so those branches output zeros and converters prune them
-(resnet18 became a fake 3.9 ms TFLite model with 4 convs). Such models get those gammas set to 1
-and BatchNorm statistics from real images before anything is measured, and the report says so.
+It measures files only, through :mod:`edgekit.runtime` (a worker process per measurement, see
+:mod:`edgekit.benchmarks.worker`); turning checkpoints and timm names into files, and preparing the
+accuracy images, is the recipe :mod:`edgekit.recipes.bench`.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,6 @@ from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError
 
 BACKENDS = ("torch", "ort", "tflite", "coreml")
-BACKEND_OF = {".pt": "torch", ".pth": "torch", ".onnx": "ort", ".tflite": "tflite", ".mlpackage": "coreml",
-              ".mlmodel": "coreml"}
-EXPORT_TARGET = {"ort": "onnx", "tflite": "tflite", "coreml": "coreml"}
 
 
 @dataclass
@@ -89,153 +84,6 @@ def check_device(device: str, backends: list[str]) -> None:
         raise EdgekitError(f"unknown device '{device}' (use auto, cpu, cuda or mps)")
 
 
-def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data: str, role: str = "model") -> Bench:
-    """Turn a model argument into files per requested backend (exporting a checkpoint as needed)."""
-    path = Path(model)
-    if path.exists():
-        backend = BACKEND_OF.get(path.suffix.lower())
-        if backend is None:
-            raise ConfigError(f"{model}: not a model file edgekit can benchmark ({', '.join(BACKEND_OF)})")
-        if backend != "torch":
-            from edgekit.runtime.metadata import read_card
-
-            card = read_card(path)
-            return Bench(name=_name(card, path), card=card, files={backend: path}, params=card.params, role=role,
-                         precisions={backend: card.provenance.get("precision", "fp32")})
-        return _from_checkpoint(path, backends, work, imgsz, role)
-    from edgekit.train.models import create_backbone
-
-    try:
-        create_backbone(model)
-    except EdgekitError:
-        raise ConfigError(f"{model}: neither a model file nor a timm model name") from None
-    ckpt, notes = random_checkpoint(model, work / model, imgsz or 224, data)
-    bench = _from_checkpoint(ckpt, backends, work, imgsz, role)
-    bench.notes += notes
-    return bench
-
-
-def _name(card: ModelCard, path: Path) -> str:
-    return f"{card.name}{'-fused' if card.provenance.get('fused') else ''}"
-
-
-def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | None, role: str) -> Bench:
-    from edgekit.export.exporter import export_checkpoint
-    from edgekit.train.models import count_params, gflops
-    from edgekit.train.trained import load_trained
-
-    trained = load_trained(path)
-    if imgsz:
-        trained.card.input.size = [imgsz, imgsz]
-    card = trained.card
-    files: dict[str, Path] = {}
-    precisions: dict[str, str] = {}
-    if "torch" in backends:
-        files["torch"] = path
-    targets = [EXPORT_TARGET[b] for b in backends if b != "torch"]
-    if targets:
-        out = work / _name(card, path)
-        report = export_checkpoint(trained, targets, out, dynamic_batch=True, verify=False, verbose=False,
-                                   strict=False)
-        for art in report.artifacts:
-            backend = {"onnx": "ort"}.get(art.format, art.format)
-            files[backend], precisions[backend] = art.path, art.precision
-        errors = {{"onnx": "ort"}.get(f["format"], f["format"]): f"export failed: {f['error']}"
-                  for f in report.failures}
-    else:
-        errors = {}
-    return Bench(name=_name(card, path), card=card, files=files, precisions=precisions,
-                 params=count_params(trained.model),
-                 gflops=gflops(trained.model, trained.sample(1)), role=role, errors=errors)
-
-
-def random_checkpoint(arch: str, out: Path, imgsz: int, data: str) -> tuple[Path, list[str]]:
-    """A timm model with no trained weights, made safe to benchmark (see the module docstring)."""
-    import torch
-
-    from edgekit.card import HeadSpec, ModelCard
-    from edgekit.config import DataConfig
-    from edgekit.train.checkpoint import save_checkpoint
-    from edgekit.train.data import build_transforms, load_data
-    from edgekit.train.models import backbone_data_config, build_student
-
-    torch.manual_seed(0)
-    model = build_student(arch, [HeadSpec("class", "classification", [str(i) for i in range(1000)])])
-    fixed = 0
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    with torch.no_grad():
-        for bn in bns:
-            if bn.weight is not None and bool((bn.weight == 0).all()):
-                bn.weight.fill_(1.0)
-                fixed += 1
-    cfg = DataConfig(source="digits" if data == "digits" else data, imgsz=imgsz, limit=256)
-    bundle = load_data(cfg, [])
-    tfs = build_transforms(cfg, bundle.kind, backbone_data_config(model.backbone))
-    images = torch.stack([tfs.eval(bundle.train.load(i)) for i in range(len(bundle.train))])
-    momenta = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    with torch.no_grad():
-        for i in range(0, len(images), 32):
-            model(images[i: i + 32])
-    floored = 0
-    with torch.no_grad():
-        for bn, m in zip(bns, momenta, strict=True):
-            bn.momentum = m
-            if bn.running_var is not None and bn.running_var.numel() > 1:
-                # A channel that is (nearly) constant on these images (black borders) gets a variance near 0
-                # and a gain up to 1/sqrt(eps) ~ 316: random weights then amplify float rounding so much that
-                # no fusion, FP16 or INT8 check can pass (mobileone_s0: fusion error 1.3e-3 on the embedding;
-                # 1% floor: 5e-4, 50%: 5e-6). A trained network keeps its gains in a narrow range; so do we.
-                floor = 0.5 * bn.running_var.median()
-                floored += int((bn.running_var < floor).sum())
-                bn.running_var.clamp_(min=float(floor))
-    model.eval()
-    card = ModelCard(name=f"{arch}-random", arch=arch, heads=model.head_specs, input=tfs.input,
-                     provenance={"stage": "bench", "weights": "random (seed 0)"})
-    notes = [f"{arch}: random weights; set {fixed} zero-initialized BatchNorm gamma(s) to 1 and computed "
-             f"BatchNorm statistics from {len(images)} real images ({cfg.source}) so that no branch is pruned; "
-             f"{floored} low-variance channel(s) got their variance floored at half their layer's median"]
-    path = save_checkpoint(out / "model.pt", {"card": card.to_dict(), "config": {}, "model_state": model.state_dict(),
-                                              "epoch": None})
-    return path, notes
-
-
-def dataset_files(card: ModelCard, data: str, work: Path, limit: int | None = None) -> tuple[list[str], dict] | None:
-    """Image files and labels ({head: [class name]}) of ``data``'s val split for this model's heads."""
-    from edgekit.config import DataConfig, HeadConfig
-    from edgekit.train.data import load_data
-
-    heads = [HeadConfig(name=h.name, kind=h.kind) for h in card.heads]
-    cfg = DataConfig(source=data, imgsz=card.input.size[0])
-    try:
-        bundle = load_data(cfg, [] if data == "digits" else heads)
-    except EdgekitError:
-        return None
-    names = {h.name for h in bundle.heads}
-    usable = [h for h in card.heads if h.kind == "classification" and h.name in names]
-    if not usable:
-        return None
-    split = bundle.val
-    n = len(split) if limit is None else min(limit, len(split))
-    if bundle.kind == "digits":  # rendered in memory: write them once per input size
-        folder = work / "data" / f"digits-{card.input.size[0]}"
-        folder.mkdir(parents=True, exist_ok=True)
-        files = []
-        for i in range(n):
-            f = folder / f"{i:04d}.png"
-            if not f.exists():
-                split.load(i).save(f)
-            files.append(str(f))
-    else:
-        files = split.names[:n]
-    spec = {h.name: h for h in bundle.heads}
-    labels = {h.name: [spec[h.name].classes[int(t)] for t in split.targets[h.name][:n]] for h in usable}
-    return files, labels
-
-
 def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | None,
             dataset: tuple[Path, Path] | None, work: Path, min_seconds: float, timeout: int = 900) -> dict[str, Any]:
     """Run one measurement in a fresh process and return its row."""
@@ -264,40 +112,13 @@ def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | 
             "file": str(path), "size_mb": size / 1e6, "params": bench.params, "gflops": bench.gflops, **result}
 
 
-def prepare_dataset(card: ModelCard, data: str, work: Path) -> tuple[Path, Path] | None:
-    """The val images (an ``.npy`` of RGB uint8 at the model's input size) and labels, or None."""
-    found = dataset_files(card, data, work)
-    if not found:
-        return None
-    files, labels = found
-    images = _load_images(files, work, card)
-    labels_path = images.with_suffix(".labels.json")
-    labels_path.write_text(json.dumps(labels))
-    return images, labels_path
-
-
-def _load_images(files: list[str], work: Path, card: ModelCard) -> Path:
-    """Decode the dataset once per input size into an ``.npy`` of RGB uint8 images at that size."""
-    import hashlib
-
-    import cv2
-    import numpy as np
-
-    from edgekit.runtime.preprocess import read_image, resize_crop
-
-    h, w = card.input.size
-    key = hashlib.sha1(json.dumps([files, h, w, card.input.crop_pct]).encode()).hexdigest()[:10]
-    out = work / "data" / f"images-{h}x{w}-{key}.npy"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        imgs = [cv2.cvtColor(resize_crop(read_image(f), card.input), cv2.COLOR_BGR2RGB) for f in files]
-        np.save(out, np.stack(imgs))
-    return out
-
-
 def run_all(benches: list[Bench], backends: list[str], batches: list[int], device: str = "auto",
-            threads: int | None = None, data: str | None = "digits", work: Path | None = None,
-            min_seconds: float = 1.0, verbose: bool = True) -> list[dict[str, Any]]:
+            threads: int | None = None, data: str | None = None, work: Path | None = None,
+            min_seconds: float = 1.0, verbose: bool = True,
+            dataset_of: Callable[[Bench], tuple[Path, Path] | None] | None = None) -> list[dict[str, Any]]:
+    """Measure every (model, backend, batch). ``dataset_of(bench)`` gives the accuracy images (``.npy``) and
+    labels (``.json``) of the dataset named ``data`` for that model, or None when its heads do not match them;
+    without both, accuracy is not measured."""
     rows = []
     work = work or Path(tempfile.mkdtemp(prefix="edgekit-bench-"))
     for bench in benches:
@@ -308,12 +129,12 @@ def run_all(benches: list[Bench], backends: list[str], batches: list[int], devic
                     say(_line(rows[-1]))
             continue
         try:
-            dataset = prepare_dataset(bench.card, data, work) if data else None
+            dataset = dataset_of(bench) if data and dataset_of else None
         except Exception as exc:  # noqa: BLE001 - accuracy is lost for this model, latency is still measured
             dataset = None
-            bench.notes.append(f"{bench.name}: accuracy n/a ({_reason(exc)})")
+            bench.notes.append(f"{bench.name}: accuracy n/a ({failure_reason(exc)})")
         else:
-            if data and dataset is None:
+            if data and dataset_of and dataset is None:
                 bench.notes.append(f"{bench.name}: accuracy n/a (its heads do not match the labels of '{data}')")
         for backend in backends:
             if backend in bench.errors:
@@ -340,7 +161,8 @@ def _failed_row(bench: Bench, backend: str, reason: str) -> dict[str, Any]:
             "params": bench.params, "gflops": bench.gflops, "error": reason}
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a model or a measurement failed (the type name too for errors not edgekit's)."""
     from edgekit.errors import first_line
 
     return first_line(exc, 240) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {first_line(exc, 200)}"
@@ -367,45 +189,3 @@ def _line(r: dict[str, Any]) -> str:
     acc = ", ".join(f"{h} {v * 100:.2f}%" for h, v in (r.get("accuracy") or {}).items())
     return (f"  {what}: p50 {r['p50_ms']:.3f} ms (p99 {r['p99_ms']:.3f}, spread {r['spread_pct']:.0f}%), "
             f"{r['throughput_ips']:.0f} img/s, peak RSS {r['peak_rss_mb']:.0f} MB{', acc ' + acc if acc else ''}")
-
-
-def bench(models: list[str], backends: list[str], batches: list[int], device: str = "auto", imgsz: int | None = None,
-          data: str | None = "digits", out: Path = Path("runs/bench/latest"), teacher: str | None = None,
-          threads: int | None = None, min_seconds: float = 1.0, verbose: bool = True) -> tuple[list[dict], dict]:
-    """Prepare every model, measure every (model, backend, batch), write the reports."""
-    import platform
-
-    from edgekit.benchmarks.report import print_table, write_reports
-
-    check_device(device, backends)
-    if not models and not teacher:
-        raise ConfigError("give at least one model (a checkpoint, an exported file or a timm name)")
-    work = out / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    benches = []
-    for role, model in [("teacher", teacher)] * bool(teacher) + [("model", m) for m in models]:
-        if verbose:
-            say(f"preparing {model}")
-        try:
-            benches.append(prepare(model, backends, work, imgsz, data or "digits", role))
-        except Exception as exc:  # noqa: BLE001 - one bad model must not stop the others: its rows say why
-            reason = _reason(exc)
-            if verbose:
-                say(f"  [red]{model}: n/a[/] ({reason})")
-            if isinstance(exc, EdgekitError) and len(models) + bool(teacher) == 1:
-                raise  # nothing else to measure: the one-line error is the whole answer
-            benches.append(Bench(name=Path(model).name, card=None, files={}, role=role, errors={"*": reason}))
-    notes = [n for b in benches for n in b.notes]
-    for n in notes:
-        if verbose:
-            say(f"[yellow]note[/]: {n}")
-    if "coreml" in backends and platform.system() != "Darwin":
-        notes.append("coreml: not measured (CoreML models run only on macOS)")
-        backends = [b for b in backends if b != "coreml"]
-    rows = run_all(benches, backends, batches, device, threads, data, work, min_seconds, verbose)
-    meta = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, {platform.system()}",
-            "device": device, "threads": threads or "default", "batches": batches, "data": data or "none"}
-    paths = write_reports(rows, out, notes, meta)
-    if verbose:
-        print_table(rows)
-    return rows, paths

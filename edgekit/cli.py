@@ -286,8 +286,8 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
           out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/bench/latest"),
           quiet: Quiet = False) -> None:
     """Latency (p50/p90/p99), throughput, peak memory, size, params/FLOPs and accuracy per backend."""
-    from edgekit.benchmarks.harness import bench as run_bench
     from edgekit.benchmarks.harness import parse_backends, parse_batches
+    from edgekit.recipes.bench import bench as run_bench
 
     _, paths = run_bench(models or [], parse_backends(backend), parse_batches(batch), device, imgsz,
                          None if data == "none" else data, out, teacher, threads, seconds, verbose=not quiet)

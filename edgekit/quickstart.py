@@ -72,7 +72,7 @@ def quickstart(out: str = "runs", fresh: bool = False, batches: tuple[int, ...] 
 
     # 5. bench
     stage("4/5 benchmark teacher vs student across backends")
-    from edgekit.benchmarks.harness import bench
+    from edgekit.recipes.bench import bench
 
     t = time.perf_counter()
     teacher_ckpt = kd["teacher"]["weights"]

@@ -51,9 +51,9 @@ def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 64, val: int 
     """Build, export, verify and time one architecture; returns ``{"arch", "cells": {column: cell}}``."""
     import torch
 
-    from edgekit.benchmarks.harness import random_checkpoint
     from edgekit.compress.reparam import fuse_checkpoint, has_reparam_blocks
     from edgekit.export.exporter import export_checkpoint
+    from edgekit.recipes.bench import random_checkpoint
     from edgekit.train.trained import load_trained
 
     torch.set_num_threads(2)

@@ -62,7 +62,7 @@ def test_imagefolder_model_goes_through_every_stage(photos, tmp_path, capsys):
     # bench: a broken file and a bad name among good models; the others are measured, the report written
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
-    from edgekit.benchmarks.harness import bench
+    from edgekit.recipes.bench import bench
 
     rows, paths = bench([str(out / "export" / "model.onnx"), str(broken), "no-such-model",
                          str(out / "export" / "model.int8.tflite")], ["ort", "tflite"], [1, 3], "cpu",

@@ -1,0 +1,246 @@
+"""Turn what ``edgekit bench`` is given into files to measure, then measure them with the harness.
+
+A model is an edgekit checkpoint (run as eager torch, and exported here to ONNX / TFLite /
+CoreML for the other backends), an exported file (its own backend), or a timm model name. A timm
+name has no trained weights, and random weights are a trap: timm zero-initializes the last
+BatchNorm gamma of residual blocks, so those branches output zeros and converters prune them
+(resnet18 became a fake 3.9 ms TFLite model with 4 convs). Such models get those gammas set to 1
+and BatchNorm statistics from real images before anything is measured, and the report says so.
+The accuracy images are the val split of ``--data``, decoded once per input size into an ``.npy``.
+:mod:`edgekit.benchmarks` then measures the files, through the runtime only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgekit.benchmarks.harness import Bench, check_device, failure_reason, run_all
+from edgekit.card import ModelCard
+from edgekit.console import say
+from edgekit.errors import ConfigError, EdgekitError
+
+BACKEND_OF = {".pt": "torch", ".pth": "torch", ".onnx": "ort", ".tflite": "tflite", ".mlpackage": "coreml",
+              ".mlmodel": "coreml"}
+EXPORT_TARGET = {"ort": "onnx", "tflite": "tflite", "coreml": "coreml"}
+
+
+def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data: str, role: str = "model") -> Bench:
+    """Turn a model argument into files per requested backend (exporting a checkpoint as needed)."""
+    path = Path(model)
+    if path.exists():
+        backend = BACKEND_OF.get(path.suffix.lower())
+        if backend is None:
+            raise ConfigError(f"{model}: not a model file edgekit can benchmark ({', '.join(BACKEND_OF)})")
+        if backend != "torch":
+            from edgekit.runtime.metadata import read_card
+
+            card = read_card(path)
+            return Bench(name=_name(card, path), card=card, files={backend: path}, params=card.params, role=role,
+                         precisions={backend: card.provenance.get("precision", "fp32")})
+        return _from_checkpoint(path, backends, work, imgsz, role)
+    from edgekit.train.models import create_backbone
+
+    try:
+        create_backbone(model)
+    except EdgekitError:
+        raise ConfigError(f"{model}: neither a model file nor a timm model name") from None
+    ckpt, notes = random_checkpoint(model, work / model, imgsz or 224, data)
+    bench = _from_checkpoint(ckpt, backends, work, imgsz, role)
+    bench.notes += notes
+    return bench
+
+
+def _name(card: ModelCard, path: Path) -> str:
+    return f"{card.name}{'-fused' if card.provenance.get('fused') else ''}"
+
+
+def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | None, role: str) -> Bench:
+    from edgekit.export.exporter import export_checkpoint
+    from edgekit.train.models import count_params, gflops
+    from edgekit.train.trained import load_trained
+
+    trained = load_trained(path)
+    if imgsz:
+        trained.card.input.size = [imgsz, imgsz]
+    card = trained.card
+    files: dict[str, Path] = {}
+    precisions: dict[str, str] = {}
+    if "torch" in backends:
+        files["torch"] = path
+    targets = [EXPORT_TARGET[b] for b in backends if b != "torch"]
+    if targets:
+        out = work / _name(card, path)
+        report = export_checkpoint(trained, targets, out, dynamic_batch=True, verify=False, verbose=False,
+                                   strict=False)
+        for art in report.artifacts:
+            backend = {"onnx": "ort"}.get(art.format, art.format)
+            files[backend], precisions[backend] = art.path, art.precision
+        errors = {{"onnx": "ort"}.get(f["format"], f["format"]): f"export failed: {f['error']}"
+                  for f in report.failures}
+    else:
+        errors = {}
+    return Bench(name=_name(card, path), card=card, files=files, precisions=precisions,
+                 params=count_params(trained.model),
+                 gflops=gflops(trained.model, trained.sample(1)), role=role, errors=errors)
+
+
+def random_checkpoint(arch: str, out: Path, imgsz: int, data: str) -> tuple[Path, list[str]]:
+    """A timm model with no trained weights, made safe to benchmark (see the module docstring)."""
+    import torch
+
+    from edgekit.card import HeadSpec, ModelCard
+    from edgekit.config import DataConfig
+    from edgekit.train.checkpoint import save_checkpoint
+    from edgekit.train.data import build_transforms, load_data
+    from edgekit.train.models import backbone_data_config, build_student
+
+    torch.manual_seed(0)
+    model = build_student(arch, [HeadSpec("class", "classification", [str(i) for i in range(1000)])])
+    fixed = 0
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        for bn in bns:
+            if bn.weight is not None and bool((bn.weight == 0).all()):
+                bn.weight.fill_(1.0)
+                fixed += 1
+    cfg = DataConfig(source="digits" if data == "digits" else data, imgsz=imgsz, limit=256)
+    bundle = load_data(cfg, [])
+    tfs = build_transforms(cfg, bundle.kind, backbone_data_config(model.backbone))
+    images = torch.stack([tfs.eval(bundle.train.load(i)) for i in range(len(bundle.train))])
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(images), 32):
+            model(images[i: i + 32])
+    floored = 0
+    with torch.no_grad():
+        for bn, m in zip(bns, momenta, strict=True):
+            bn.momentum = m
+            if bn.running_var is not None and bn.running_var.numel() > 1:
+                # A channel that is (nearly) constant on these images (black borders) gets a variance near 0
+                # and a gain up to 1/sqrt(eps) ~ 316: random weights then amplify float rounding so much that
+                # no fusion, FP16 or INT8 check can pass (mobileone_s0: fusion error 1.3e-3 on the embedding;
+                # 1% floor: 5e-4, 50%: 5e-6). A trained network keeps its gains in a narrow range; so do we.
+                floor = 0.5 * bn.running_var.median()
+                floored += int((bn.running_var < floor).sum())
+                bn.running_var.clamp_(min=float(floor))
+    model.eval()
+    card = ModelCard(name=f"{arch}-random", arch=arch, heads=model.head_specs, input=tfs.input,
+                     provenance={"stage": "bench", "weights": "random (seed 0)"})
+    notes = [f"{arch}: random weights; set {fixed} zero-initialized BatchNorm gamma(s) to 1 and computed "
+             f"BatchNorm statistics from {len(images)} real images ({cfg.source}) so that no branch is pruned; "
+             f"{floored} low-variance channel(s) got their variance floored at half their layer's median"]
+    path = save_checkpoint(out / "model.pt", {"card": card.to_dict(), "config": {}, "model_state": model.state_dict(),
+                                              "epoch": None})
+    return path, notes
+
+
+def dataset_files(card: ModelCard, data: str, work: Path, limit: int | None = None) -> tuple[list[str], dict] | None:
+    """Image files and labels ({head: [class name]}) of ``data``'s val split for this model's heads."""
+    from edgekit.config import DataConfig, HeadConfig
+    from edgekit.train.data import load_data
+
+    heads = [HeadConfig(name=h.name, kind=h.kind) for h in card.heads]
+    cfg = DataConfig(source=data, imgsz=card.input.size[0])
+    try:
+        bundle = load_data(cfg, [] if data == "digits" else heads)
+    except EdgekitError:
+        return None
+    names = {h.name for h in bundle.heads}
+    usable = [h for h in card.heads if h.kind == "classification" and h.name in names]
+    if not usable:
+        return None
+    split = bundle.val
+    n = len(split) if limit is None else min(limit, len(split))
+    if bundle.kind == "digits":  # rendered in memory: write them once per input size
+        folder = work / "data" / f"digits-{card.input.size[0]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        files = []
+        for i in range(n):
+            f = folder / f"{i:04d}.png"
+            if not f.exists():
+                split.load(i).save(f)
+            files.append(str(f))
+    else:
+        files = split.names[:n]
+    spec = {h.name: h for h in bundle.heads}
+    labels = {h.name: [spec[h.name].classes[int(t)] for t in split.targets[h.name][:n]] for h in usable}
+    return files, labels
+
+
+def prepare_dataset(card: ModelCard, data: str, work: Path) -> tuple[Path, Path] | None:
+    """The val images (an ``.npy`` of RGB uint8 at the model's input size) and labels, or None."""
+    found = dataset_files(card, data, work)
+    if not found:
+        return None
+    files, labels = found
+    images = _load_images(files, work, card)
+    labels_path = images.with_suffix(".labels.json")
+    labels_path.write_text(json.dumps(labels))
+    return images, labels_path
+
+
+def _load_images(files: list[str], work: Path, card: ModelCard) -> Path:
+    """Decode the dataset once per input size into an ``.npy`` of RGB uint8 images at that size."""
+    import hashlib
+
+    import cv2
+    import numpy as np
+
+    from edgekit.runtime.preprocess import read_image, resize_crop
+
+    h, w = card.input.size
+    key = hashlib.sha1(json.dumps([files, h, w, card.input.crop_pct]).encode()).hexdigest()[:10]
+    out = work / "data" / f"images-{h}x{w}-{key}.npy"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        imgs = [cv2.cvtColor(resize_crop(read_image(f), card.input), cv2.COLOR_BGR2RGB) for f in files]
+        np.save(out, np.stack(imgs))
+    return out
+
+
+def bench(models: list[str], backends: list[str], batches: list[int], device: str = "auto", imgsz: int | None = None,
+          data: str | None = "digits", out: Path = Path("runs/bench/latest"), teacher: str | None = None,
+          threads: int | None = None, min_seconds: float = 1.0, verbose: bool = True) -> tuple[list[dict], dict]:
+    """Prepare every model, measure every (model, backend, batch), write the reports."""
+    import platform
+
+    from edgekit.benchmarks.report import print_table, write_reports
+
+    check_device(device, backends)
+    if not models and not teacher:
+        raise ConfigError("give at least one model (a checkpoint, an exported file or a timm name)")
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    benches = []
+    for role, model in [("teacher", teacher)] * bool(teacher) + [("model", m) for m in models]:
+        if verbose:
+            say(f"preparing {model}")
+        try:
+            benches.append(prepare(model, backends, work, imgsz, data or "digits", role))
+        except Exception as exc:  # noqa: BLE001 - one bad model must not stop the others: its rows say why
+            reason = failure_reason(exc)
+            if verbose:
+                say(f"  [red]{model}: n/a[/] ({reason})")
+            if isinstance(exc, EdgekitError) and len(models) + bool(teacher) == 1:
+                raise  # nothing else to measure: the one-line error is the whole answer
+            benches.append(Bench(name=Path(model).name, card=None, files={}, role=role, errors={"*": reason}))
+    notes = [n for b in benches for n in b.notes]
+    for n in notes:
+        if verbose:
+            say(f"[yellow]note[/]: {n}")
+    if "coreml" in backends and platform.system() != "Darwin":
+        notes.append("coreml: not measured (CoreML models run only on macOS)")
+        backends = [b for b in backends if b != "coreml"]
+    rows = run_all(benches, backends, batches, device, threads, data, work, min_seconds, verbose,
+                   dataset_of=lambda b: prepare_dataset(b.card, data, work))
+    meta = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, {platform.system()}",
+            "device": device, "threads": threads or "default", "batches": batches, "data": data or "none"}
+    paths = write_reports(rows, out, notes, meta)
+    if verbose:
+        print_table(rows)
+    return rows, paths
