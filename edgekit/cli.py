@@ -304,7 +304,7 @@ def quickstart(out: Annotated[str, typer.Option(help="Folder for all runs; the r
                seconds: Annotated[float, typer.Option(help="Minimum timed seconds per measurement.")] = 1.0) -> None:
     """Teacher -> distill -> reparam -> INT8 -> ONNX/TFLite/CoreML -> parity -> bench -> report.md."""
     from edgekit.benchmarks.harness import parse_batches
-    from edgekit.quickstart import quickstart as run_quickstart
+    from edgekit.recipes.quickstart import quickstart as run_quickstart
 
     typer.echo(str(run_quickstart(out, fresh, tuple(parse_batches(batch)), seconds)))
 
