@@ -1,2 +1,2 @@
-"""edgekit.benchmarks: the ``edgekit bench`` harness (each measurement in its own process), its
-reports, and the benchmark scripts behind the numbers in the README."""
+"""edgekit.benchmarks: the ``edgekit bench`` harness (each measurement of a file in its own process,
+through the runtime) and its reports. The scripts behind the numbers in the README are in ``tools/``."""

@@ -5,8 +5,8 @@ cached, so later epochs should cost about what training the student alone costs 
 Both trainings run in this one process, on the same data, seed and batch size, so the ratio is
 comparable even on a noisy machine::
 
-    python -m edgekit.benchmarks.distill_epoch                 # mobileone_s0 <- resnet18, digits
-    python -m edgekit.benchmarks.distill_epoch --epochs 5 --arch mobilevit_xxs
+    python tools/distill_epoch.py                 # mobileone_s0 <- resnet18, digits
+    python tools/distill_epoch.py --epochs 5 --arch mobilevit_xxs
 
 This benchmark trains, so it imports torch (unlike the inference harness of ``edgekit bench``).
 """

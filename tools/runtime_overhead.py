@@ -6,7 +6,7 @@ get_tensor`` plus dequantizing integer outputs (reported without it too, as "inv
 against ``Predictor.run`` on that tensor (checks, chunking, per-head dict), and preprocessing of a
 640x480 BGR frame (resize, crop, normalize, layout, quantize). Interleaved, medians::
 
-    python -m edgekit.benchmarks.runtime_overhead runs/quantize/.../model.int8.tflite model.int8.onnx
+    python tools/runtime_overhead.py runs/quantize/.../model.int8.tflite model.int8.onnx
 
 Goals (issue 5): overhead <= 5% of the backend call at batch 1; preprocessing <= 0.5 ms.
 No torch is imported.

@@ -5,7 +5,7 @@ against a bare ``onnxruntime`` loop in its own process (``session.run`` on the s
 same thread count, same warm-up and timing rule), alternated ``rounds`` times; goal: within 10%.
 With two files (small, large), the harness's peak RSS must order them the same way their sizes do::
 
-    python -m edgekit.benchmarks.harness_check student.onnx teacher.onnx
+    python tools/harness_check.py student.onnx teacher.onnx
 """
 
 from __future__ import annotations
