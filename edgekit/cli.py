@@ -240,7 +240,7 @@ def quantize(ckpt: Ckpt,
              quiet: Quiet = False) -> None:
     """INT8 ONNX / TFLite (/ INT8-weight CoreML), evaluated through the real INT8 runtimes -> quant.json."""
     from edgekit.export.exporter import parse_targets
-    from edgekit.export.quantized import quantize_checkpoint
+    from edgekit.recipes.quantize import quantize_checkpoint
 
     skip = "auto" if skip_layers == "auto" else _split(skip_layers)
     summary = quantize_checkpoint(ckpt, method, parse_targets(target), out, calib, calib_method, skip, epochs, lr,

@@ -36,6 +36,10 @@ class RunError(EdgekitError):
     """A run folder is missing, unfinished or corrupt (no config.yaml, history.json, card.json, best.pt)."""
 
 
+class QuantizationError(EdgekitError):
+    """The model (or a layer of it) cannot be quantized."""
+
+
 class DependencyError(EdgekitError):
     """An optional package needed for this command is not installed."""
 

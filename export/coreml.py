@@ -58,9 +58,7 @@ def export_coreml(module: nn.Module, card: ModelCard, path: str | Path, sample: 
                                                 color_layout=ct.colorlayout.RGB)],
                            compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32, **kwargs)
         if int8_weights:
-            from edgekit.compress.quantize import coreml_int8_weights
-
-            model = coreml_int8_weights(model)
+            model = _int8_weights(model)
     card.input.mean, card.input.std = [0.0, 0.0, 0.0], [1 / 255.0] * 3  # the graph normalizes
     card.input.dtype, card.input.layout = "image", "NHWC"
     card.provenance.update(format="coreml", outputs_activated=True, batch=int(sample.shape[0]),
@@ -71,6 +69,22 @@ def export_coreml(module: nn.Module, card: ModelCard, path: str | Path, sample: 
     model.short_description = f"{card.name}: {card.arch} with heads {', '.join(card.head_names)} (edgekit)"
     model.author = "edgekit"
     return _save_atomically(model, Path(path))
+
+
+def build(job, precision: str, card: ModelCard, path: str | Path) -> Path:
+    """One file of ``job`` (:class:`~edgekit.export.exporter.ExportJob`): FP16, or INT8 weights."""
+    return export_coreml(job.module, card, path, job.sample, int8_weights=precision.startswith("int8"))
+
+
+def _int8_weights(model):
+    """INT8 (symmetric, per-channel) weights for an mlprogram (activation calibration needs macOS)."""
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+    from edgekit.export.onnx import quiet_logs
+
+    config = OptimizationConfig(global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"))
+    with quiet_logs():
+        return linear_quantize_weights(model, config=config)
 
 
 def _save_atomically(model, path: Path) -> Path:

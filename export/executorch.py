@@ -148,3 +148,10 @@ def _quiet():
             yield
     finally:
         logging.getLogger().setLevel(level)
+
+
+def build(job, precision: str, card: ModelCard, path: str | Path) -> Path:
+    """One file of ``job`` (:class:`~edgekit.export.exporter.ExportJob`): FP32, or INT8 (pt2e XNNPACK)."""
+    if precision == "fp32":
+        return export_executorch(job.module, card, path, job.sample)
+    return export_executorch(job.module, card, path, job.sample, int8=True, calib=job.calib)

@@ -1,16 +1,18 @@
 """``edgekit export``: a checkpoint -> ONNX / TFLite / CoreML files, each verified, ``parity.json``.
 
-One small module per target (``onnx.py``, ``tflite.py``, ``coreml.py``); this file only decides
-what to build, times it, and runs the shared verification (``verify.py``). FP16 and INT8 variants
-come from the same FP32 graph through ``edgekit.compress.quantize``.
+One small module per target (``onnx.py``, ``tflite.py``, ``coreml.py``, ``executorch.py``), each
+owning its file-level steps (FP32 export, FP16, INT8) behind one ``build(job, precision, card,
+path)``; this file only reads the format table (:mod:`edgekit.formats`) for what to build, makes
+each file alone (a failure is a line in ``parity.json``, not the end of the export), times it, and
+runs the shared verification (``verify.py``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import shutil
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,15 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgekit import __version__
+from edgekit import __version__, formats
 from edgekit.atomic import write_json
 from edgekit.card import ModelCard
 from edgekit.console import say
-from edgekit.errors import ConfigError, DependencyError, EdgekitError, first_line
-from edgekit.train.trained import ChannelsLast, Trained, load_trained, to_channels_last
+from edgekit.errors import ConfigError, EdgekitError, first_line
+from edgekit.train.trained import Trained, load_trained
 
-TARGETS = ("onnx", "tflite", "coreml", "executorch")
-DEFAULT_TARGETS = ("onnx", "tflite", "coreml")  # the device formats that need no optional extra
+TARGETS = formats.targets()
+DEFAULT_TARGETS = formats.default_targets()  # the device formats that need no optional extra
 
 
 @dataclass
@@ -42,6 +44,35 @@ class Artifact:
         if self.path.is_dir():
             return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return self.path.stat().st_size
+
+
+@dataclass
+class ExportJob:
+    """What every target's ``build(job, precision, card, path)`` reads: the traced module (heads as
+    a tuple, NCHW), its sample batch, INT8 calibration, and the target's FP32 file once it exists."""
+
+    module: torch.nn.Module
+    sample: torch.Tensor
+    calib: np.ndarray | None = None
+    calib_method: str = "minmax"
+    skip: list[str] = field(default_factory=list)  # module names kept in float with INT8
+    dynamic_batch: bool = False
+    fp32: Path | None = None
+
+    def like(self, card: ModelCard) -> ModelCard:
+        """The card of the FP32 file (its layout, opset...) with ``card``'s precision: the FP16 / INT8
+        variants of that file share its input contract."""
+        from edgekit.runtime.metadata import read_card
+
+        return read_card(self.fp32).derive(precision=card.provenance["precision"])
+
+
+def _module_name(model: torch.nn.Module, layer: str) -> str:
+    """A user's layer name (``heads.age group``) as the module path in the graph (``heads.h_age_group``)."""
+    heads = getattr(model, "heads", None)
+    if layer.startswith("heads.") and heads is not None and layer[len("heads."):] in getattr(heads, "key_of", {}):
+        return "heads." + heads.key_of[layer[len("heads."):]]
+    return layer
 
 
 class ExportError(EdgekitError):
@@ -89,12 +120,10 @@ def _parity_reason(e: dict[str, Any]) -> str:
 
 def parse_targets(target: str) -> list[str]:
     """``all`` means every target whose packages are installed (ExecuTorch is an optional extra)."""
-    import importlib.util
-
     from edgekit.config import parse_choices
 
     if target.strip() == "all":
-        return [t for t in TARGETS if t != "executorch" or importlib.util.find_spec("executorch") is not None]
+        return formats.installed_targets()
     return parse_choices(target, TARGETS, "--target")
 
 
@@ -146,8 +175,9 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
     artifacts: list[Artifact] = []
     failures: list[dict[str, Any]] = []
 
-    def build(fmt: str, precision: str, name: str, fn, needs: Path | None | bool = True) -> Path | None:
+    def build(fmt: str, precision: str, fn, needs: Path | None | bool = True) -> Path | None:
         """Make one file; a failure is recorded (one line) and the other files are still made."""
+        name = formats.FORMATS[fmt].file(precision)
         if needs is None:  # the FP32 file this variant is derived from was not made
             failures.append(_failure(name, fmt, precision, "not made: the FP32 file it derives from failed"))
             return None
@@ -164,44 +194,19 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         artifacts.append(Artifact(path, fmt, precision, time.perf_counter() - t0))
         return path
 
-    if "onnx" in targets:
-        from edgekit.export import onnx as onnx_x
-
-        fp32 = build("onnx", "fp32", "model.onnx",
-                     lambda c, p: onnx_x.export_onnx(module, c, p, sample, dynamic_batch=dynamic_batch))
-        if fp16:
-            build("onnx", "fp16", "model.fp16.onnx", lambda c, p: onnx_x.to_fp16(fp32, _like(c, fp32), p), fp32)
-        if int8:
-            from edgekit.compress.quantize import ort_quantize
-
-            build("onnx", "int8", "model.int8.onnx",
-                  lambda c, p: ort_quantize(fp32, p, calib, _like(c, fp32), calib_method, skip_layers), fp32)
-    if "tflite" in targets:
-        from edgekit.export import tflite as tfl
-
-        nhwc = ChannelsLast(module)
-        sample_nhwc = to_channels_last(sample)
-        fp32_t = build("tflite", "fp32", "model.tflite", lambda c, p: tfl.export_tflite(nhwc, c, p, sample_nhwc))
-        if fp16:
-            build("tflite", "fp16", "model.fp16.tflite", lambda c, p: tfl.to_fp16(fp32_t, _like(c, fp32_t), p),
-                  fp32_t)
-        if int8:
-            build("tflite", "int8", "model.int8.tflite",
-                  lambda c, p: tflite_int8(nhwc, c, p, sample_nhwc, calib, skip_layers, calib_method))
-    if "coreml" in targets:
-        from edgekit.export import coreml as cml
-
-        build("coreml", "fp16", "model.mlpackage", lambda c, p: cml.export_coreml(module, c, p, sample))
-        if int8:
-            build("coreml", "int8-weights", "model.int8.mlpackage",
-                  lambda c, p: cml.export_coreml(module, c, p, sample, int8_weights=True))
-    if "executorch" in targets:
-        from edgekit.export.executorch import export_executorch
-
-        build("executorch", "fp32", "model.pte", lambda c, p: export_executorch(module, c, p, sample))
-        if int8:
-            build("executorch", "int8", "model.int8.pte",
-                  lambda c, p: export_executorch(module, c, p, sample, int8=True, calib=calib))
+    job = ExportJob(module=module, sample=sample, calib=calib, calib_method=calib_method,
+                    skip=[_module_name(trained.model, s) for s in skip_layers], dynamic_batch=dynamic_batch)
+    for target in targets:  # the format table says which precisions each target has
+        fmt = formats.FORMATS[target]
+        steps = importlib.import_module(f"edgekit.export.{target}")
+        job.fp32 = None
+        wanted = [fmt.precisions[0]] + [p for p in fmt.precisions[1:]
+                                        if (p == "fp16" and fp16) or (p.startswith("int8") and int8)]
+        for precision in wanted:
+            needs = job.fp32 if precision in getattr(steps, "FROM_FP32_FILE", ()) else True
+            made = build(target, precision, lambda c, p, s=steps, q=precision: s.build(job, q, c, p), needs)
+            if precision == fmt.precisions[0]:
+                job.fp32 = made
 
     report = ExportReport(out_dir=out, artifacts=artifacts, failures=failures)
     if verify and artifacts:
@@ -223,24 +228,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, EdgekitError):
         return first_line(exc, 300)
     return f"{type(exc).__name__}: {first_line(exc, 260)}"
-
-
-def tflite_int8(nhwc: torch.nn.Module, card: ModelCard, path: Path, sample_nhwc: torch.Tensor, calib: np.ndarray,
-                skip: Sequence[str], calib_method: str) -> Path:
-    """Static INT8 TFLite through litert-torch's pt2e quantizer (min/max observers)."""
-    from litert_torch.quantize.quant_config import QuantConfig
-
-    from edgekit.compress.quantize import pt2e_ptq
-    from edgekit.export.tflite import export_tflite
-
-    if calib_method != "minmax":
-        warnings.warn(f"the TFLite pt2e path calibrates with min/max observers; '{calib_method}' applies to "
-                      "ONNX only", stacklevel=2)
-    graph, quantizer = pt2e_ptq(nhwc, calib, skip)
-    card.provenance.update(quantization={"method": "ptq", "backend": "litert-torch pt2e", "activations": "int8",
-                                         "weights": "int8 per-channel", "calibration": "minmax",
-                                         "calibration_images": int(len(calib)), "float_layers": list(skip)})
-    return export_tflite(graph, card, path, sample_nhwc, quant_config=QuantConfig(pt2e_quantizer=quantizer))
 
 
 def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | None = None,
@@ -300,23 +287,6 @@ def _describe(e: dict[str, Any]) -> str:
     return f"  {e['file']}: {status}  {'; '.join(parts)}  ({e['export_seconds']:.1f}s, {e['size_bytes'] / 1e6:.2f} MB)"
 
 
-def _like(card: ModelCard, exported: Path) -> ModelCard:
-    """The card of an already exported file (its layout, opset...) with ``card``'s precision: the
-    FP16 / INT8 variants of that file share its input contract."""
-    from edgekit.runtime.metadata import read_card
-
-    return read_card(exported).derive(precision=card.provenance["precision"])
-
-
 def _check_targets_available(targets: Sequence[str]) -> None:
-    needs = {"onnx": ("onnxscript", "onnx"), "tflite": ("litert_torch", "ai_edge_litert"), "coreml": ("coremltools",)}
-    import importlib.util
-
-    if "executorch" in targets:
-        from edgekit.export.executorch import check_available
-
-        check_available()
-    for t in (t for t in targets if t in needs):
-        missing = [m for m in needs[t] if importlib.util.find_spec(m) is None]
-        if missing:
-            raise DependencyError(f"--target {t} needs {', '.join(missing)}: pip install 'edgekit[all]'")
+    for t in targets:
+        formats.FORMATS[t].require()

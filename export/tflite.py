@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +127,37 @@ def _quiet():
             yield
     finally:
         logging.getLogger().setLevel(level)
+
+
+FROM_FP32_FILE = ("fp16",)  # variants made from the FP32 .tflite (INT8 comes from the graph)
+
+
+def build(job, precision: str, card: ModelCard, path: str | Path) -> Path:
+    """One file of ``job`` (:class:`~edgekit.export.exporter.ExportJob`) at ``precision``."""
+    from edgekit.train.trained import ChannelsLast, to_channels_last
+
+    nhwc, sample = ChannelsLast(job.module), to_channels_last(job.sample)
+    if precision == "fp32":
+        return export_tflite(nhwc, card, path, sample)
+    if precision == "fp16":
+        return to_fp16(job.fp32, job.like(card), path)
+    return to_int8(nhwc, card, path, sample, job.calib, job.skip, job.calib_method)
+
+
+def to_int8(nhwc: torch.nn.Module, card: ModelCard, path: str | Path, sample_nhwc: torch.Tensor, calib: np.ndarray,
+            skip: Sequence[str] = (), calib_method: str = "minmax") -> Path:
+    """Static INT8 TFLite through litert-torch's pt2e quantizer (min/max observers): int8 input and
+    outputs, their scales in the card."""
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from edgekit.compress.quantize import QuantConfig as GraphQuantConfig
+    from edgekit.compress.quantize import quantize
+
+    if calib_method != "minmax":
+        warnings.warn(f"the TFLite pt2e path calibrates with min/max observers; '{calib_method}' applies to "
+                      "ONNX only", stacklevel=2)
+    graph, quantizer = quantize(nhwc, calib, GraphQuantConfig(method="ptq", skip=list(skip)))
+    card.provenance.update(quantization={"method": "ptq", "backend": "litert-torch pt2e", "activations": "int8",
+                                         "weights": "int8 per-channel", "calibration": "minmax",
+                                         "calibration_images": int(len(calib)), "float_layers": list(skip)})
+    return export_tflite(graph, card, path, sample_nhwc, quant_config=QuantConfig(pt2e_quantizer=quantizer))

@@ -38,7 +38,8 @@ ARCHS = ("mobileone_s0", "mobileone_s2", "mobilevit_xxs", "mobilevitv2_050", "mo
 CELLS = (("onnx fp32", "onnx", "fp32", "model.onnx"), ("onnx fp16", "onnx", "fp16", "model.fp16.onnx"),
          ("onnx int8", "onnx", "int8", "model.int8.onnx"), ("tflite fp32", "tflite", "fp32", "model.tflite"),
          ("tflite fp16", "tflite", "fp16", "model.fp16.tflite"), ("tflite int8", "tflite", "int8", "model.int8.tflite"),
-         ("coreml", "coreml", "fp16", "model.mlpackage"))
+         ("coreml", "coreml", "fp16", "model.mlpackage"), ("executorch fp32", "executorch", "fp32", "model.pte"),
+         ("executorch int8", "executorch", "int8", "model.int8.pte"))
 GATES = {"fp32": ("rel", 1e-4), "fp16": ("sqnr_db", 30.0), "int8": ("sqnr_db", 10.0)}
 # Failures that are not ours: (pattern in the one-line reason, owner, upstream issue, what we do about it).
 KNOWN: list[tuple[str, str, str, str]] = []
@@ -71,7 +72,8 @@ def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 64, val: int 
         trained = load_trained(fused.path)
     row["prepare_seconds"] = round(time.perf_counter() - t0, 1)
     parity: dict[str, dict] = {}
-    for targets, extra in ((["onnx", "tflite"], {"int8": True, "fp16": True}), (["coreml"], {})):
+    for targets, extra in ((["onnx", "tflite"], {"int8": True, "fp16": True}), (["coreml"], {}),
+                           (["executorch"], {"int8": True})):
         report = export_checkpoint(trained, targets, out / "files", calib_images=calib, val_images=val,
                                    verbose=False, strict=False, **extra)
         parity.update({e["file"]: e for e in report.parity + report.failures})
@@ -211,7 +213,7 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
 
 def render(result: dict[str, Any]) -> str:
     cols = result["columns"]
-    cells = [c for r in result["rows"] for c in r["cells"].values()]
+    cells = [r["cells"][c] for r in result["rows"] for c in cols if c in r["cells"]]
     passed = sum(bool(c.get("passed")) for c in cells)
     lines = ["# Coverage matrix", "",
              f"{len(result['rows'])} architectures x {len(cols)} targets at {result['imgsz']} px: "
@@ -225,13 +227,13 @@ def render(result: dict[str, Any]) -> str:
              "| arch | params | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for r in result["rows"]:
         params = f"{r['params'] / 1e6:.1f} M" if r.get("params") else "?"
-        lines.append(f"| {r['arch']} | {params} | " + " | ".join(_short(r["cells"][c]) for c in cols) + " |")
+        lines.append(f"| {r['arch']} | {params} | " + " | ".join(_short(r["cells"].get(c)) for c in cols) + " |")
     lines += ["", "Cell: latency in ms (p50, batch 1) and SQNR in dB; `ok` = CoreML structure verified; "
               "`FAIL` = see below.", "", "## Failures", ""]
     for r in result["rows"]:
         for c in cols:
-            cell = r["cells"][c]
-            if not cell.get("passed"):
+            cell = r["cells"].get(c)
+            if cell is not None and not cell.get("passed"):
                 where = cell.get("owner", "?")
                 if cell.get("upstream"):
                     where += f" ({cell['upstream']})"
@@ -241,7 +243,7 @@ def render(result: dict[str, Any]) -> str:
               "export s | p50 ms |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         for c in cols:
-            x = r["cells"][c]
+            x = r["cells"].get(c) or {}
             if x.get("passed") is not None and "max_rel" in x:
                 lines.append(f"| {r['arch']} | {c} | {x['max_rel']:.1e} | {x['cosine']:.5f} | "
                              f"{_num(x.get('sqnr_db'), '.1f')} | {_num(x.get('top1_agreement'), '.3f')} | "
@@ -250,7 +252,9 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _short(cell: dict[str, Any]) -> str:
+def _short(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "not run"
     if not cell.get("passed"):
         return "FAIL"
     if "p50_ms" not in cell:

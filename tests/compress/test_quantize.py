@@ -5,9 +5,9 @@ import onnx
 import pytest
 import torch
 
-from edgekit.compress.quantize import QuantizationError, ort_quantize
-from edgekit.errors import ConfigError
-from edgekit.export.quantized import candidate_layers, quantize_checkpoint
+from edgekit.errors import ConfigError, QuantizationError
+from edgekit.export.onnx import to_int8
+from edgekit.recipes.quantize import candidate_layers, quantize_checkpoint
 from edgekit.runtime import load
 from edgekit.train.trained import load_trained
 
@@ -18,7 +18,7 @@ def test_calibration_is_deterministic(exported, trained_run, tmp_path):
     calib_b, _ = trained.images("train", limit=48)
     assert np.array_equal(calib_a, calib_b)  # the same calibration images every time
     fp32 = exported.out_dir / "model.onnx"
-    paths = [ort_quantize(fp32, tmp_path / f"{i}.onnx", calib_a, trained.card.derive(), "minmax") for i in range(2)]
+    paths = [to_int8(fp32, trained.card.derive(), tmp_path / f"{i}.onnx", calib_a, "minmax") for i in range(2)]
     inits = [{t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(p)).graph.initializer} for p in paths]
     assert inits[0].keys() == inits[1].keys()
     assert all(np.array_equal(inits[0][k], inits[1][k]) for k in inits[0])
@@ -28,8 +28,8 @@ def test_skip_layers_keep_float_and_bad_names_fail(exported, trained_run, tmp_pa
     trained = load_trained(trained_run.run_dir / "best.pt")
     calib, _ = trained.images("train", limit=16)
     fp32 = exported.out_dir / "model.onnx"
-    full = ort_quantize(fp32, tmp_path / "full.onnx", calib, trained.card.derive(), "minmax")
-    mixed = ort_quantize(fp32, tmp_path / "mixed.onnx", calib, trained.card.derive(), "minmax", ["heads.digit"])
+    full = to_int8(fp32, trained.card.derive(), tmp_path / "full.onnx", calib, "minmax")
+    mixed = to_int8(fp32, trained.card.derive(), tmp_path / "mixed.onnx", calib, "minmax", ["heads.h_digit"])
 
     def quantized_gemms(path):
         graph = onnx.load(str(path)).graph
@@ -38,12 +38,12 @@ def test_skip_layers_keep_float_and_bad_names_fail(exported, trained_run, tmp_pa
 
     assert quantized_gemms(full) == 1 and quantized_gemms(mixed) == 0
     with pytest.raises(ConfigError, match="no layer named backbone.nope"):
-        ort_quantize(fp32, tmp_path / "x.onnx", calib, trained.card.derive(), "minmax", ["backbone.nope"])
+        to_int8(fp32, trained.card.derive(), tmp_path / "x.onnx", calib, "minmax", ["backbone.nope"])
     with pytest.raises(ConfigError, match="calibration method"):
-        ort_quantize(fp32, tmp_path / "x.onnx", calib, trained.card.derive(), "median")
+        to_int8(fp32, trained.card.derive(), tmp_path / "x.onnx", calib, "median")
     (tmp_path / "broken.onnx").write_bytes(b"not onnx")
     with pytest.raises((QuantizationError, Exception)):
-        ort_quantize(tmp_path / "broken.onnx", tmp_path / "x.onnx", calib, trained.card.derive())
+        to_int8(tmp_path / "broken.onnx", trained.card.derive(), tmp_path / "x.onnx", calib)
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -68,7 +68,7 @@ def test_auto_float_layers_are_chosen_on_training_images(mobileone_run, tmp_path
     trained = load_trained(mobileone_run.run_dir / "best.pt")
     names = candidate_layers(trained)
     assert "backbone.stem" in names and "heads.digit" in names and "backbone.stages.0" in names
-    from edgekit.export.quantized import choose_float_layers
+    from edgekit.recipes.quantize import choose_float_layers
 
     chosen = choose_float_layers(trained, 32, "minmax", tmp_path, verbose=False, tolerance=1.0)
     assert chosen == []  # everything within tolerance: nothing kept in float

@@ -90,8 +90,8 @@ def candidate_layers(trained: Trained) -> list[str]:
 def choose_float_layers(trained: Trained, calib_images: int, calib_method: str, out: Path, verbose: bool = True,
                         tolerance: float = 0.005, max_layers: int = 2) -> list[str]:
     """Greedy mixed precision: add the block whose float version best restores agreement with FP32."""
-    from edgekit.compress.quantize import ort_quantize
-    from edgekit.export.onnx import export_onnx
+    from edgekit.export.exporter import _module_name
+    from edgekit.export.onnx import export_onnx, to_int8
     from edgekit.runtime import load
 
     work = out / ".select"
@@ -103,7 +103,8 @@ def choose_float_layers(trained: Trained, calib_images: int, calib_method: str, 
     ref = load(fp32, device="cpu").run(held)
 
     def agreement(skip: list[str]) -> float:
-        q = ort_quantize(fp32, work / "q.onnx", calib, trained.card.derive(), calib_method, skip)
+        q = to_int8(fp32, trained.card.derive(), work / "q.onnx", calib, calib_method,
+                    [_module_name(trained.model, s) for s in skip])
         got = load(q, device="cpu").run(held)
         return float(np.mean([(got[h].argmax(1) == ref[h].argmax(1)).mean() for h in ref if ref[h].shape[1] > 1]
                              or [1.0]))
@@ -134,38 +135,16 @@ def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr:
     """Fine-tune with fake quantization, convert, export ONNX (QDQ) and TFLite; returns artifacts."""
     from litert_torch.quantize.quant_config import QuantConfig
 
-    from edgekit.compress.quantize import QATModel, SelfDistillLoss, qat_convert, qat_prepare
-    from edgekit.config import RunConfig
-    from edgekit.export.exporter import Artifact
+    from edgekit.compress.qat import fine_tune, qat_convert
+    from edgekit.export.exporter import Artifact, _module_name
     from edgekit.export.onnx import export_onnx
     from edgekit.export.tflite import export_tflite
-    from edgekit.train.data import build_transforms, load_data
-    from edgekit.train.losses import TaskLoss
-    from edgekit.train.trained import ChannelsLast
-    from edgekit.train.trainer import fit
 
-    cfg = RunConfig.model_validate(trained.config)
-    cfg.stage, cfg.distill, cfg.out = "qat", None, str(out.parent)
-    cfg.name = out.name + "-train"
-    cfg.train.epochs, cfg.train.lr, cfg.train.warmup_epochs, cfg.train.save_every = epochs, lr, 0.0, 0
-    cfg.data.limit = None
-    inp = trained.card.input
-    cfg.data.mean, cfg.data.std = tuple(inp.mean), tuple(inp.std)
-    cfg.data.interpolation, cfg.data.crop_pct = inp.interpolation, inp.crop_pct
-    data = load_data(cfg.data, cfg.model.heads)
-    tfs = build_transforms(cfg.data, data.kind, {})  # the augmentation the FP32 model was trained with
     sample = trained.sample(2).permute(0, 2, 3, 1).contiguous()
-    # torch.export shares parameters with the module it captures: QAT must train a copy, or the
-    # FP32 model (the reference and the teacher) would change under it
-    prepared, quantizer = qat_prepare(ChannelsLast(copy.deepcopy(trained.wrapped())), sample, skip)
-    model = QATModel(prepared, trained.card.head_names)
-    criterion = SelfDistillLoss(TaskLoss(data.heads, cfg.model.heads, cfg.train.label_smoothing), trained.model)
-    card = trained.card.derive(stage="qat", qat_training_state=True)
-    t0 = time.perf_counter()
-    fit(model, criterion, data, tfs, cfg, card, verbose=verbose)
+    prepared, quantizer, train_s = fine_tune(trained, out, [_module_name(trained.model, s) for s in skip], epochs,
+                                             lr, verbose)
     for_onnx = qat_convert(copy.deepcopy(prepared), fold=True)  # int8 weights in the file
     converted = qat_convert(prepared)  # litert-torch wants the weights' Q/DQ unfolded
-    train_s = time.perf_counter() - t0
     arts = []
     quant = {"method": "qat", "epochs": epochs, "lr": lr, "teacher": "fp32 self-distillation",
              "activations": "int8", "weights": "int8 per-channel", "float_layers": skip}

@@ -1,0 +1,98 @@
+"""The one table of model file formats: export targets, runtime backends and bench backends read it.
+
+Like Ultralytics' ``export_formats()``, but a plain table: each row names a target (``edgekit
+export --target``), the backend that runs its files (``edgekit bench --backend``; ``ort`` is kept
+as the bench name of onnxruntime), the file suffix and naming per precision, the packages that
+export and run it, the pip extra that brings them, and the devices its runtime can use. Adding a
+target is one row here, one module in ``export/`` and one backend in ``runtime/``.
+
+Nothing heavy is imported here: the CLI reads this table for ``--help``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from edgekit.errors import ConfigError, DependencyError
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # export target: "onnx"
+    suffix: str  # ".onnx"
+    bench: str  # bench backend name: "ort"
+    runtime: str  # runtime backend name (Backend.name): "onnxruntime"
+    precisions: tuple[str, ...]  # fp32 first; the others are variants of the FP32 file or graph
+    export_packages: tuple[str, ...]  # importable modules the export needs
+    run_packages: tuple[str, ...]  # importable modules the runtime needs
+    extra: str  # pip extra that installs them
+    devices: tuple[str, ...]  # what --device can ask of its runtime
+    default: bool = True  # part of `edgekit export --target all` when installed and of the default targets
+    fixed_batch: bool = False  # files always have a fixed batch (no --dynamic-batch)
+
+    def file(self, precision: str = "fp32") -> str:
+        """File name of a precision: ``model.onnx``, ``model.int8.onnx``, ``model.fp16.tflite``."""
+        base = "model" if precision in ("fp32", self.precisions[0]) else f"model.{precision.split('-')[0]}"
+        return base + self.suffix
+
+    def missing(self, run: bool = False) -> list[str]:
+        """Modules of this format (to export, or with ``run`` to run it) that are not installed."""
+        mods = self.run_packages if run else self.export_packages
+        return [m for m in mods if importlib.util.find_spec(m.split(".")[0]) is None]
+
+    def require(self, run: bool = False) -> None:
+        """Raise a :class:`DependencyError` naming the extra when this format's packages are missing."""
+        missing = self.missing(run)
+        if missing:
+            what = f"{self.suffix} files need" if run else f"--target {self.name} needs"
+            raise DependencyError(f"{what} {', '.join(missing)}: pip install 'edgekit[{self.extra}]'")
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("onnx", ".onnx", "ort", "onnxruntime", ("fp32", "fp16", "int8"), ("onnx", "onnxscript", "onnxruntime"),
+           ("onnxruntime",), "all", ("cpu", "cuda", "coreml")),
+    Format("tflite", ".tflite", "tflite", "tflite", ("fp32", "fp16", "int8"), ("litert_torch", "ai_edge_litert"),
+           ("ai_edge_litert",), "all", ("cpu",)),
+    Format("coreml", ".mlpackage", "coreml", "coreml", ("fp16", "int8-weights"), ("coremltools",), ("coremltools",),
+           "all", ("cpu", "mps"), fixed_batch=True),
+    Format("executorch", ".pte", "executorch", "executorch", ("fp32", "int8"), ("executorch",), ("executorch",),
+           "executorch", ("cpu",), default=False, fixed_batch=True),
+)}
+# the eager PyTorch checkpoint is a bench backend too, but no export target
+TORCH = Format("torch", ".pt", "torch", "torch", ("fp32",), ("torch",), ("torch",), "train", ("cpu", "cuda", "mps"),
+               default=False)
+SUFFIXES: dict[str, Format] = {f.suffix: f for f in (*FORMATS.values(), TORCH)} | {
+    ".mlmodel": FORMATS["coreml"], ".pth": TORCH}
+
+
+def targets() -> tuple[str, ...]:
+    return tuple(FORMATS)
+
+
+def default_targets() -> tuple[str, ...]:
+    """The device formats that need no optional extra."""
+    return tuple(n for n, f in FORMATS.items() if f.default)
+
+
+def installed_targets() -> list[str]:
+    """``--target all``: every target whose export packages are installed (ExecuTorch is optional)."""
+    return [n for n, f in FORMATS.items() if f.default or not f.missing()]
+
+
+def bench_backends() -> tuple[str, ...]:
+    return (TORCH.bench, *(f.bench for f in FORMATS.values()))
+
+
+def by_bench(name: str) -> Format:
+    return next(f for f in (TORCH, *FORMATS.values()) if f.bench == name)
+
+
+def of_file(path) -> Format:
+    """The format of a model file, by suffix."""
+    from pathlib import Path
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ConfigError(f"{path}: unknown model format '{suffix}' (expected {', '.join(sorted(SUFFIXES))})")
+    return SUFFIXES[suffix]
