@@ -9,6 +9,7 @@ This module is pure Python: the on-device runtime imports it.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -28,10 +29,23 @@ class HeadSpec:
     classes: list[str] | None = None  # class names (classification, multilabel)
     outputs: int = 1  # width of the output vector
     threshold: float = 0.5  # multilabel decision threshold on the sigmoid
+    # Regression: the head was trained on (y - target_mean) / target_std. Record only: edgekit folds
+    # this scaling into the head's last layer, so the model and its files already output y (None: no scaling).
+    target_mean: float | None = None
+    target_std: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in HEAD_KINDS:
             raise CardError(f"head '{self.name}': kind must be one of {', '.join(HEAD_KINDS)}, got '{self.kind}'")
+        if (self.target_mean is None) != (self.target_std is None):
+            raise CardError(f"head '{self.name}': target_mean and target_std go together")
+        if self.target_mean is not None:
+            if self.kind != "regression":
+                raise CardError(f"head '{self.name}' ({self.kind}): target_mean / target_std are for regression heads")
+            self.target_mean, self.target_std = float(self.target_mean), float(self.target_std)
+            if not (math.isfinite(self.target_mean) and math.isfinite(self.target_std) and self.target_std > 0):
+                raise CardError(f"head '{self.name}': target_std must be positive and both finite, got "
+                                f"{self.target_mean}, {self.target_std}")
         if self.kind != "regression":
             if not self.classes:
                 raise CardError(f"head '{self.name}' ({self.kind}) needs class names")

@@ -7,6 +7,12 @@ cosine schedule with linear warm-up, gradient clipping and AMP (CUDA), and write
 differs between plain training and distillation; its own parameters (a projection layer) are
 trained and checkpointed too.
 
+Eval mode must give what the model learned: before each validation (and so before every
+checkpoint) the BatchNorm statistics are recomputed from up to 512 training images with the final
+weights (:mod:`edgekit.train.batchnorm`), and regression heads train on standardized targets with
+the scaling folded back into every checkpoint (:mod:`edgekit.train.target_scaling`): metrics,
+checkpoints and exported files are in the targets' units; regression loss terms are standardized.
+
 Reproducibility: each epoch's sample order, augmentations and dropout masks are seeded from
 ``(seed, epoch)`` alone, so ``resume=True`` from ``last.pt`` reproduces the uninterrupted run.
 Under ``torchrun`` (``WORLD_SIZE > 1``) the same call trains with DistributedDataParallel (gloo
@@ -35,11 +41,22 @@ from edgekit.card import ModelCard
 from edgekit.config import RunConfig
 from edgekit.console import console, progress, say
 from edgekit.errors import CheckpointError, ConfigError
+from edgekit.train.batchnorm import BN_IMAGES, bn_layers, recompute_bn_stats
 from edgekit.train.checkpoint import load_checkpoint, save_checkpoint
-from edgekit.train.data import DataBundle, EpochSampler, ImageDataset, Transforms, make_loader, mix_seed
+from edgekit.train.data import DataBundle, EpochSampler, ImageDataset, Split, Transforms, make_loader, mix_seed
 from edgekit.train.device import resolve_device
 from edgekit.train.metrics import compute_metrics, monitor_key
 from edgekit.train.models import count_params
+from edgekit.train.target_scaling import (
+    Scaling,
+    denormalize,
+    fold_,
+    folded_state,
+    load_raw_heads,
+    prepare_scaling,
+    raw_heads,
+    standardized_batch,
+)
 
 
 @dataclass
@@ -82,6 +99,8 @@ def fit(model: nn.Module, criterion: nn.Module, data: DataBundle, tfs: Transform
     sampler = EpochSampler(len(train_ds), seed=t_cfg.seed, views=views, rank=rank, world=world)
     train_loader = make_loader(train_ds, t_cfg.batch_size, sampler, cfg.data.workers)
     val_loader = make_loader(val_ds, t_cfg.batch_size, None, cfg.data.workers)
+    bn_loader = _bn_loader(model, data.train, tfs, t_cfg.batch_size, t_cfg.seed, cfg.data.workers)
+    scaling = prepare_scaling(model, card, data.train.targets)
 
     # -- model, optimizer, schedule, AMP -----------------------------------------------------
     step = _Step(model, criterion).to(device)
@@ -107,6 +126,8 @@ def fit(model: nn.Module, criterion: nn.Module, data: DataBundle, tfs: Transform
         if state is None:
             raise CheckpointError(f"{run_dir / 'last.pt'} has no training state to resume from")
         model.load_state_dict(ckpt["model_state"])
+        scaling = _resumed_scaling(scaling, card, ckpt, state)
+        load_raw_heads(model, state.get("raw_heads", {}))
         criterion.load_state_dict(state["criterion"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -139,6 +160,7 @@ def fit(model: nn.Module, criterion: nn.Module, data: DataBundle, tfs: Transform
         with log.epoch_bar(epoch, t_cfg.epochs, steps_per_epoch) as advance:
             for batch in train_loader:
                 batch = _to(batch, device)
+                labels, batch = batch["targets"], standardized_batch(batch, scaling)
                 with _autocast(device, amp_dtype):
                     loss, terms, outputs = step(batch)
                 if not torch.isfinite(loss):
@@ -157,14 +179,18 @@ def fit(model: nn.Module, criterion: nn.Module, data: DataBundle, tfs: Transform
                     sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
                 for h in card.head_names:
                     outs[h].append(outputs[h].detach().float().cpu().numpy())
-                    tgts[h].append(batch["targets"][h].cpu().numpy())
+                    tgts[h].append(labels[h].cpu().numpy())
                 advance(float(loss.detach()))
         train_terms = {k: v / seen for k, v in sums.items()}
-        train_metrics = compute_metrics(card.heads, _cat(outs), _cat(tgts))
+        train_metrics = compute_metrics(card.heads, denormalize(_cat(outs), scaling), _cat(tgts))
 
         record: dict[str, Any] = {}
         if main:
-            val = evaluate(model, criterion, val_loader, card, device, amp_dtype)
+            if bn_loader is not None:  # eval-mode statistics of the weights just trained
+                with _autocast(device, amp_dtype):
+                    used = recompute_bn_stats(model, bn_loader, BN_IMAGES, device)
+                card.provenance["bn_stats"] = {"images": used, "transform": "eval", "split": "train"}
+            val = evaluate(model, criterion, val_loader, card, device, amp_dtype, scaling=scaling)
             secs = time.perf_counter() - t0
             record = _record(epoch, train_terms, train_metrics, val, key, mode,
                              optimizer.param_groups[0]["lr"], secs)
@@ -175,10 +201,10 @@ def fit(model: nn.Module, criterion: nn.Module, data: DataBundle, tfs: Transform
                 best = {"epoch": epoch + 1, "metric": key, "value": val[key], "metrics": val}
             card.metrics = {"val": best["metrics"], "best_epoch": best["epoch"], "monitor": key}
             payload = {"card": card.to_dict(), "config": cfg.model_dump(mode="json"),
-                       "model_state": model.state_dict(), "epoch": epoch + 1}
+                       "model_state": folded_state(model, scaling), "epoch": epoch + 1}
             train_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                            "scaler": scaler.state_dict(), "criterion": criterion.state_dict(),
-                           "history": history, "best": best}
+                           "history": history, "best": best, "raw_heads": raw_heads(model, scaling)}
             if improved:
                 save_checkpoint(run_dir / "best.pt", payload)
             save_checkpoint(run_dir / "last.pt", {**payload, "train_state": train_state})
@@ -192,6 +218,7 @@ def fit(model: nn.Module, criterion: nn.Module, data: DataBundle, tfs: Transform
             dist.barrier()
 
     seconds = time.perf_counter() - t_start
+    fold_(model, scaling)  # the returned model answers in target units, like its checkpoints
     log.summary(history, best, run_dir, seconds)
     return FitResult(run_dir=run_dir, history=history, best=best, model=model.cpu().eval(), card=card,
                      seconds=seconds, epoch_seconds=epoch_seconds)
@@ -199,8 +226,11 @@ def fit(model: nn.Module, criterion: nn.Module, data: DataBundle, tfs: Transform
 
 @torch.no_grad()
 def evaluate(model: nn.Module, criterion: nn.Module, loader, card: ModelCard, device: torch.device,
-             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Val metrics per head plus the task loss (``loss``) of ``model`` on ``loader``."""
+             amp_dtype: torch.dtype | None = None, scaling: Scaling | None = None) -> dict[str, float]:
+    """Val metrics per head plus the task loss (``loss``) of ``model`` on ``loader``.
+
+    ``scaling``: heads whose outputs are standardized (inside ``fit``); the loss is taken on
+    standardized targets, the metrics in target units."""
     model.eval()
     task = getattr(criterion, "task", None)
     outs: dict[str, list[np.ndarray]] = {h: [] for h in card.head_names}
@@ -211,19 +241,54 @@ def evaluate(model: nn.Module, criterion: nn.Module, loader, card: ModelCard, de
         with _autocast(device, amp_dtype):
             outputs = model(batch["image"])
         if task is not None:
-            loss, _ = task(outputs, batch["targets"])
+            loss, _ = task(outputs, standardized_batch(batch, scaling or {})["targets"])
             loss_sum += float(loss) * batch["image"].shape[0]
         n += batch["image"].shape[0]
         for h in card.head_names:
             outs[h].append(outputs[h].float().cpu().numpy())
             tgts[h].append(batch["targets"][h].cpu().numpy())
-    result = compute_metrics(card.heads, _cat(outs), _cat(tgts))
+    result = compute_metrics(card.heads, denormalize(_cat(outs), scaling or {}), _cat(tgts))
     if task is not None and n:
         result["loss"] = loss_sum / n
     return result
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _bn_loader(model: nn.Module, train: Split, tfs: Transforms, batch_size: int, seed: int, workers: int):
+    """Up to 512 training images in a seeded random order, through the *eval* transform (None without BatchNorm).
+
+    Training images, not validation ones (no peeking), and the eval transform (resize + centre
+    crop): the statistics should describe the inputs eval mode will see (validation, export
+    parity, the runtime), not the random crops and colour jitter of the training transform.
+    Batches are shuffled and whole: the mean of the batches' variances then estimates the
+    population's (batches of files in name order, and UTKFace names start with the age, would each
+    hold similar images, underestimate it and make eval outputs explode). They are 4x the training
+    batch: a no-grad forward keeps a few activations where training keeps them all, so it fits,
+    and with bigger batches every layer sees inputs normalized nearly as eval mode will normalize
+    them (38 training faces: the lowest eval-mode age went from -99 to -13 years for batches of 6 -> 36)."""
+    if not bn_layers(model):
+        return None
+    n, bs = len(train), max(2, 4 * batch_size)
+    take = min(n, BN_IMAGES)
+    take = take if take < bs else take - take % bs  # whole batches: each batch weighs the same in the average
+    ids = np.random.default_rng(seed).permutation(n)[:take]
+    return make_loader(ImageDataset(train, tfs.eval), min(bs, take), [(int(i), -1, 0) for i in ids], workers)
+
+
+def _resumed_scaling(scaling: Scaling, card: ModelCard, ckpt: dict[str, Any], state: dict[str, Any]) -> Scaling:
+    """The scaling the interrupted run trained with (as its checkpoint's card says; none for runs
+    from before regression targets were standardized)."""
+    saved = {h.get("name"): h for h in ckpt["card"].get("heads", [])}
+    out: Scaling = {}
+    for head in card.heads:
+        was = saved.get(head.name, {})
+        if head.name in scaling and "raw_heads" in state and was.get("target_mean") is not None:
+            out[head.name] = (float(was["target_mean"]), float(was["target_std"]))
+        if head.name in scaling:
+            head.target_mean, head.target_std = out.get(head.name, (None, None))
+    return out
 
 
 def _lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
