@@ -2,8 +2,10 @@
 
 A visitor's attributes are votes over the frames its face was seen: the majority label of a
 classification head (gender, emotion), the mean of a regression head (age, also given as an age
-band). Dwell time is ``last seen - first seen + one processed-frame interval``, so a face present
-in every frame of a 2 s clip dwells 2 s. Totals count visitors per label / band.
+band). An impossible value (an age of 9,576,442 or -3 years, see :mod:`edgekit.apps.plausibility`)
+is left out of the vote; a visitor with no possible value is counted as unknown. Dwell time is
+``last seen - first seen + one processed-frame interval``, so a face present in every frame of a
+2 s clip dwells 2 s. Totals count visitors per label / band.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.apps.plausibility import plausible
 from edgekit.apps.tracking import Track
 from edgekit.atomic import write_json, write_text
 from edgekit.card import HeadSpec
 
 AGE_BANDS = ((0, 17, "0-17"), (18, 29, "18-29"), (30, 44, "30-44"), (45, 59, "45-59"), (60, None, "60+"))
+UNKNOWN = "unknown"  # the age band of a visitor whose model gave no possible age
 
 
 def age_band(age: float) -> str:
@@ -41,9 +45,10 @@ def visitor_record(track: Track, heads: list[HeadSpec], frame_dt: float) -> dict
     for head in heads:
         values = [p[head.name] for p in track.predictions if head.name in p]
         if head.kind == "regression":
-            rec[head.name] = round(float(np.mean([v["value"] for v in values])), 2) if values else None
+            possible = [float(v["value"]) for v in values if plausible(head.name, v["value"])]
+            rec[head.name] = round(float(np.mean(possible)), 2) if possible else None
             if head.name == "age":
-                rec["age_band"] = age_band(rec["age"]) if values else None
+                rec["age_band"] = (age_band(rec["age"]) if possible else UNKNOWN) if values else None
         elif head.kind == "classification":
             rec[head.name] = Counter(v["label"] for v in values).most_common(1)[0][0] if values else None
         else:  # multilabel: labels on in at least half of the frames
@@ -53,7 +58,8 @@ def visitor_record(track: Track, heads: list[HeadSpec], frame_dt: float) -> dict
 
 
 def totals(records: list[dict[str, Any]], heads: list[HeadSpec]) -> dict[str, Any]:
-    """Visitors per label of each classification head, per age band, mean of other regressions."""
+    """Visitors per label of each classification head, per age band (and unknown), mean of other
+    regressions (with ``unknown_<head>``: visitors without a possible value)."""
     out: dict[str, Any] = {"visitors": len(records)}
     for head in heads:
         values = [r[head.name] for r in records if r.get(head.name) is not None]
@@ -64,9 +70,10 @@ def totals(records: list[dict[str, Any]], heads: list[HeadSpec]) -> dict[str, An
             out[f"by_{head.name}"] = {c: sum(c in v.split("|") for v in values) for c in head.classes}
         elif head.name == "age":
             counts = Counter(r["age_band"] for r in records if r.get("age_band"))
-            out["by_age_band"] = {name: counts.get(name, 0) for _, _, name in AGE_BANDS}
+            out["by_age_band"] = {name: counts.get(name, 0) for name in [*(b[2] for b in AGE_BANDS), UNKNOWN]}
         else:
             out[f"mean_{head.name}"] = round(float(np.mean(values)), 3) if values else None
+            out[f"unknown_{head.name}"] = sum(head.name in r and r[head.name] is None for r in records)
     dwell = [r["dwell_s"] for r in records]
     out["mean_dwell_s"] = round(float(np.mean(dwell)), 3) if dwell else None
     return out
@@ -79,6 +86,8 @@ def panel_rows(summary: dict[str, Any], live: int) -> list[str]:
         if key.startswith("by_"):
             nonzero = [f"{k} {v}" for k, v in value.items() if v]
             rows.append(f"{key[3:].replace('_', ' ')}: {', '.join(nonzero) if nonzero else '-'}")
+        elif key.startswith("unknown_") and value:
+            rows.append(f"{key[8:]}: {value} unknown")
         elif key.startswith("mean_") and value is not None:
             unit = " s" if key == "mean_dwell_s" else ""
             rows.append(f"{key[5:].replace('_s', '').replace('_', ' ')} (mean): {value:.1f}{unit}")

@@ -5,7 +5,10 @@ in between a search around the tracked faces only; or YuNet), crop each with a m
 model on all crops in one batch, track faces across frames (IoU) and draw box + attributes per
 face, an analytics panel (visitors by gender / age band / emotion, mean dwell) and the live FPS.
 The heads come from the model card: age, gender and emotion when the model has them, else all
-its heads. A model whose card does not say it was trained on faces gets an on-screen notice.
+its heads. A model whose card does not say it was trained on faces gets an on-screen notice, and
+so does a model answering impossible values (an age outside 0-120 years, shown as ``?`` and
+counted as unknown) or 100% probabilities: they are printed once and listed in the summary's
+``warnings`` (:mod:`edgekit.apps.plausibility`).
 
 Privacy by default: no face image is written. Crops are saved only with ``save_crops``, and the
 annotated video shows faces pixelated unless ``show_faces`` is set.
@@ -26,6 +29,7 @@ from edgekit.apps.faces import crop, make_detector
 from edgekit.apps.loop import loop_summary, run_frames, summary_line
 from edgekit.apps.output import JsonLines, Window, plan_outputs
 from edgekit.apps.overlay import PALETTE, WHITE, draw_box, draw_notice, draw_panel, draw_status, pixelate
+from edgekit.apps.plausibility import OutputCheck, shown
 from edgekit.apps.timing import StageClock
 from edgekit.apps.tracking import IoUTracker
 from edgekit.atomic import write_json
@@ -61,7 +65,7 @@ def face_lines(track_id: int, visitor: bool, pred: dict[str, Any], heads: list[H
         elif "labels" in p:
             lines.append(f"{h.name} {', '.join(p['labels']) or '-'}")
         else:
-            lines.append(f"{h.name} {p['value']:.0f}")
+            lines.append(f"{h.name} {shown(h.name, p['value'])}")
     return lines
 
 
@@ -86,6 +90,7 @@ def run_kiosk(model: str | os.PathLike, source: str | int = "0", *, headless: bo
     src = open_source(source)
     heads = face_heads(predictor.card)
     notice = faces_notice(predictor.card)
+    checks = OutputCheck(heads)
     if notice and verbose:
         print(f"notice: {predictor.path.name}: {' '.join(notice)}", file=sys.stderr)
     crops_dir = Path(save_crops) if save_crops else None
@@ -130,6 +135,9 @@ def run_kiosk(model: str | os.PathLike, source: str | int = "0", *, headless: bo
                     outputs = predictor.run(batch)
                 with clock("postprocess"):
                     preds = predictor.decode(outputs, topk=1)
+                for warning in checks.observe(preds):  # each kind of problem is printed once
+                    if verbose:
+                        print(f"warning: {predictor.path.name}: {warning}", file=sys.stderr)
                 state["latency"] = sum(clock.last_ms(s) for s in ("preprocess", "inference", "postprocess"))
             with clock("track"):
                 tracks = tracker.update([f.box for f in found], frame.time)
@@ -160,8 +168,8 @@ def run_kiosk(model: str | os.PathLike, source: str | int = "0", *, headless: bo
                 draw_box(image, t.box, face_lines(t.id, visitor, p, heads),
                          PALETTE[t.id % len(PALETTE)] if visitor else WHITE)
             draw_panel(image, "kiosk analytics", state["panel"])
-            if notice:
-                draw_notice(image, notice)
+            if notice or checks.impossible or checks.certain:
+                draw_notice(image, [*(notice or []), *checks.notice()])
             draw_status(image, live_fps, state["latency"], extra=f"faces {len(state['faces'])}")
 
     try:
@@ -181,17 +189,20 @@ def run_kiosk(model: str | os.PathLike, source: str | int = "0", *, headless: bo
         "source_fps": round(src.fps, 3), "duration_s": round(result.frames / src.fps, 3), "every": every,
         "scan_every": scan_every,
         "min_hits": tracker.min_hits, "max_missed": tracker.max_missed, "fps": summary["fps"],
-        "crops_saved": state["crops"], "totals": totals(visitors, heads),
+        "crops_saved": state["crops"], "totals": totals(visitors, heads), "warnings": checks.warnings(),
     }
     json_path, csv_path = write_report(report, session, visitors)
     summary.update(processed=state["processed"], face_detections=state["detections"], every=every,
-                   totals=session["totals"], notice=session["notice"], report=[str(json_path), str(csv_path)],
+                   totals=session["totals"], notice=session["notice"], warnings=session["warnings"],
+                   report=[str(json_path), str(csv_path)],
                    crops_saved=state["crops"], log=str(log_path) if log_path else None, summary=str(summary_path))
     write_json(summary_path, summary)
     if verbose:
         print(summary_line(summary))
         t = session["totals"]
         print(f"visitors {t['visitors']}; " + "; ".join(f"{k[3:]}: {v}" for k, v in t.items() if k.startswith("by_")))
+        for warning in session["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
         for p in (summary["video"], summary["log"], json_path, csv_path, summary_path):
             if p:
                 print(Path(p))

@@ -12,6 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgekit.apps.plausibility import shown
+
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 GREEN, YELLOW, RED, CYAN = (60, 200, 60), (0, 220, 255), (40, 40, 230), (230, 200, 40)
@@ -53,7 +55,7 @@ def prediction_lines(pred: dict[str, Any], topk: int = 1) -> list[str]:
         elif "labels" in p:
             lines.append(f"{head}: {', '.join(p['labels']) or '-'}")
         else:
-            lines.append(f"{head}: {p['value']:.1f}")
+            lines.append(f"{head}: {shown(head, p['value'], 1)}")  # an impossible age is shown as ?
     return lines
 
 

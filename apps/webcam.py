@@ -6,11 +6,16 @@ an annotated video, a JSON-lines log (one record per inference) and a summary ar
 
 A clip model (its card has ``frames`` = T) classifies a sliding window: the last T sampled frames
 (every ``every``-th), each preprocessed once as it arrives; until T frames are in, nothing is shown.
+
+An impossible value (an age outside 0-120 years) is shown as ``?``, printed once, noticed on screen
+and listed in the summary's ``warnings`` (:mod:`edgekit.apps.plausibility`). Unlike the kiosk's face
+attributes, a 100% probability is no warning here: a classifier is rightly sure of a clear digit.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,8 @@ import numpy as np
 from edgekit.apps.capture import Frame, open_source
 from edgekit.apps.loop import loop_summary, run_frames, summary_line
 from edgekit.apps.output import JsonLines, Window, plan_outputs
-from edgekit.apps.overlay import draw_status, prediction_lines, text_block
+from edgekit.apps.overlay import draw_notice, draw_status, prediction_lines, text_block
+from edgekit.apps.plausibility import OutputCheck
 from edgekit.apps.timing import StageClock
 from edgekit.atomic import write_json
 from edgekit.errors import ConfigError
@@ -40,6 +46,7 @@ def run_webcam(model: str | os.PathLike, source: str | int = "0", *, headless: b
     predictor = load(model, device=device, threads=threads)
     src = open_source(source)
     clock = StageClock()
+    checks = OutputCheck(predictor.card.heads, certainty=False)
     records = JsonLines(log_path) if log_path else None
     state: dict[str, Any] = {"pred": None, "inferred": 0, "latency": 0.0, "errors": 0}
     clip: deque[np.ndarray] | None = deque(maxlen=predictor.frames) if predictor.frames else None
@@ -59,6 +66,9 @@ def run_webcam(model: str | os.PathLike, source: str | int = "0", *, headless: b
                     outputs = predictor.run(batch)
                 with clock("postprocess"):
                     state["pred"] = predictor.decode(outputs, topk)[0]
+                for warning in checks.observe([state["pred"]]):  # each kind of problem is printed once
+                    if verbose:
+                        print(f"warning: {predictor.path.name}: {warning}", file=sys.stderr)
             except InputError as exc:  # a bad frame: log it and go on with the next one
                 state["errors"] += 1
                 if records:
@@ -78,6 +88,8 @@ def run_webcam(model: str | os.PathLike, source: str | int = "0", *, headless: b
             elif clip is not None:
                 text_block(frame.image, [f"collecting {len(clip)}/{clip.maxlen} frames"], (4, 4))
             draw_status(frame.image, live_fps, state["latency"])
+            if checks.impossible or checks.certain:
+                draw_notice(frame.image, checks.notice())
 
     try:
         result = run_frames(src, step, clock, video=video, window=window, max_frames=max_frames, prefetch=prefetch)
@@ -86,6 +98,7 @@ def run_webcam(model: str | os.PathLike, source: str | int = "0", *, headless: b
             records.close()
     summary = loop_summary("webcam", predictor, src, result, prefetch)
     summary.update(inferred=state["inferred"], every=every, topk=topk, bad_frames=state["errors"],
+                   warnings=checks.warnings(),
                    log=str(log_path) if log_path else None, summary=str(summary_path))
     write_json(summary_path, summary)
     if verbose:
