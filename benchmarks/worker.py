@@ -47,6 +47,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from edgekit.runtime import load
 
     result: dict[str, Any] = {"pid": os.getpid()}
+    if spec["path"].lower().endswith((".pt", ".pth")):  # a checkpoint runs in eager torch: train opens it
+        import edgekit.train.torch_backend  # noqa: F401 - registers the .pt backend
     rss_before = _status_mb("VmRSS")
     t0 = time.perf_counter()
     model = load(spec["path"], device=spec.get("device", "auto"), threads=spec.get("threads"))

@@ -263,6 +263,8 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpacka
     """Run a model on images or a video and print the predictions (the runtime: no torch needed)."""
     from edgekit.runtime.predict_files import print_predictions, run_on_source
 
+    if model.suffix.lower() in (".pt", ".pth"):  # a checkpoint runs in eager PyTorch: train opens it
+        import edgekit.train.torch_backend  # noqa: F401 - registers the .pt backend
     results = run_on_source(model, source, topk=topk, device=device, threads=threads, stride=stride)
     print_predictions(results, as_json=json_)
 

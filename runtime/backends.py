@@ -3,7 +3,8 @@
 ``backend.run(x)`` takes a float32 batch in the model's layout (NCHW or NHWC, from the card) and
 returns one float32 array per head, in card order. Integer (INT8) inputs and outputs are
 (de)quantized here with the tensor's own scale and zero point. Only the backend's own package is
-imported: onnxruntime, ai-edge-litert or coremltools — torch only for ``.pt`` checkpoints.
+imported: onnxruntime, ai-edge-litert or coremltools. ``.pt`` checkpoints are opened by
+:mod:`edgekit.train.torch_backend`, which registers itself here (:func:`register_backend`).
 """
 
 from __future__ import annotations
@@ -243,39 +244,6 @@ class CoreMLBackend(Backend):
         return [np.asarray(out[n], dtype=np.float32).reshape(1, -1) for n in self.output_names]
 
 
-# -- torch checkpoints ---------------------------------------------------------------------------
-
-
-class TorchBackend(Backend):
-    """An edgekit ``.pt`` checkpoint in eager PyTorch (development machines: needs edgekit[train])."""
-
-    name = "torch"
-
-    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
-        torch = require("torch", "train")
-        # The one place the runtime reaches upstream, lazily: rebuilding a checkpoint needs the
-        # model factory. Device files (.onnx, .tflite, .mlpackage) never come here.
-        from edgekit.train.checkpoint import model_from_checkpoint
-        from edgekit.train.device import resolve_device
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.torch = torch
-        self.dev = resolve_device(device)
-        self.device = self.dev.type
-        self.model, self.card, _ = model_from_checkpoint(path)
-        self.model.to(self.dev)
-        self.heads = self.card.head_names
-
-    def order_outputs(self, heads: list[str]) -> None:
-        self.heads = list(heads)
-
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        with self.torch.inference_mode():
-            out = self.model(self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.dev))
-        return [out[h].float().cpu().numpy() for h in self.heads]
-
-
 # -- dispatch ------------------------------------------------------------------------------------
 
 
@@ -286,11 +254,20 @@ def _executorch_backend(path: Path, device: str = "auto", threads: int | None = 
 
 
 BACKENDS = {".onnx": OnnxBackend, ".tflite": TFLiteBackend, ".mlpackage": CoreMLBackend, ".mlmodel": CoreMLBackend,
-            ".pt": TorchBackend, ".pth": TorchBackend, ".pte": _executorch_backend}
+            ".pte": _executorch_backend}
+
+
+def register_backend(suffix: str, factory) -> None:
+    """Let a package above the runtime open its own files (``edgekit.train`` registers ``.pt``): the
+    runtime never imports it, so it stays a leaf that installs without torch."""
+    BACKENDS[suffix.lower()] = factory
 
 
 def open_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:
     cls = BACKENDS.get(path.suffix.lower())
+    if cls is None and path.suffix.lower() in (".pt", ".pth"):
+        raise ModelFileError(f"{path}: an edgekit checkpoint runs in eager PyTorch: open it with "
+                             "edgekit.train.torch_backend.load() (pip install 'edgekit[train]'), or export it first")
     if cls is None:
         raise ModelFileError(f"{path}: unknown model format '{path.suffix}' (expected "
                              f"{', '.join(sorted(BACKENDS))})")

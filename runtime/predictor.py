@@ -23,7 +23,6 @@ from edgekit.card import ModelCard, clip_frame_indices
 from edgekit.runtime.backends import (
     Backend,
     ModelFileError,
-    TorchBackend,
     check_card_matches,
     open_backend,
     run_in_chunks,
@@ -156,9 +155,8 @@ def load(path: str | Path, device: str = "auto", threads: int | None = None) -> 
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
     backend = open_backend(path, device=device, threads=threads)
-    if isinstance(backend, TorchBackend):
-        card = backend.card
-    else:
+    card = getattr(backend, "card", None)  # a checkpoint's backend holds its card
+    if card is None:
         card = read_card(path, session=getattr(backend, "session", None))
     check_card_matches(card, backend, path)
     return Predictor(backend, card, path)

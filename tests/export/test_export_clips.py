@@ -57,7 +57,9 @@ def test_runtime_predicts_clips_like_torch(clip_run, clip_export):
     from edgekit.runtime import load
     from edgekit.runtime.preprocess import InputError
 
-    torch_model = load(clip_run.run_dir / "best.pt")
+    from edgekit.train.torch_backend import load as load_checkpoint_model
+
+    torch_model = load_checkpoint_model(clip_run.run_dir / "best.pt")
     clips = _clips(6, 4)
     ref = torch_model.run(torch_model.preprocess(clips))["direction"]
     for art in clip_export.artifacts:

@@ -9,7 +9,9 @@ from edgekit.runtime import InputError, ModelFileError, load
 
 
 def test_predict_gives_pytorch_labels_on_val_images(exported, trained_run, val_pngs):
-    torch_model = load(trained_run.run_dir / "best.pt")
+    from edgekit.train.torch_backend import load as load_checkpoint_model
+
+    torch_model = load_checkpoint_model(trained_run.run_dir / "best.pt")
     files = sorted(val_pngs.iterdir())
     ref = [p["digit"]["label"] for p in torch_model.predict(files)]
     for name in ("model.onnx", "model.tflite"):

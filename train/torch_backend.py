@@ -1,0 +1,53 @@
+"""The runtime's backend for edgekit ``.pt`` checkpoints: eager PyTorch (development machines).
+
+It implements :class:`edgekit.runtime.backends.Backend` and registers itself for ``.pt`` / ``.pth``
+on import, so ``edgekit.runtime`` stays a leaf that never imports torch or train. Whoever opens a
+checkpoint (the CLI, the bench worker) imports this module first, or calls :func:`load`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.runtime.backends import Backend, register_backend
+from edgekit.train.checkpoint import model_from_checkpoint
+from edgekit.train.device import resolve_device
+
+
+class TorchBackend(Backend):
+    """An edgekit ``.pt`` checkpoint in eager PyTorch (development machines: needs edgekit[train])."""
+
+    name = "torch"
+
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.dev = resolve_device(device)
+        self.device = self.dev.type
+        self.model, self.card, _ = model_from_checkpoint(path)
+        self.model.to(self.dev)
+        self.heads = self.card.head_names
+
+    def order_outputs(self, heads: list[str]) -> None:
+        self.heads = list(heads)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        with self.torch.inference_mode():
+            out = self.model(self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.dev))
+        return [out[h].float().cpu().numpy() for h in self.heads]
+
+
+register_backend(".pt", TorchBackend)
+register_backend(".pth", TorchBackend)
+
+
+def load(path: str | Path, device: str = "auto", threads: int | None = None):
+    """:func:`edgekit.runtime.load` for a checkpoint (or any file): a Predictor over eager PyTorch."""
+    from edgekit.runtime import load as runtime_load
+
+    return runtime_load(path, device=device, threads=threads)
