@@ -56,7 +56,6 @@ def _clips(n: int, frames: int) -> list[list[np.ndarray]]:
 def test_runtime_predicts_clips_like_torch(clip_run, clip_export):
     from edgekit.runtime import load
     from edgekit.runtime.preprocess import InputError
-
     from edgekit.train.torch_backend import load as load_checkpoint_model
 
     torch_model = load_checkpoint_model(clip_run.run_dir / "best.pt")
