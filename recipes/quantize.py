@@ -7,9 +7,10 @@ teacher, converted, and exported to ONNX (QDQ) and TFLite. Either way every INT8
 onnxruntime / the TFLite interpreter on the validation set: FP32 vs INT8 accuracy, top-1
 agreement, size, and the measured speed-up at batch 1 go into ``quant.json`` and the cards.
 
-``--skip-layers auto`` keeps the layers in float whose INT8 version changes the model's answers
-most: each top-level block is tried in float (through onnxruntime, fast) and judged by agreement
-with the FP32 model on held-out *training* images, so the validation set stays unseen.
+``--skip-layers auto`` / ``--max-drop`` run the accuracy gate (:mod:`edgekit.recipes.accuracy_gate`):
+blocks are ranked by their INT8 sensitivity (output SQNR with the block alone quantized, on
+held-out training images), and each backend keeps the most sensitive ones in float until its INT8
+accuracy on the validation images, through its own runtime, is within the drop.
 """
 
 from __future__ import annotations
@@ -34,22 +35,31 @@ from edgekit.train.trained import Trained, load_trained
 def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence[str] = ("onnx", "tflite"),
                         out_dir: str | Path | None = None, calib_images: int = 256, calib_method: str = "minmax",
                         skip_layers: Sequence[str] | str = "auto", epochs: int = 3, lr: float = 1e-4,
-                        verbose: bool = True) -> dict[str, Any]:
-    """Quantize ``ckpt`` (``method`` ptq or qat) and write INT8 files plus ``quant.json``."""
+                        verbose: bool = True, max_drop: float | None = None) -> dict[str, Any]:
+    """Quantize ``ckpt`` (``method`` ptq or qat) and write INT8 files plus ``quant.json``.
+
+    ``skip_layers="auto"`` (or any ``max_drop``) runs the accuracy gate
+    (:mod:`edgekit.recipes.accuracy_gate`): blocks go to float, most sensitive first, until each
+    backend's INT8 accuracy is within ``max_drop`` points (default 1.0) of its FP32 file."""
     if calib_images < 1:
         raise ConfigError(f"INT8 calibration needs at least one image, got {calib_images}")
     if method not in ("ptq", "qat"):
         raise ConfigError(f"--method must be ptq or qat, got '{method}'")
+    if max_drop is not None and skip_layers != "auto" and list(skip_layers):
+        raise ConfigError("--max-drop chooses the float layers itself: leave --skip-layers at auto")
     trained = load_trained(ckpt)
     if trained.card.input.frames:
         raise ConfigError(f"{ckpt} is a clip model: INT8 for clip models is not supported yet "
                           "(edgekit export gives FP32/FP16 ONNX and TFLite)")
     fuse_if_possible(trained, verbose)
     out = Path(out_dir) if out_dir else default_out_dir(trained.card, "quantize") / method
-    if skip_layers == "auto":
-        skip_layers = choose_float_layers(trained, calib_images, calib_method, out, verbose)
-    skip = list(skip_layers)
-    if method == "ptq":
+    gated = method == "ptq" and (skip_layers == "auto" or max_drop is not None)
+    skip: list[str] | dict[str, list[str]] = [] if skip_layers == "auto" else list(skip_layers)
+    extra: dict[str, Any] = {}
+    if gated:
+        report, skip, extra = _gated(trained, targets, out, calib_images, calib_method,
+                                     1.0 if max_drop is None else max_drop, verbose)
+    elif method == "ptq":
         report = export_checkpoint(trained, targets, out, int8=True, calib_images=calib_images,
                                    calib_method=calib_method, skip_layers=skip, dynamic_batch=True, verbose=verbose)
     else:
@@ -57,9 +67,53 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
                                    verbose=verbose, verify=False)
         report.artifacts += qat_artifacts(trained, out, skip, epochs, lr, verbose)
         verify_artifacts(trained, report, verbose=verbose)
-    summary = summarize(trained, report, method, skip, verbose)
+    summary = {**summarize(trained, report, method, skip, verbose), **extra}
     write_json(out / "quant.json", summary)
+    if extra.get("gate", {}).get("failed"):
+        from edgekit.recipes.accuracy_gate import GateError
+
+        raise GateError(extra["gate"]["error"])
     return summary
+
+
+def _gated(trained: Trained, targets: Sequence[str], out: Path, calib_images: int, calib_method: str,
+           max_drop: float, verbose: bool):
+    """PTQ through the accuracy gate: per-backend float layers; CoreML (INT8 weights, not measurable
+    on Linux) is exported as usual. Returns (report of every file in ``out``, float layers, extras)."""
+    from edgekit.export.exporter import Artifact
+    from edgekit.recipes.accuracy_gate import GateError, gate, plot_sensitivity, raise_if_failed
+
+    gated = [t for t in targets if t in ("onnx", "tflite")]
+    result = gate(trained, gated, out, candidate_layers(trained), max_drop, calib_images, calib_method, verbose)
+    if "coreml" in targets:
+        export_checkpoint(trained, ["coreml"], out / ".coreml", int8=True, verify=False, verbose=False)
+        for f in (out / ".coreml").glob("*.mlpackage"):
+            dest = out / f.name
+            if dest.exists():
+                import shutil
+
+                shutil.rmtree(dest)
+            f.rename(dest)
+        (out / ".coreml").joinpath("parity.json").unlink(missing_ok=True)
+        (out / ".coreml").rmdir()
+    from edgekit import formats
+
+    seconds = {a.path.name: a.seconds for r in result.reports for a in r.artifacts}
+    arts = [Artifact(out / formats.FORMATS[t].file(p), t, p, seconds.get(formats.FORMATS[t].file(p), 0.0))
+            for t in targets
+            for p in formats.FORMATS[t].precisions if p in ("fp32", "fp16", "int8", "int8-weights")
+            if (out / formats.FORMATS[t].file(p)).exists()]
+    report = ExportReport(out_dir=out, artifacts=arts)
+    verify_artifacts(trained, report, verbose=verbose, strict=False)
+    plot = plot_sensitivity(result.sensitivity, out / "sensitivity.png")
+    extra: dict[str, Any] = {"gate": {"max_drop_points": max_drop, "float_layers": result.float_layers,
+                                      "trail": result.trail, "failed": result.failed},
+                             "sensitivity": result.sensitivity, "sensitivity_plot": plot.name if plot else None}
+    try:
+        raise_if_failed(result, max_drop)
+    except GateError as exc:
+        extra["gate"]["error"] = str(exc)
+    return report, result.float_layers, extra
 
 
 def fuse_if_possible(trained: Trained, verbose: bool = True) -> None:
@@ -85,50 +139,6 @@ def candidate_layers(trained: Trained) -> list[str]:
         stages = [f"backbone.stages.{n}" for n, _ in trained.model.backbone.stages.named_children()]
         names = [n for n in names if n != "backbone.stages"] + stages
     return names + [f"heads.{h}" for h in trained.card.head_names]
-
-
-def choose_float_layers(trained: Trained, calib_images: int, calib_method: str, out: Path, verbose: bool = True,
-                        tolerance: float = 0.005, max_layers: int = 2) -> list[str]:
-    """Greedy mixed precision: add the block whose float version best restores agreement with FP32."""
-    from edgekit.export.exporter import _module_name
-    from edgekit.export.onnx import export_onnx, to_int8
-    from edgekit.runtime import load
-
-    work = out / ".select"
-    work.mkdir(parents=True, exist_ok=True)
-    fp32 = export_onnx(trained.wrapped(), trained.card.derive(), work / "fp32.onnx", trained.sample(1),
-                       dynamic_batch=True)
-    calib, _ = trained.images("train", limit=calib_images, seed=0)
-    held, _ = trained.images("train", limit=min(512, calib_images * 2), seed=1)
-    ref = load(fp32, device="cpu").run(held)
-
-    def agreement(skip: list[str]) -> float:
-        q = to_int8(fp32, trained.card.derive(), work / "q.onnx", calib, calib_method,
-                    [_module_name(trained.model, s) for s in skip])
-        got = load(q, device="cpu").run(held)
-        return float(np.mean([(got[h].argmax(1) == ref[h].argmax(1)).mean() for h in ref if ref[h].shape[1] > 1]
-                             or [1.0]))
-
-    chosen: list[str] = []
-    best = agreement(chosen)
-    trail = [{"float_layers": [], "agreement": best}]
-    while 1.0 - best > tolerance and len(chosen) < max_layers:
-        scores = {c: agreement(chosen + [c]) for c in candidate_layers(trained) if c not in chosen}
-        layer, score = max(scores.items(), key=lambda kv: kv[1])
-        if score <= best:
-            break
-        chosen.append(layer)
-        best = score
-        trail.append({"float_layers": list(chosen), "agreement": best})
-    write_json(out / "float_layers.json", {"held_out_train_images": len(held), "tolerance": tolerance,
-                                           "steps": trail})
-    for f in work.iterdir():
-        f.unlink()
-    work.rmdir()
-    if verbose:
-        say(f"mixed precision: float layers {chosen or 'none'} (INT8/FP32 top-1 agreement on held-out "
-            f"training images {best * 100:.1f}%)")
-    return chosen
 
 
 def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr: float, verbose: bool):
