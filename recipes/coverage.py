@@ -47,8 +47,8 @@ PACKAGES = ("torch", "timm", "onnx", "onnxruntime", "onnxscript", "litert-torch"
             "ai-edge-quantizer", "torchao", "coremltools", "executorch", "numpy")
 
 
-def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 64, val: int = 64,
-             min_seconds: float = 0.5) -> dict[str, Any]:
+def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int = 48,
+             min_seconds: float = 0.3) -> dict[str, Any]:
     """Build, export, verify and time one architecture; returns ``{"arch", "cells": {column: cell}}``."""
     import torch
 
