@@ -52,8 +52,9 @@ class OnnxBackend(Backend):
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelFileError(f"{path} is not a valid ONNX model: {first_line(exc, 200)}") from None
-        self.device = "cuda" if providers[0].startswith("CUDA") else (
-            "coreml" if providers[0].startswith("CoreML") else "cpu")
+        self.providers = providers  # what was asked for; the session may have dropped one that failed to load
+        running = self.session.get_providers()[0]
+        self.device = "cuda" if running.startswith("CUDA") else ("coreml" if running.startswith("CoreML") else "cpu")
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None

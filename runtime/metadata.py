@@ -21,6 +21,10 @@ from edgekit.card import CARD_KEY, ModelCard
 from edgekit.errors import CardError
 
 
+class NoCardError(CardError):
+    """The file carries no card (and has no sidecar): a model edgekit did not write."""
+
+
 def read_card(path: str | Path, session=None) -> ModelCard:
     """The card of ``path`` (``session``: an onnxruntime session already opened on it)."""
     path = Path(path)
@@ -32,8 +36,9 @@ def read_card(path: str | Path, session=None) -> ModelCard:
         if sidecar.is_file():
             text = sidecar.read_text()
     if text is None:
-        raise CardError(f"{path} carries no edgekit model card (export it with `edgekit export`, or put a "
-                        f"card in {path.name}.card.json beside it)")
+        raise NoCardError(f"{path} carries no edgekit model card (export it with `edgekit export`, put a card in "
+                          f"{path.name}.card.json beside it, or state the preprocessing: load(path, assume=...), "
+                          "or --imgsz/--mean/--std/--labels on the command line)")
     return ModelCard.from_json(text)
 
 

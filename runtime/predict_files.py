@@ -15,10 +15,19 @@ BATCH = 32
 
 
 def run_on_source(model: str | Path, source: str | Path, topk: int = 1, device: str = "auto",
-                  threads: int | None = None, stride: int = 1) -> list[dict[str, Any]]:
-    """Predictions for every image (or every ``stride``-th video frame) of ``source``."""
-    predictor = load(model, device=device, threads=threads)
-    source = Path(source)
+                  threads: int | None = None, stride: int = 1, assume: Any = None) -> list[dict[str, Any]]:
+    """Predictions for every image (or every ``stride``-th video frame) of ``source``. ``assume``
+    (:class:`edgekit.runtime.foreign.Assume` or its fields) opens a file without a card; each result then
+    says what was assumed (``"assumed"``)."""
+    predictor = load(model, device=device, threads=threads, assume=assume)
+    results = _on_source(predictor, Path(source), topk, stride)
+    if predictor.assumed:
+        for r in results:
+            r["assumed"] = predictor.assumed
+    return results
+
+
+def _on_source(predictor, source: Path, topk: int, stride: int) -> list[dict[str, Any]]:
     if not source.exists():
         raise InputError(f"not found: {source}")
     if predictor.frames:
@@ -85,7 +94,12 @@ def format_prediction(pred: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def print_predictions(results: list[dict[str, Any]], as_json: bool = False) -> None:
+def print_predictions(results: list[dict[str, Any]], as_json: bool = False, model: str | Path = "model") -> None:
+    assumed = next((r["assumed"] for r in results if r.get("assumed")), None)
+    if assumed:  # stderr: stdout stays the predictions (or one JSON document)
+        from edgekit.runtime.foreign import assumed_note
+
+        print(f"note: {assumed_note(model, assumed)}", file=sys.stderr)
     if as_json:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")

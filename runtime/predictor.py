@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,8 +27,11 @@ from edgekit.runtime.backends import (
     open_backend,
     run_in_chunks,
 )
-from edgekit.runtime.metadata import read_card
+from edgekit.runtime.metadata import NoCardError, read_card
 from edgekit.runtime.preprocess import InputError, preprocess, read_image
+
+if TYPE_CHECKING:
+    from edgekit.runtime.foreign import Assume
 
 Image = str | Path | np.ndarray
 
@@ -47,6 +50,8 @@ class Predictor:
         if self.frames:
             self._shape = (self.frames, *self._shape)
         self._heads = card.head_names
+        # a file without a card: what its card built from the graph and flags assumed ({} otherwise)
+        self.assumed: dict[str, Any] = dict(card.provenance.get("assumed") or {})
         native = card.input.dtype if card.input.quant else "float32"
         self._dtypes = {np.dtype("float32"), np.dtype(native)}
 
@@ -149,15 +154,27 @@ class Predictor:
         return [read_image(x) if isinstance(x, (str, Path)) else x for x in images]
 
 
-def load(path: str | Path, device: str = "auto", threads: int | None = None) -> Predictor:
-    """Open a model file (``.onnx``, ``.tflite``, ``.mlpackage``/``.mlmodel``, edgekit ``.pt``)."""
+def load(path: str | Path, device: str = "auto", threads: int | None = None,
+         assume: Assume | dict[str, Any] | None = None) -> Predictor:
+    """Open a model file (``.onnx``, ``.tflite``, ``.mlpackage``/``.mlmodel``, edgekit ``.pt``).
+
+    ``assume`` (an :class:`~edgekit.runtime.foreign.Assume` or its fields as a dict; ``{}``: all defaults)
+    opens a file without a card: its card is built from the graph and ``assume``, and
+    :attr:`Predictor.assumed` says what was assumed. Without it such a file is refused."""
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
     backend = open_backend(path, device=device, threads=threads)
     card = getattr(backend, "card", None)  # a checkpoint's backend holds its card
     if card is None:
-        card = read_card(path, session=getattr(backend, "session", None))
+        try:
+            card = read_card(path, session=getattr(backend, "session", None))
+        except NoCardError:
+            if assume is None:
+                raise
+            from edgekit.runtime.foreign import card_for
+
+            card, _ = card_for(path, backend, assume)
     check_card_matches(card, backend, path)
     return Predictor(backend, card, path)
 

@@ -89,3 +89,83 @@ def clip_run(tmp_path_factory):
     cfg = load_config(overrides={**TINY, "data.source": "moving_digits", "data.frames": 4, "data.limit": 64,
                                  "train.epochs": 1, "out": str(out / "runs"), "name": "clip"})
     return train(cfg, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def foreign_models(tmp_path_factory):
+    """Tiny model files edgekit did not write (plain torch.onnx.export, onnx.helper, onnxruntime's quantizer,
+    litert_torch.convert), with no card: ``cls.onnx`` (one image input, 10 logits), ``two.onnx`` (inputs
+    ``image`` with dynamic H, W and ``extra``; outputs ``logits`` and ``score``), ``cls.int8.onnx`` (QDQ),
+    ``strings.onnx`` (a string input), ``cls.tflite`` and ``two.int8.tflite`` (full INT8, two outputs, one a
+    CUMSUM that XNNPACK leaves to TFLite's kernels)."""
+    import warnings
+
+    import numpy as np
+    import torch
+    from torch import nn
+
+    class Cls(nn.Module):
+        def __init__(self, classes: int = 10) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, classes)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).relu().mean((2, 3)))
+
+    class Two(Cls):
+        def __init__(self) -> None:
+            super().__init__(5)
+            self.extra = nn.Linear(2, 8)
+
+        def forward(self, image, extra):
+            y = self.conv(image).relu().mean((2, 3)) + self.extra(extra)
+            return self.fc(y), y.sum(1, keepdim=True)
+
+    class TwoOut(Cls):
+        def forward(self, x):
+            y = self.conv(x).relu().mean((2, 3))
+            return self.fc(y), torch.cumsum(y, dim=1)
+
+    out = tmp_path_factory.mktemp("foreign")
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Cls().eval(), (x,), out / "cls.onnx", dynamo=False, input_names=["image"],
+                          output_names=["logits"], dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}})
+        torch.onnx.export(Two().eval(), (x, torch.zeros(1, 2)), out / "two.onnx", dynamo=False,
+                          input_names=["image", "extra"], output_names=["logits", "score"],
+                          dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "extra": {0: "n"}, "logits": {0: "n"},
+                                        "score": {0: "n"}})
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["text"], ["same"])], "strings",
+                              [helper.make_tensor_value_info("text", TensorProto.STRING, [1])],
+                              [helper.make_tensor_value_info("same", TensorProto.STRING, [1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), out / "strings.onnx")
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"image": np.random.default_rng(i).random((1, 3, 16, 16), np.float32)}
+                                 for i in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(out / "cls.onnx"), str(out / "cls.int8.onnx"), Reader(), quant_format=QuantFormat.QDQ)
+
+    import litert_torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    litert_torch.convert(Cls().eval(), (x,)).export(str(out / "cls.tflite"))
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(torch.export.export(TwoOut().eval(), (x,)).module(), quantizer)
+    prepared(x)
+    litert_torch.convert(convert_pt2e(prepared, fold_quantize=False), (x,),
+                         quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(out / "two.int8.tflite"))
+    return out

@@ -1,0 +1,344 @@
+"""Model files edgekit did not write: their input signature, synthesized inputs, and a card built from flags.
+
+A file without a card (none embedded, no ``<file>.card.json`` beside it) is still measurable:
+latency needs only inputs of the right dtype and shape, which the graph declares itself (a
+``--shape`` fills its dynamic axes; a dynamic axis 0 is the batch). Predictions and accuracy also
+need preprocessing and class names: :func:`card_for` takes them from the user (:class:`Assume`,
+the CLI's ``--imgsz/--mean/--std/--bgr/--labels/--layout``), fills the rest with stated defaults,
+and returns what it assumed, so every prediction and bench row can say so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.card import HeadSpec, InputSpec, ModelCard
+from edgekit.errors import ConfigError
+from edgekit.runtime.backends import Backend, ModelFileError, tflite_output_position
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+DEFAULT_SIZE = 224
+_ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
+               "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16,
+               "tensor(bool)": np.bool_}
+_TORCH_TYPES = {0: np.uint8, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.int64, 5: np.float16, 6: np.float32,
+                7: np.float64, 11: np.bool_}  # c10::ScalarType codes of ExecuTorch's tensor metadata
+
+
+class UnsupportedModelError(ModelFileError):
+    """A graph input edgekit cannot synthesize (strings, sequences, maps)."""
+
+
+class NotAnImageModel(ModelFileError):
+    """Inputs that are not one image batch: the file is measurable (latency), not predictable."""
+
+
+@dataclass
+class TensorInfo:
+    """One graph input or output: ``None`` in ``shape`` is a dynamic axis."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+    quant: tuple[float, int] | None = None  # (scale, zero point) of an integer tensor
+
+    def describe(self, shape: tuple[int, ...] | None = None) -> str:
+        dims = shape if shape is not None else ["?" if d is None else d for d in self.shape]
+        return f"{self.dtype.name}[{', '.join(map(str, dims))}]"
+
+
+@dataclass
+class Assume:
+    """What the user says about a file without a card (the CLI's flags); ``None``: not given, assume."""
+
+    imgsz: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    bgr: bool = False
+    labels: str | None = None  # a text file, one class name per line (or a JSON list)
+    layout: str | None = None  # NCHW or NHWC
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # input name ("" = the first input) -> shape
+
+    def __post_init__(self) -> None:
+        if self.layout is not None:
+            if str(self.layout).upper() not in ("NCHW", "NHWC"):
+                raise ConfigError(f"--layout must be nchw or nhwc, got '{self.layout}'")
+            self.layout = str(self.layout).upper()
+        for flag, v in (("--mean", self.mean), ("--std", self.std)):
+            if v is not None and (len(v) != 3 or not all(math.isfinite(float(x)) for x in v)):
+                raise ConfigError(f"{flag} needs 3 finite values (one per channel), got {v}")
+        if self.std is not None and min(self.std) <= 0:
+            raise ConfigError(f"--std values must be positive, got {self.std}")
+        if self.imgsz is not None and int(self.imgsz) < 1:
+            raise ConfigError(f"--imgsz must be positive, got {self.imgsz}")
+        self.labels = None if self.labels is None else str(self.labels)
+
+    @classmethod
+    def of(cls, value: Assume | dict[str, Any] | None) -> Assume:
+        return value if isinstance(value, Assume) else cls(**(value or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- the graph's own signature --------------------------------------------------------------------
+
+
+def signature(backend: Backend, where: str = "the model") -> list[TensorInfo]:
+    """The inputs of an opened file, as the graph declares them (an error for non-numeric inputs)."""
+    if backend.name == "onnxruntime":
+        out = []
+        for i in backend.session.get_inputs():
+            if i.type not in _ONNX_TYPES:
+                raise UnsupportedModelError(f"{where}: input '{i.name}' is {i.type}: edgekit can only feed numeric "
+                                            "tensors")
+            out.append(TensorInfo(i.name, np.dtype(_ONNX_TYPES[i.type]), _dims(i.shape)))
+        return out
+    if backend.name == "tflite":
+        return [_tflite_info(d, where) for d in backend.interp.get_input_details()]
+    if backend.name == "executorch":
+        meta = backend.method.metadata
+        return [_pte_info(f"input_{i}", meta.input_tensor_meta(i), where) for i in range(meta.num_inputs())]
+    raise ModelFileError(f"{where}: inputs cannot be read from a {backend.name} file")
+
+
+def outputs(backend: Backend) -> list[TensorInfo]:
+    """The outputs, in the order the backend returns them."""
+    if backend.name == "onnxruntime":
+        by_name = {o.name: o for o in backend.session.get_outputs()}
+        return [TensorInfo(n, np.dtype(_ONNX_TYPES.get(by_name[n].type, np.float32)), _dims(by_name[n].shape))
+                for n in backend.output_names]
+    if backend.name == "tflite":
+        return [_tflite_info(d, "") for d in sorted(backend.interp.get_output_details(), key=tflite_output_position)]
+    if backend.name == "executorch":
+        meta = backend.method.metadata
+        return [_pte_info(f"output_{i}", meta.output_tensor_meta(i), "") for i in range(meta.num_outputs())]
+    raise ModelFileError(f"outputs cannot be read from a {backend.name} file")
+
+
+def _dims(shape) -> tuple[int | None, ...]:
+    return tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
+
+
+def _tflite_info(d: dict, where: str) -> TensorInfo:
+    dtype = np.dtype(d["dtype"])
+    if dtype.kind not in "fiub":
+        raise UnsupportedModelError(f"{where}: input '{d['name']}' is {dtype}: edgekit can only feed numeric tensors")
+    scale, zero = d["quantization"]
+    sig = d.get("shape_signature")
+    shape = tuple(int(x) for x in (sig if sig is not None and len(sig) else d["shape"]))
+    return TensorInfo(d["name"], dtype, _dims(shape), (float(scale), int(zero)) if scale else None)
+
+
+def _pte_info(name: str, meta, where: str) -> TensorInfo:
+    code = int(meta.dtype())
+    if code not in _TORCH_TYPES:
+        raise UnsupportedModelError(f"{where}: {name} has scalar type {code}: edgekit can only feed numeric tensors")
+    return TensorInfo(name, np.dtype(_TORCH_TYPES[code]), tuple(int(d) for d in meta.sizes()))
+
+
+# -- synthesized inputs ---------------------------------------------------------------------------
+
+
+def input_shapes(inputs: list[TensorInfo], batch: int, shapes: dict[str, list[int]] | None = None) -> dict[str, tuple]:
+    """The shape fed to each input: ``shapes`` (``--shape``) fill dynamic axes; a dynamic axis 0 is ``batch``."""
+    given = {k: [int(d) for d in v] for k, v in (shapes or {}).items()}
+    names = [t.name for t in inputs]
+    if "" in given and inputs:
+        given.setdefault(names[0], given[""])
+    unknown = [k for k in given if k and k not in names]
+    if unknown:
+        raise ConfigError(f"--shape {unknown[0]}: no such input (inputs: {', '.join(names)})")
+    out = {}
+    for t in inputs:
+        want = given.get(t.name)
+        if want is not None:
+            if len(want) != len(t.shape):
+                raise ConfigError(f"--shape {t.name}:{','.join(map(str, want))} has {len(want)} axes; input "
+                                  f"'{t.name}' is {t.describe()}")
+            bad = [i for i, (g, w) in enumerate(zip(t.shape, want, strict=True)) if g is not None and g != w]
+            if bad:
+                raise ConfigError(f"--shape {t.name}:{','.join(map(str, want))}: axis {bad[0]} of input '{t.name}' "
+                                  f"is fixed at {t.shape[bad[0]]} ({t.describe()})")
+            dims = [batch if i == 0 and t.shape[0] is None else d for i, d in enumerate(want)]
+        else:
+            dynamic = [i for i, d in enumerate(t.shape) if d is None and i]
+            if dynamic:
+                example = ",".join(str(batch if i == 0 else d or DEFAULT_SIZE) for i, d in enumerate(t.shape))
+                raise ConfigError(f"input '{t.name}' is {t.describe()} with dynamic axes: give its shape, e.g. "
+                                  f"--shape {t.name}:{example}")
+            dims = [batch if d is None else d for d in t.shape]
+        out[t.name] = tuple(dims)
+    return out
+
+
+def synthesize(inputs: list[TensorInfo], shapes: dict[str, tuple], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs of each input's dtype: normal floats, small integers (full range for 8-bit codes), bools."""
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for t in inputs:
+        shape = shapes[t.name]
+        if t.dtype.kind == "f":
+            feed[t.name] = rng.standard_normal(shape).astype(t.dtype)
+        elif t.dtype.kind == "b":
+            feed[t.name] = rng.random(shape) < 0.5
+        elif t.dtype.itemsize == 1:
+            info = np.iinfo(t.dtype)
+            feed[t.name] = rng.integers(info.min, info.max, shape, endpoint=True).astype(t.dtype)
+        else:  # indices, lengths: small values are valid for most graphs
+            feed[t.name] = rng.integers(0, 10, shape).astype(t.dtype)
+    return feed
+
+
+def raw_runner(backend: Backend, feed: dict[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
+    """A call that runs the backend's session on ``feed`` as is (every input, every output), set up once."""
+    if backend.name == "onnxruntime":
+        session = backend.session
+        return lambda: session.run(None, feed)
+    if backend.name == "tflite":
+        interp = backend.interp
+        details = interp.get_input_details()
+        if any(tuple(d["shape"]) != feed[d["name"]].shape for d in details):
+            for d in details:
+                interp.resize_tensor_input(d["index"], list(feed[d["name"]].shape), strict=False)
+            interp.allocate_tensors()
+        pairs = [(d["index"], feed[d["name"]]) for d in details]
+        outs = [o["index"] for o in interp.get_output_details()]
+
+        def run_tflite() -> list[np.ndarray]:
+            for index, x in pairs:
+                interp.set_tensor(index, x)
+            interp.invoke()
+            return [interp.get_tensor(i) for i in outs]
+
+        return run_tflite
+    if backend.name == "executorch":
+        args = [backend.torch.from_numpy(np.ascontiguousarray(feed[f"input_{i}"])) for i in range(len(feed))]
+        return lambda: [o.numpy() for o in backend.method.execute(args)]
+    raise ModelFileError(f"a {backend.name} file cannot be run on synthesized inputs")
+
+
+# -- a card from the graph and the flags ----------------------------------------------------------
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """Class names: a text file with one name per line (blank lines at the end ignored), or a JSON list."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--labels {path}: file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+        names = json.loads(text) if path.suffix.lower() == ".json" else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--labels {path}: not a UTF-8 text file of class names ({exc})") from None
+    if path.suffix.lower() == ".json":
+        if not isinstance(names, list):
+            raise ConfigError(f"--labels {path}: a JSON labels file must hold a list of names")
+        return [str(n) for n in names]
+    names = [line.strip() for line in text.splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise ConfigError(f"--labels {path} is empty")
+    return names
+
+
+def card_for(path: str | Path, backend: Backend, assume: Assume | dict | None = None) -> tuple[ModelCard, dict]:
+    """A card for a file without one, from its graph signature and ``assume``; and what was assumed."""
+    path, assume = Path(path), Assume.of(assume)
+    inputs = signature(backend, path.name)
+    if len(inputs) != 1:
+        raise NotAnImageModel(f"{path.name} takes {len(inputs)} inputs ({', '.join(t.name for t in inputs)}): "
+                              "predictions need one image input; `edgekit bench` measures its latency")
+    t = inputs[0]
+    assumed: dict[str, Any] = {}
+    layout = assume.layout or _layout(t, path.name)
+    if not assume.layout:
+        assumed["layout"] = layout
+    if len(t.shape) != 4 or t.shape[1 if layout == "NCHW" else 3] not in (3, None):
+        raise NotAnImageModel(f"{path.name}: input '{t.name}' is {t.describe()}, not a batch of 3-channel images "
+                              f"in {layout}: `edgekit bench` still measures its latency")
+    hw = list(t.shape[2:] if layout == "NCHW" else t.shape[1:3])
+    if assume.imgsz and any(d is not None and d != assume.imgsz for d in hw):
+        raise ConfigError(f"--imgsz {assume.imgsz}: input '{t.name}' of {path.name} is fixed at "
+                          f"{hw[0]}x{hw[1]} ({t.describe()})")
+    if None in hw and not assume.imgsz:
+        assumed["imgsz"] = DEFAULT_SIZE
+    size = [d or assume.imgsz or DEFAULT_SIZE for d in hw]
+    quant = None
+    if t.dtype.kind in "iu":  # an integer image tensor: raw pixel codes, unless told otherwise
+        scale, zero = t.quant or (1.0, 0)
+        quant = {"scale": scale, "zero_point": zero}
+        default_mean = [(zero - np.iinfo(t.dtype).min) / 255.0] * 3
+        default_std = [1.0 / (255.0 * scale)] * 3
+        why = "raw pixel codes (integer input)"
+    else:
+        default_mean, default_std, why = IMAGENET_MEAN, IMAGENET_STD, "ImageNet"
+    if assume.mean is None or assume.std is None:
+        assumed["normalization"] = why
+    if assume.mean is None:
+        assumed["mean"] = [round(m, 6) for m in default_mean]
+    if assume.std is None:
+        assumed["std"] = [round(s, 6) for s in default_std]
+    if not assume.bgr:
+        assumed["color"] = "RGB"
+    assumed["resize"] = "short side to the input size, centre crop, bilinear"
+    spec = InputSpec(size=size, mean=assume.mean or default_mean, std=assume.std or default_std,
+                     color="BGR" if assume.bgr else "RGB", layout=layout, quant=quant,
+                     dtype=t.dtype.name if quant else "float32")
+    heads = _heads(path, backend, outputs(backend), spec, assume, assumed)
+    card = ModelCard(name=path.stem, arch="unknown", heads=heads, input=spec,
+                     provenance={"stage": "foreign", "card": "built from the graph signature and flags",
+                                 "assumed": assumed, "labels": assume.labels})
+    return card, assumed
+
+
+def _layout(t: TensorInfo, where: str) -> str:
+    if len(t.shape) == 4:
+        if t.shape[1] == 3:
+            return "NCHW"
+        if t.shape[3] == 3:
+            return "NHWC"
+    raise NotAnImageModel(f"{where}: input '{t.name}' is {t.describe()}: no axis of 3 channels at 1 (NCHW) or 3 "
+                          "(NHWC); give --layout for an image model, `edgekit bench` still measures its latency")
+
+
+def _heads(path: Path, backend: Backend, outs: list[TensorInfo], spec: InputSpec, assume: Assume,
+           assumed: dict) -> list[HeadSpec]:
+    widths = [math.prod(o.shape[1:]) if None not in o.shape[1:] else None for o in outs]
+    if None in widths:  # symbolic output shapes: one dry run on zeros tells the widths
+        shape = (1, 3, *spec.size) if spec.layout == "NCHW" else (1, *spec.size, 3)
+        widths = [int(np.prod(o.shape[1:])) for o in backend.run(np.zeros(shape, np.float32))]
+    labels = read_labels(assume.labels) if assume.labels else None
+    labelled = next((i for i, w in enumerate(widths) if w > 1), None)
+    if labels is not None and (labelled is None or widths[labelled] != len(labels)):
+        what = (f"output '{outs[labelled].name}' has {widths[labelled]} values" if labelled is not None
+                else f"no output has more than one value ({', '.join(map(str, widths))})")
+        raise ConfigError(f"--labels {assume.labels} has {len(labels)} names but {what}")
+    heads, kinds = [], {}
+    for i, (o, w) in enumerate(zip(outs, widths, strict=True)):
+        name = o.name or f"output_{i}"
+        if w == 1:
+            heads.append(HeadSpec(name, "regression"))
+            kinds[name] = "regression (the raw value)"
+        else:
+            given = labels if i == labelled and labels is not None else None
+            heads.append(HeadSpec(name, "classification", given or [str(k) for k in range(w)]))
+            kinds[name] = "classification (softmax of the raw outputs)" + ("" if given else ", classes are indices")
+    assumed["heads"] = kinds
+    return heads
+
+
+def assumed_note(path: str | Path, assumed: dict) -> str:
+    """One line for the console: which preprocessing and decoding were assumed for a card-less file."""
+    parts = [f"{k}={v if not isinstance(v, (dict, list)) else json.dumps(v)}" for k, v in assumed.items()]
+    return f"{Path(path).name} carries no edgekit card; assumed {'; '.join(parts)}"
