@@ -36,6 +36,10 @@ class Bench:
     role: str = "model"
     notes: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # backend -> why it has no file ("*": the whole model)
+    # a file without a card: what the user stated (runtime.foreign.Assume fields; the worker builds the card
+    # from them) and whether it is measured on synthesized inputs only (no single image input)
+    assume: dict[str, Any] | None = None
+    raw: bool = False
 
 
 def parse_backends(text: str) -> list[str]:
@@ -92,6 +96,8 @@ def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | 
                             "min_seconds": min_seconds}
     if dataset:
         spec["images"], spec["labels"] = str(dataset[0]), str(dataset[1])
+    if bench.assume is not None:
+        spec["assume"], spec["raw"] = bench.assume, bench.raw
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=work, delete=False) as fh:
         json.dump(spec, fh)
     try:
@@ -106,6 +112,10 @@ def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | 
     if result.get("fixed_batch") and result["fixed_batch"] != batch:
         result["note"] = f"file has a fixed batch of {result['fixed_batch']}: run as chunks"
     precision = bench.precisions.get(backend, "fp32")
+    if precision == "unknown" and isinstance(result.get("quant"), dict):  # a file without a card: what its graph says
+        precision = "int8" if result["quant"]["integer"]["layers"] else "float"
+    elif precision == "unknown" and "error" not in result:
+        precision = "float"
     size = (path.stat().st_size if path.is_file() else
             sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0)
     return {"model": bench.name, "role": bench.role, "backend": backend, "precision": precision, "batch": batch,
@@ -183,9 +193,16 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 
 def _line(r: dict[str, Any]) -> str:
-    what = f"{r['model']} [{r['backend']} {r['precision']}] batch {r['batch']}"
+    from rich.markup import escape
+
+    what = escape(f"{r['model']} [{r['backend']} {r['precision']}] batch {r['batch']}")
     if "error" in r:
         return f"  {what}: n/a ({r['error']})"
     acc = ", ".join(f"{h} {v * 100:.2f}%" for h, v in (r.get("accuracy") or {}).items())
+    from edgekit.benchmarks.report import cell
+
+    ran = f", load {r['load_ms']:.0f} ms + 1st run {r['first_run_ms']:.0f} ms" if "load_ms" in r else ""
+    ran += f", {cell(r, 'residency')}" if r.get("residency") else ""
+    ran += f", [red]fell back: {escape(r['fallback'])}[/]" if r.get("fallback") else ""
     return (f"  {what}: p50 {r['p50_ms']:.3f} ms (p99 {r['p99_ms']:.3f}, spread {r['spread_pct']:.0f}%), "
-            f"{r['throughput_ips']:.0f} img/s, peak RSS {r['peak_rss_mb']:.0f} MB{', acc ' + acc if acc else ''}")
+            f"{r['throughput_ips']:.0f} img/s, peak RSS {r['peak_rss_mb']:.0f} MB{', acc ' + acc if acc else ''}{ran}")

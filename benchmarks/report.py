@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,21 @@ COLUMNS = [("model", "model"), ("backend", "backend"), ("precision", "prec"), ("
            ("params", "params (M)"), ("gflops", "GFLOPs"), ("size_mb", "size (MB)"), ("p50_ms", "p50 ms"),
            ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("spread_pct", "spread %"), ("throughput_ips", "img/s"),
            ("peak_rss_mb", "peak RSS MB"), ("accuracy", "accuracy"), ("speedup_vs_teacher_torch", "x teacher"),
-           ("compression_vs_teacher", "compression")]
+           ("compression_vs_teacher", "compression"), ("load_ms", "load ms"), ("first_run_ms", "1st run ms"),
+           ("model_rss_mb", "model MB"), ("residency", "residency"), ("quant", "int8 layers")]
+MEASURED = ("p50_ms", "p90_ms", "p99_ms", "spread_pct", "throughput_ips", "peak_rss_mb", "accuracy", "load_ms",
+            "first_run_ms", "model_rss_mb", "residency")
 
 
 def cell(row: dict[str, Any], key: str) -> str:
     """A table cell; anything not measured says n/a (never a made-up number)."""
-    if "error" in row and key in ("p50_ms", "p90_ms", "p99_ms", "spread_pct", "throughput_ips", "peak_rss_mb",
-                                  "accuracy"):
+    if "error" in row and key in MEASURED:
         return "n/a"
     v = row.get(key)
+    if key == "residency":
+        return residency_cell(v) if v is not None else "n/a"
+    if key == "quant":
+        return quant_cell(v)
     if v is None:
         return "n/a" if key in ("params", "gflops", "accuracy", "peak_rss_mb") else "-"
     if key == "params":
@@ -51,30 +58,89 @@ def write_reports(rows: list[dict[str, Any]], out: Path, notes: list[str], meta:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": write_json(out / "bench.json", {"meta": meta, "notes": notes, "rows": rows})}
     buf = io.StringIO()
-    keys = [k for k, _ in COLUMNS] + ["device", "pid", "error", "file"]
+    keys = [k for k, _ in COLUMNS] + ["device", "fallback", "assumed", "pid", "error", "file"]
     writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     writer.writeheader()
     for r in rows:
         flat = dict(r)
         if isinstance(flat.get("accuracy"), dict):
             flat["accuracy"] = ";".join(f"{h}={a:.4f}" for h, a in flat["accuracy"].items())
+        for k in ("residency", "quant"):
+            flat[k] = cell(r, k)
+        if flat.get("assumed"):
+            flat["assumed"] = json.dumps(flat["assumed"], separators=(",", ":"))
         writer.writerow(flat)
     paths["csv"] = write_text(out / "bench.csv", buf.getvalue())
     errors = [f"- {r['model']} [{r['backend']}]{_batch(r)}: n/a because {r['error']}" for r in rows if "error" in r]
     errors += [f"- {r['model']} [{r['backend']} {r['precision']}] batch {r['batch']}: {r['note']}" for r in rows
                if r.get("note")]
+    errors += ran_notes(rows)
     md = ["# edgekit bench", "", _meta_line(meta), "", markdown_table(rows)]
     if notes or errors:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + errors + [""]
     md += ["Latency: median (p50), p90 and p99 of repeated calls after warm-up; spread is the interquartile "
            "range over the median. Peak RSS is the peak resident memory of a process that loaded and ran only "
-           "that model (each measurement runs in its own process).", ""]
+           "that model (each measurement runs in its own process). Load: creating the session (interpreter), then "
+           "its first inference; model MB: the RSS they add to a process that has the backend's library loaded. "
+           "Residency: nodes per execution provider (ONNX Runtime's profile of one run) or the share of ops the "
+           "XNNPACK delegate took (TFLite). INT8 layers: compute layers that are integer (QDQ-wrapped or int8 "
+           "tensors) vs float in the graph.", ""]
     plot = pareto_plot(rows, out / "pareto.png")
     if plot:
         paths["png"] = plot
         md += ["![latency vs accuracy](pareto.png)", ""]
     paths["md"] = write_text(out / "bench.md", "\n".join(md))
     return paths
+
+
+def residency_cell(v: Any) -> str:
+    """``XNNPACK 5/6`` (ops the TFLite delegate took), ``CPU 7/7`` (nodes per ONNX Runtime provider), or n/a."""
+    if not isinstance(v, dict):
+        return "n/a"
+    if "ops" in v and "delegated" in v:
+        return f"{v['delegate'] or 'no delegate'} {v['delegated']}/{v['ops']}"
+    if "providers" in v:
+        return ", ".join(f"{p.replace('ExecutionProvider', '')} {n}/{v['nodes']}" for p, n in v["providers"].items())
+    return str(v.get("device", "n/a"))
+
+
+def quant_cell(v: Any) -> str:
+    """``5 int, 1 float`` for an INT8 file, ``-`` for a float one."""
+    if v is None:
+        return "-"
+    if not isinstance(v, dict):
+        return "n/a"
+    parts = [f"{v['integer']['layers']} int"]
+    if v["weight_only"]["layers"]:
+        parts.append(f"{v['weight_only']['layers']} weight-only")
+    return ", ".join([*parts, f"{v['float']['layers']} float"])
+
+
+def ran_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """What ran, once per file and backend: assumptions, fallbacks, ops left off the delegate, float layers."""
+    notes, seen = [], set()
+    for r in rows:
+        key = (r["model"], r["backend"], r.get("precision"), r.get("file"))
+        if key in seen or "error" in r:
+            continue
+        seen.add(key)
+        what = f"- {r['model']} [{r['backend']} {r.get('precision')}]"
+        if r.get("assumed") and "inputs" in r["assumed"]:  # (a card built from flags is in the notes above)
+            notes.append(f"{what}: no edgekit card; synthesized {json.dumps(r['assumed'], separators=(', ', ': '))}")
+        if r.get("fallback"):
+            notes.append(f"{what}: **fell back**: {r['fallback']}")
+        res = r.get("residency")
+        if isinstance(res, dict) and res.get("not_delegated"):
+            left = ", ".join(f"{op} x{n}" for op, n in res["not_delegated"].items())
+            notes.append(f"{what}: {res['delegate'] or 'no delegate'} took {res['delegated']} of {res['ops']} ops; "
+                         f"TFLite's own kernels ran {left}")
+        elif isinstance(res, str):
+            notes.append(f"{what}: residency {res}")
+        q = r.get("quant")
+        if isinstance(q, dict) and q["float"]["layers"]:
+            ops = ", ".join(f"{op} x{n}" for op, n in q["float"]["ops"].items())
+            notes.append(f"{what}: INT8 file with float layers: {ops}")
+    return notes
 
 
 def _batch(row: dict[str, Any]) -> str:
@@ -139,7 +205,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     from edgekit.console import console
 
     keep = ("model", "backend", "precision", "batch", "params", "size_mb", "p50_ms", "p99_ms", "throughput_ips",
-            "peak_rss_mb", "accuracy", "speedup_vs_teacher_torch")  # the rest is in bench.md / bench.json
+            "peak_rss_mb", "accuracy", "speedup_vs_teacher_torch", "load_ms", "residency")  # the rest: bench.md
     columns = [(k, t) for k, t in COLUMNS if k in keep]
     table = Table(title="edgekit bench")
     for _, title in columns:

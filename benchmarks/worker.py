@@ -5,6 +5,13 @@ that runs only that model: peak RSS for the CPU, ``torch.cuda.max_memory_allocat
 for CUDA; the RSS just before loading the model is reported too, so the model's own share is
 visible. Peak RSS is read from ``/proc/self/status`` (``VmHWM``): ``ru_maxrss`` would report the
 parent's peak, which Linux carries across fork+exec. Only the torch backend imports torch.
+
+Besides latency it says what ran: load time (session creation, then the first inference),
+``model_rss_mb`` (RSS after loading and the first inference, over the process with the backend's
+library already imported), and :func:`edgekit.runtime.residency.what_ran` (nodes per execution
+provider or delegate, a requested accelerator that fell back, integer vs float layers). A file
+without a card runs with a card built from its graph and the stated assumptions (``assume``), or,
+when it is no single-image model (``raw``), on inputs synthesized from its signature.
 Prints one JSON line.
 """
 
@@ -15,6 +22,7 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,18 +53,85 @@ def _peak_rss_mb() -> float | None:
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     from edgekit.benchmarks.stats import latency_stats, time_calls
     from edgekit.runtime import load
+    from edgekit.runtime.backends import open_backend
+    from edgekit.runtime.residency import what_ran
 
     result: dict[str, Any] = {"pid": os.getpid()}
-    if spec["path"].lower().endswith((".pt", ".pth")):  # a checkpoint runs in eager torch: train opens it
+    path, device, batch = spec["path"], spec.get("device", "auto"), int(spec["batch"])
+    if path.lower().endswith((".pt", ".pth")):  # a checkpoint runs in eager torch: train opens it
         import edgekit.train.torch_backend  # noqa: F401 - registers the .pt backend
+    _import_backend(path)  # the baseline below is an empty process with the backend's library loaded
     rss_before = _status_mb("VmRSS")
     t0 = time.perf_counter()
-    model = load(spec["path"], device=spec.get("device", "auto"), threads=spec.get("threads"))
-    result["load_s"] = time.perf_counter() - t0
-    result["device"] = model.backend.device
-    result["fixed_batch"] = model.backend.batch
-    batch = int(spec["batch"])
-    data = np.load(spec["images"]) if spec.get("images") else None
+    if spec.get("raw"):  # no card and no image input: the session itself, on synthesized inputs
+        model, backend = None, open_backend(Path(path), device=device, threads=spec.get("threads"))
+    else:
+        model = load(path, device=device, threads=spec.get("threads"), assume=spec.get("assume"))
+        backend = model.backend
+    result["load_ms"] = (time.perf_counter() - t0) * 1e3
+    result["device"] = backend.device
+    data = None
+    if model is None:
+        call, feed, result["fixed_batch"], result["assumed"] = _raw_call(backend, batch, spec.get("assume") or {},
+                                                                        Path(path).name)
+    else:
+        result["fixed_batch"] = backend.batch
+        data = np.load(spec["images"]) if spec.get("images") else None
+        x = _inputs(model, batch, data)
+        feed = {backend.input_name: x.astype(backend.input_dtype, copy=False)} if backend.name == "onnxruntime" else {}
+        if model.assumed:
+            result["assumed"] = model.assumed
+
+        def call():
+            model.run(x)
+
+    cuda = backend.name == "torch" and backend.device == "cuda"
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        run_once = call
+
+        def call():
+            run_once()
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    call()
+    result["first_run_ms"] = (time.perf_counter() - t0) * 1e3
+    rss_loaded = _status_mb("VmRSS")
+    samples = time_calls(call, min_runs=spec.get("min_runs", 50), min_seconds=spec.get("min_seconds", 1.0),
+                         warmup=spec.get("warmup", 10))
+    result.update(latency_stats(samples))
+    result["throughput_ips"] = batch / (result["p50_ms"] / 1e3)
+    result["peak_rss_mb"] = _peak_rss_mb()
+    result["rss_before_load_mb"] = rss_before
+    if rss_before is not None and rss_loaded is not None:
+        result["model_rss_mb"] = rss_loaded - rss_before  # session + first inference over the empty process
+    if cuda:
+        import torch
+
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    result.update(what_ran(path, backend, feed, device))  # after the memory figures: it opens a second session
+    if data is not None and spec.get("labels") and not model.frames:  # the accuracy data are images, not clips
+        result["accuracy"] = _accuracy(model, data, spec["labels"], batch)
+    return result
+
+
+def _import_backend(path: str) -> None:
+    """Import the backend's package, so that the RSS before loading counts the library, not the model."""
+    import contextlib
+    import importlib
+
+    module = {".onnx": "onnxruntime", ".tflite": "ai_edge_litert.interpreter", ".pte": "executorch.runtime"}.get(
+        Path(path).suffix.lower())
+    if module:
+        with contextlib.suppress(ImportError):  # loading the model says what to install
+            importlib.import_module(module)
+
+
+def _inputs(model, batch: int, data: np.ndarray | None) -> np.ndarray:
+    """A preprocessed batch: dataset images when given, else random pixels at the model's input size."""
     per_sample = model.frames or 1  # a clip model takes `batch` clips of T frames
     if data is not None and len(data) >= 1:
         frames = [data[i % len(data)] for i in range(batch * per_sample)]
@@ -69,32 +144,27 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     x = model.preprocess(frames, color="RGB")
     if len(x) != batch:
         raise RuntimeError(f"built a batch of {len(x)} instead of {batch}")
-    cuda = model.backend.name == "torch" and model.backend.device == "cuda"
-    if cuda:
-        import torch
+    return x
 
-        torch.cuda.reset_peak_memory_stats()
 
-        def call():
-            model.run(x)
-            torch.cuda.synchronize()
-    else:
-        def call():
-            model.run(x)
+def _raw_call(backend, batch: int, assume: dict[str, Any], where: str):
+    """(call, feed, fixed batch, what was assumed) for a file measured on synthesized inputs. A file whose
+    inputs all have a fixed axis 0 runs ceil(batch / fixed) times per measurement, like the runtime's chunks."""
+    from edgekit.runtime.foreign import input_shapes, raw_runner, signature, synthesize
 
-    samples = time_calls(call, min_runs=spec.get("min_runs", 50), min_seconds=spec.get("min_seconds", 1.0),
-                         warmup=spec.get("warmup", 10))
-    result.update(latency_stats(samples))
-    result["throughput_ips"] = batch / (result["p50_ms"] / 1e3)
-    result["peak_rss_mb"] = _peak_rss_mb()
-    result["rss_before_load_mb"] = rss_before
-    if cuda:
-        import torch
+    inputs = signature(backend, where)
+    shapes = input_shapes(inputs, batch, assume.get("shapes"))
+    feed = synthesize(inputs, shapes)
+    run_once = raw_runner(backend, feed)
+    fixed = shapes[inputs[0].name][0] if inputs and all(t.shape and t.shape[0] for t in inputs) else None
+    repeats = -(-batch // fixed) if fixed else 1
 
-        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    if data is not None and spec.get("labels") and not model.frames:  # the accuracy data are images, not clips
-        result["accuracy"] = _accuracy(model, data, spec["labels"], batch)
-    return result
+    def call():
+        for _ in range(repeats):
+            run_once()
+
+    assumed = {"inputs": {t.name: t.describe(shapes[t.name]) for t in inputs}, "values": "random (seed 0)"}
+    return call, feed, fixed, assumed
 
 
 def _accuracy(model, images: np.ndarray, labels_path: str, batch: int) -> dict[str, float]:

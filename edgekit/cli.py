@@ -249,31 +249,48 @@ def quantize(ckpt: Ckpt,
         typer.echo(f)
 
 
+# what predict and bench are told about a model file without an edgekit card (else assumed, and said so)
+Mean = Annotated[str | None, typer.Option(help="Card-less file: per-channel mean of [0, 1] pixels, e.g. 0.5,0.5,0.5 "
+                                               "(default ImageNet's; raw codes for an integer input).")]
+Std = Annotated[str | None, typer.Option(help="Card-less file: per-channel std, e.g. 0.5,0.5,0.5.")]
+Bgr = Annotated[bool, typer.Option("--bgr", help="Card-less file: it takes BGR images (default RGB).")]
+Labels = Annotated[Path | None, typer.Option(help="Card-less file: class names, one per line (the first output "
+                                                  "with more than one value).")]
+Layout = Annotated[str | None, typer.Option(help="Card-less file: nchw or nhwc (default: from the input shape).")]
+
+
 @app.command(epilog="Examples:\n\n"
              "  edgekit predict runs/export/digits-mobileone_s0-fused/model.int8.tflite digit.png\n\n"
              "  edgekit predict model.onnx photos/ --json --topk 3\n\n"
-             "  edgekit predict model.onnx clip.mp4 --stride 10")
+             "  edgekit predict model.onnx clip.mp4 --stride 10\n\n"
+             "  edgekit predict not_edgekit.onnx cat.jpg --labels labels.txt --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5")
 def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpackage or edgekit .pt")],
             source: Annotated[Path, typer.Argument(help="An image, a folder of images, or a video file.")],
             json_: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
             topk: Annotated[int, typer.Option(help="Classes to list per classification head.")] = 1,
             device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
             threads: Annotated[int | None, typer.Option(help="CPU threads of the backend.")] = None,
-            stride: Annotated[int, typer.Option(help="Video: every N-th frame.")] = 1) -> None:
+            stride: Annotated[int, typer.Option(help="Video: every N-th frame.")] = 1,
+            imgsz: Annotated[int | None, typer.Option(help="Card-less file with dynamic H, W: input size "
+                                                           "(default 224).")] = None,
+            mean: Mean = None, std: Std = None, bgr: Bgr = False, labels: Labels = None, layout: Layout = None) -> None:
     """Run a model on images or a video and print the predictions (the runtime: no torch needed)."""
+    from edgekit.config import parse_assume
     from edgekit.runtime.predict_files import print_predictions, run_on_source
 
     if model.suffix.lower() in (".pt", ".pth"):  # a checkpoint runs in eager PyTorch: train opens it
         import edgekit.train.torch_backend  # noqa: F401 - registers the .pt backend
-    results = run_on_source(model, source, topk=topk, device=device, threads=threads, stride=stride)
-    print_predictions(results, as_json=json_)
+    assume = parse_assume(imgsz, mean, std, bgr, labels, layout)
+    results = run_on_source(model, source, topk=topk, device=device, threads=threads, stride=stride, assume=assume)
+    print_predictions(results, as_json=json_, model=model)
 
 
 @app.command(epilog="Examples:\n\n"
              "  edgekit bench runs/reparam/digits-mobileone_s0/model.pt --teacher runs/teacher/.../best.pt\n\n"
              "  edgekit bench model.int8.onnx model.int8.tflite --batch 1,8,32\n\n"
              "  edgekit bench resnet18 mobilenetv3_large_100 --imgsz 224 --backend torch,ort --data none\n\n"
-             "  edgekit bench best.pt --device cuda")
+             "  edgekit bench best.pt --device cuda\n\n"
+             "  edgekit bench not_edgekit.onnx --shape images:1,3,640,640 --data none   # no card: synthesized inputs")
 def bench(models: Annotated[list[str] | None, typer.Argument(
               help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage) or timm model names.")] = None,
           backend: Annotated[str, typer.Option(help="torch, ort, tflite, coreml, all, or a comma list.")] = "all",
@@ -286,13 +303,20 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
           threads: Annotated[int | None, typer.Option(help="CPU threads per backend (default: all).")] = None,
           seconds: Annotated[float, typer.Option(help="Minimum timed seconds per measurement.")] = 1.0,
           out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/bench/latest"),
-          quiet: Quiet = False) -> None:
-    """Latency (p50/p90/p99), throughput, peak memory, size, params/FLOPs and accuracy per backend."""
+          quiet: Quiet = False,
+          shape: Annotated[list[str] | None, typer.Option(
+              help="Card-less file with dynamic axes: an input's shape, 1,3,224,224 (the first input) or "
+                   "NAME:1,3,224,224; repeat per input. A dynamic axis 0 is the --batch.")] = None,
+          mean: Mean = None, std: Std = None, bgr: Bgr = False, labels: Labels = None, layout: Layout = None) -> None:
+    """Latency (p50/p90/p99), throughput, load time, memory, what ran where, size, params/FLOPs and accuracy."""
     from edgekit.benchmarks.harness import parse_backends, parse_batches
+    from edgekit.config import parse_assume
     from edgekit.recipes.bench import bench as run_bench
 
+    assume = parse_assume(None, mean, std, bgr, labels, layout, shape)  # --imgsz goes to every model
     _, paths = run_bench(models or [], parse_backends(backend), parse_batches(batch), device, imgsz,
-                         None if data == "none" else data, out, teacher, threads, seconds, verbose=not quiet)
+                         None if data == "none" else data, out, teacher, threads, seconds, verbose=not quiet,
+                         assume=assume)
     for p in paths.values():
         typer.echo(str(p))
 

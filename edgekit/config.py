@@ -210,3 +210,43 @@ def parse_heads(spec: str) -> list[dict[str, Any]]:
     if not heads:
         raise ConfigError("--heads is empty")
     return heads
+
+
+def parse_assume(imgsz: int | None = None, mean: str | None = None, std: str | None = None, bgr: bool = False,
+                 labels: str | Path | None = None, layout: str | None = None,
+                 shapes: list[str] | None = None) -> dict[str, Any]:
+    """The flags that describe a model file without a card (``edgekit predict`` / ``bench``) as the fields of
+    ``edgekit.runtime.foreign.Assume``: ``--mean 0.5,0.5,0.5``, ``--shape 1,3,224,224`` (the first input)
+    or ``--shape image:1,3,224,224`` (the input named ``image``; the last ``:`` splits, so ``input:0:1,3``
+    names ``input:0``). The runtime checks the values against the file."""
+    return {"imgsz": imgsz, "mean": _floats(mean, "--mean"), "std": _floats(std, "--std"), "bgr": bgr,
+            "labels": None if labels is None else str(labels), "layout": layout, "shapes": parse_shapes(shapes)}
+
+
+def _floats(text: str | None, flag: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} must be 3 comma-separated numbers (one per channel), got '{text}'") from None
+    if len(values) != 3:
+        raise ConfigError(f"{flag} must be 3 comma-separated numbers (one per channel), got '{text}'")
+    return values
+
+
+def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
+    """``["1,3,224,224"]`` -> ``{"": [1, 3, 224, 224]}``; ``["image:1,3,16,16"]`` -> ``{"image": [...]}``."""
+    shapes: dict[str, list[int]] = {}
+    for item in items or []:
+        name, _, dims = item.strip().rpartition(":")
+        try:
+            shape = [int(d) for d in dims.split(",") if d.strip()]
+        except ValueError:
+            shape = []
+        if not shape or min(shape) < 1:
+            raise ConfigError(f"--shape must be [NAME:]D0,D1,... with positive integers, got '{item}'")
+        if name in shapes:
+            raise ConfigError(f"--shape given twice for {('input ' + repr(name)) if name else 'the first input'}")
+        shapes[name] = shape
+    return shapes

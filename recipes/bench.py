@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from edgekit.benchmarks.harness import Bench, check_device, failure_reason, run_all
 from edgekit.card import ModelCard
@@ -21,21 +22,26 @@ from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError
 
 BACKEND_OF = {".pt": "torch", ".pth": "torch", ".onnx": "ort", ".tflite": "tflite", ".mlpackage": "coreml",
-              ".mlmodel": "coreml"}
+              ".mlmodel": "coreml", ".pte": "executorch"}
 EXPORT_TARGET = {"ort": "onnx", "tflite": "tflite", "coreml": "coreml"}
 
 
-def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data: str, role: str = "model") -> Bench:
-    """Turn a model argument into files per requested backend (exporting a checkpoint as needed)."""
+def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data: str, role: str = "model",
+            assume: dict[str, Any] | None = None) -> Bench:
+    """Turn a model argument into files per requested backend (exporting a checkpoint as needed). ``assume``
+    (:class:`edgekit.runtime.foreign.Assume` fields) describes files that carry no card."""
     path = Path(model)
     if path.exists():
         backend = BACKEND_OF.get(path.suffix.lower())
         if backend is None:
             raise ConfigError(f"{model}: not a model file edgekit can benchmark ({', '.join(BACKEND_OF)})")
         if backend != "torch":
-            from edgekit.runtime.metadata import read_card
+            from edgekit.runtime.metadata import NoCardError, read_card
 
-            card = read_card(path)
+            try:
+                card = read_card(path)
+            except NoCardError:
+                return _foreign(path, backend, imgsz, assume, role)
             return Bench(name=_name(card, path), card=card, files={backend: path}, params=card.params, role=role,
                          precisions={backend: card.provenance.get("precision", "fp32")})
         return _from_checkpoint(path, backends, work, imgsz, role)
@@ -48,6 +54,29 @@ def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data
     ckpt, notes = random_checkpoint(model, work / model, imgsz or 224, data)
     bench = _from_checkpoint(ckpt, backends, work, imgsz, role)
     bench.notes += notes
+    return bench
+
+
+def _foreign(path: Path, backend: str, imgsz: int | None, assume: dict[str, Any] | None, role: str) -> Bench:
+    """A file edgekit did not write: measured with a card built from its graph and the stated assumptions or,
+    when it is no single-image model, on inputs synthesized from its signature (latency, memory, residency)."""
+    from edgekit.runtime.backends import open_backend
+    from edgekit.runtime.foreign import Assume, NotAnImageModel, assumed_note, card_for, input_shapes, signature
+
+    stated = Assume.of({**(assume or {}), **({"imgsz": imgsz} if imgsz else {})})
+    opened = open_backend(path, device="cpu")
+    bench = Bench(name=path.stem, card=None, files={backend: path}, role=role, assume=stated.to_dict(),
+                  precisions={backend: "unknown"})
+    try:
+        bench.card, assumed = card_for(path, opened, stated)
+        bench.notes.append(assumed_note(path, assumed))
+    except NotAnImageModel:
+        inputs = signature(opened, path.name)
+        input_shapes(inputs, 1, stated.shapes)  # a missing --shape fails here, once
+        bench.raw = True
+        bench.notes.append(f"{path.name} carries no edgekit card and is no single-image model (inputs: "
+                           f"{', '.join(t.name + ' ' + t.describe() for t in inputs)}): latency, memory and residency "
+                           "on inputs synthesized from its signature, no accuracy")
     return bench
 
 
@@ -68,7 +97,7 @@ def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | N
     precisions: dict[str, str] = {}
     if "torch" in backends:
         files["torch"] = path
-    targets = [EXPORT_TARGET[b] for b in backends if b != "torch"]
+    targets = [EXPORT_TARGET[b] for b in backends if b in EXPORT_TARGET]
     if targets:
         out = work / _name(card, path)
         report = export_checkpoint(trained, targets, out, dynamic_batch=True, verify=False, verbose=False,
@@ -151,8 +180,9 @@ def dataset_files(card: ModelCard, data: str, work: Path, limit: int | None = No
     except EdgekitError:
         return None
     names = {h.name for h in bundle.heads}
-    usable = [h for h in card.heads if h.kind == "classification" and h.name in names]
-    if not usable:
+    pairs = {h.name: h.name for h in card.heads if h.kind == "classification" and h.name in names}
+    pairs = pairs or _labelled_pairs(card, bundle.heads)
+    if not pairs:
         return None
     split = bundle.val
     n = len(split) if limit is None else min(limit, len(split))
@@ -168,8 +198,18 @@ def dataset_files(card: ModelCard, data: str, work: Path, limit: int | None = No
     else:
         files = split.names[:n]
     spec = {h.name: h for h in bundle.heads}
-    labels = {h.name: [spec[h.name].classes[int(t)] for t in split.targets[h.name][:n]] for h in usable}
+    labels = {mine: [spec[theirs].classes[int(t)] for t in split.targets[theirs][:n]] for mine, theirs in pairs.items()}
     return files, labels
+
+
+def _labelled_pairs(card: ModelCard, heads: list) -> dict[str, str]:
+    """A card built for a file edgekit did not write names its heads after the graph's outputs: the head that
+    got ``--labels`` (the first classification head) stands for the dataset's head whose classes it holds."""
+    mine = next((h for h in card.heads if h.kind == "classification"), None)
+    if not card.provenance.get("labels") or mine is None:
+        return {}
+    theirs = next((h for h in heads if h.kind == "classification" and set(h.classes) <= set(mine.classes)), None)
+    return {mine.name: theirs.name} if theirs else {}
 
 
 def prepare_dataset(card: ModelCard, data: str, work: Path) -> tuple[Path, Path] | None:
@@ -205,8 +245,10 @@ def _load_images(files: list[str], work: Path, card: ModelCard) -> Path:
 
 def bench(models: list[str], backends: list[str], batches: list[int], device: str = "auto", imgsz: int | None = None,
           data: str | None = "digits", out: Path = Path("runs/bench/latest"), teacher: str | None = None,
-          threads: int | None = None, min_seconds: float = 1.0, verbose: bool = True) -> tuple[list[dict], dict]:
-    """Prepare every model, measure every (model, backend, batch), write the reports."""
+          threads: int | None = None, min_seconds: float = 1.0, verbose: bool = True,
+          assume: dict[str, Any] | None = None) -> tuple[list[dict], dict]:
+    """Prepare every model, measure every (model, backend, batch), write the reports. ``assume``: what the user
+    states about files without a card (``--shape``, ``--mean``, ``--labels``...; see :mod:`edgekit.runtime.foreign`)."""
     import platform
 
     from edgekit.benchmarks.report import print_table, write_reports
@@ -221,7 +263,7 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
         if verbose:
             say(f"preparing {model}")
         try:
-            benches.append(prepare(model, backends, work, imgsz, data or "digits", role))
+            benches.append(prepare(model, backends, work, imgsz, data or "digits", role, assume))
         except Exception as exc:  # noqa: BLE001 - one bad model must not stop the others: its rows say why
             reason = failure_reason(exc)
             if verbose:
@@ -236,8 +278,19 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
     if "coreml" in backends and platform.system() != "Darwin":
         notes.append("coreml: not measured (CoreML models run only on macOS)")
         backends = [b for b in backends if b != "coreml"]
+    if any(b.files.get("executorch") for b in benches) and "executorch" not in backends:
+        backends = [*backends, "executorch"]  # a .pte given by name is measured (no checkpoint is exported to it)
+
+    def dataset_of(b: Bench) -> tuple[Path, Path] | None:
+        if b.raw:
+            raise ConfigError("no single image input, so no images to classify")
+        if b.assume is not None and not b.card.provenance.get("labels"):
+            raise ConfigError("no card and no class names (give --labels)")
+        return prepare_dataset(b.card, data, work)
+
     rows = run_all(benches, backends, batches, device, threads, data, work, min_seconds, verbose,
-                   dataset_of=lambda b: prepare_dataset(b.card, data, work))
+                   dataset_of=dataset_of)
+    notes += [n for b in benches for n in b.notes if n not in notes]  # what measuring added (accuracy n/a...)
     meta = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, {platform.system()}",
             "device": device, "threads": threads or "default", "batches": batches, "data": data or "none"}
     paths = write_reports(rows, out, notes, meta)
