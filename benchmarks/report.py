@@ -83,8 +83,8 @@ def write_reports(rows: list[dict[str, Any]], out: Path, notes: list[str], meta:
            "that model (each measurement runs in its own process). Load: creating the session (interpreter), then "
            "its first inference; model MB: the RSS they add to a process that has the backend's library loaded. "
            "Residency: nodes per execution provider (ONNX Runtime's profile of one run) or the share of ops the "
-           "XNNPACK delegate took (TFLite). INT8 layers: compute layers that are integer (QDQ-wrapped or int8 "
-           "tensors) vs float in the graph.", ""]
+           "XNNPACK delegate took (TFLite). INT8 layers: ONNX compute nodes (Conv, MatMul, Gemm) that are QDQ-wrapped "
+           "or integer ops vs plain float; TFLite ops by the type of their data tensor (int8 vs float32).", ""]
     plot = pareto_plot(rows, out / "pareto.png")
     if plot:
         paths["png"] = plot
