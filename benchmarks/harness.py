@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit import formats
 from edgekit.card import ModelCard
 from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError
 
-BACKENDS = ("torch", "ort", "tflite", "coreml")
+BACKENDS = formats.bench_backends()  # torch, ort, tflite, coreml, executorch (edgekit/formats.py)
 
 
 @dataclass
@@ -43,8 +44,11 @@ class Bench:
 
 
 def parse_backends(text: str) -> list[str]:
+    """``all`` is eager torch and the default formats; ExecuTorch (an optional extra) is asked for by name."""
     from edgekit.config import parse_choices
 
+    if text.strip() == "all":
+        return [formats.TORCH.bench, *(formats.FORMATS[t].bench for t in formats.default_targets())]
     return parse_choices(text, BACKENDS, "--backend")
 
 

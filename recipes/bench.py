@@ -16,14 +16,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgekit import formats
 from edgekit.benchmarks.harness import Bench, check_device, failure_reason, run_all
 from edgekit.card import ModelCard
 from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError
 
-BACKEND_OF = {".pt": "torch", ".pth": "torch", ".onnx": "ort", ".tflite": "tflite", ".mlpackage": "coreml",
-              ".mlmodel": "coreml", ".pte": "executorch"}
-EXPORT_TARGET = {"ort": "onnx", "tflite": "tflite", "coreml": "coreml"}
+BACKEND_OF = {suffix: fmt.bench for suffix, fmt in formats.SUFFIXES.items()}  # file suffix -> bench backend
+EXPORT_TARGET = {fmt.bench: name for name, fmt in formats.FORMATS.items()}  # bench backend -> export target
 
 
 def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data: str, role: str = "model",
@@ -103,9 +103,9 @@ def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | N
         report = export_checkpoint(trained, targets, out, dynamic_batch=True, verify=False, verbose=False,
                                    strict=False)
         for art in report.artifacts:
-            backend = {"onnx": "ort"}.get(art.format, art.format)
+            backend = formats.FORMATS[art.format].bench
             files[backend], precisions[backend] = art.path, art.precision
-        errors = {{"onnx": "ort"}.get(f["format"], f["format"]): f"export failed: {f['error']}"
+        errors = {formats.FORMATS[f["format"]].bench: f"export failed: {f['error']}"
                   for f in report.failures}
     else:
         errors = {}
