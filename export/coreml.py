@@ -46,6 +46,7 @@ def export_coreml(module: nn.Module, card: ModelCard, path: str | Path, sample: 
         raise DependencyError("CoreML export needs coremltools: pip install 'edgekit[all]'") from exc
     h, w = card.input.size
     program = torch.export.export(ImageInModel(module, card).eval(), (sample * 0 + 128.0,)).run_decompositions({})
+    _drop_aliases(program)
     single_classifier = len(card.heads) == 1 and card.heads[0].kind == "classification"
     kwargs: dict[str, Any] = {}
     if single_classifier:
@@ -69,6 +70,20 @@ def export_coreml(module: nn.Module, card: ModelCard, path: str | Path, sample: 
     model.short_description = f"{card.name}: {card.arch} with heads {', '.join(card.head_names)} (edgekit)"
     model.author = "edgekit"
     return _save_atomically(model, Path(path))
+
+
+def _drop_aliases(program) -> None:
+    """``aten.alias`` is an identity that coremltools' torch.export frontend does not know
+    (apple/coremltools#2517: "Unsupported fx node alias", e.g. EfficientViT's attention biases):
+    route its users to its input and drop it."""
+    graph = program.graph_module.graph
+    aliases = [n for n in graph.nodes if n.op == "call_function"
+               and n.target in (torch.ops.aten.alias.default, torch.ops.aten.alias_copy.default)]
+    for node in aliases:
+        node.replace_all_uses_with(node.args[0])
+        graph.erase_node(node)
+    if aliases:
+        program.graph_module.recompile()
 
 
 def build(job, precision: str, card: ModelCard, path: str | Path) -> Path:
