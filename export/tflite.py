@@ -137,11 +137,47 @@ def build(job, precision: str, card: ModelCard, path: str | Path) -> Path:
     from edgekit.train.trained import ChannelsLast, to_channels_last
 
     nhwc, sample = ChannelsLast(job.module), to_channels_last(job.sample)
-    if precision == "fp32":
-        return export_tflite(nhwc, card, path, sample)
     if precision == "fp16":
         return to_fp16(job.fp32, job.like(card), path)
-    return to_int8(nhwc, card, path, sample, job.calib, job.skip, job.calib_method)
+    with converter_rewrites(job.module):
+        if precision == "fp32":
+            return export_tflite(nhwc, card, path, sample)
+        return to_int8(nhwc, card, path, sample, job.calib, job.skip, job.calib_method)
+
+
+@contextlib.contextmanager
+def converter_rewrites(module: torch.nn.Module):
+    """Same-math rewrites of patterns the LiteRT converter mishandles, for the time of a conversion.
+
+    MobileViTv2's linear attention multiplies by ``context.expand_as(value)``: after the NHWC
+    layout passes the converter gives the explicit BROADCAST_TO a shape that no longer broadcasts
+    ("'tfl.mul' op operands don't have broadcast-compatible shapes"). Implicit broadcasting computes
+    the same product and converts."""
+    try:
+        from timm.models.mobilevit import LinearSelfAttention
+    except ImportError:  # pragma: no cover - timm is part of edgekit[train]
+        yield
+        return
+    import types
+
+    patched = [m for m in module.modules() if isinstance(m, LinearSelfAttention)]
+    for m in patched:
+        m._forward_self_attn = types.MethodType(_linear_self_attn, m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m._forward_self_attn
+
+
+def _linear_self_attn(self, x: torch.Tensor) -> torch.Tensor:
+    """timm's ``LinearSelfAttention._forward_self_attn`` without ``expand_as`` (broadcasting instead)."""
+    qkv = self.qkv_proj(x)
+    query, key, value = qkv.split([1, self.embed_dim, self.embed_dim], dim=1)
+    context_scores = self.attn_drop(torch.softmax(query, dim=-1))
+    context_vector = (key * context_scores).sum(dim=-1, keepdim=True)
+    out = torch.relu(value) * context_vector
+    return self.out_drop(self.out_proj(out))
 
 
 def to_int8(nhwc: torch.nn.Module, card: ModelCard, path: str | Path, sample_nhwc: torch.Tensor, calib: np.ndarray,
