@@ -263,13 +263,19 @@ def baseline_config(cfg: RunConfig) -> RunConfig:
 
 
 def ensure_teacher(cfg: RunConfig, verbose: bool = True) -> Path:
-    """Train the ``timm:`` teacher on the same data (once: reused while its config is unchanged)."""
+    """Train the ``timm:`` teacher on the same data (once: reused while its config is unchanged).
+
+    The teacher sees the whole training split: ``data.fraction`` (the labelled share the student
+    and its no-KD baseline see) is dropped, so a small-data student learns from a teacher that had
+    all of it, the regime where distillation matters.
+    """
     from edgekit.train.supervised import default_name, train
 
     d = cfg.distill
     arch = d.teacher.split(":", 1)[1]
     t_cfg = copy.deepcopy(cfg)
     t_cfg.distill, t_cfg.stage = None, "teacher"
+    t_cfg.data.fraction = None  # the full split, whatever share the student gets
     t_cfg.model.arch, t_cfg.model.drop_path_rate = arch, 0.0
     # a clip teacher sees frames independently; its outputs are averaged over the clip
     t_cfg.model.temporal, t_cfg.model.cross_attention = "mean", False

@@ -117,7 +117,9 @@ def train(config: Config = None, data: Data = None, val: Val = None, model: Mode
              "  edgekit distill     # digits: train a resnet18 teacher, distill mobileone_s0, compare with no KD\n\n"
              "  edgekit distill --teacher timm:resnet50 --teacher-weights resnet50.safetensors --data ~/imgs\n\n"
              "  edgekit distill --teacher open_clip:ViT-B-32 --teacher-weights open_clip_model.safetensors "
-             "--model mobilevit_xxs --alpha 0.5 --beta 1 --gamma 1 --temperature 3")
+             "--model mobilevit_xxs --alpha 0.5 --beta 1 --gamma 1 --temperature 3\n\n"
+             "  edgekit distill --seeds 3 --set data.fraction=0.1   # KD vs no KD over seeds 0-2: mean ± std, "
+             "gain; students see a stratified 10% of the labels, the teacher edgekit trains sees all of them")
 def distill(config: Config = None, data: Data = None, val: Val = None, model: Model = None, heads: Heads = None,
             imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
             device: Device = None, seed: Seed = None, name: Name = None, out: Out = None, workers: Workers = None,
@@ -127,7 +129,8 @@ def distill(config: Config = None, data: Data = None, val: Val = None, model: Mo
                 help="timm:<name> or open_clip:<arch>[:<pretrained tag>] (default timm:resnet18).")] = None,
             teacher_weights: Annotated[str | None, typer.Option(
                 help="Teacher weights: an edgekit checkpoint, a timm state dict or an open_clip checkpoint. "
-                     "Left out with a timm teacher: edgekit trains the teacher on the same data first.")] = None,
+                     "Left out with a timm teacher: edgekit trains the teacher on the same data first (all of "
+                     "its train split, even when --set data.fraction=F gives the student a share).")] = None,
             teacher_logits: Annotated[str | None, typer.Option(help="auto, head, probe or zeroshot (CLIP).")] = None,
             teacher_epochs: Annotated[int | None, typer.Option(help="Epochs when edgekit trains the teacher.")] = None,
             alpha: Annotated[float | None, typer.Option(help="Weight of the feature loss.")] = None,
@@ -137,7 +140,11 @@ def distill(config: Config = None, data: Data = None, val: Val = None, model: Mo
             feature_loss: Annotated[str | None, typer.Option(help="cosine or mse.")] = None,
             views: Annotated[int | None, typer.Option(help="Cached augmentation views per sample.")] = None,
             baseline: Annotated[bool, typer.Option(
-                help="Also train the student without KD (same epochs and seed) and compare.")] = True) -> None:
+                help="Also train the student without KD (same epochs and seed) and compare.")] = True,
+            seeds: Annotated[int, typer.Option(
+                min=1, help="Run KD and the no-KD baseline for seeds SEED..SEED+N-1 and report mean ± std of each, "
+                            "the gain and whether it exceeds the spread (seeds.json in the run folder).")] = 1
+            ) -> None:
     """Distill a frozen teacher into a small student: L = a*L_feat + b*L_resp + g*L_task."""
     from edgekit.compress.distill import distill as run_distill
     from edgekit.compress.distill import print_report
@@ -145,10 +152,22 @@ def distill(config: Config = None, data: Data = None, val: Val = None, model: Mo
     from edgekit.train.supervised import resume_config
 
     if resume is not None:
+        if seeds > 1:
+            from edgekit.errors import ConfigError
+
+            raise ConfigError("--seeds cannot be combined with --resume (rerun the same command instead)")
         cfg = resume_config(resume, stage="distill")
     else:
         sets = list(set_ or []) + ([] if baseline else ["distill.baseline=false"])
         cfg = load_config(config, _overrides(**locals()), sets, stage="distill")
+    if seeds > 1:
+        from edgekit.compress.kd_seeds import kd_over_seeds, print_seeds
+
+        result = kd_over_seeds(cfg, seeds, None, verbose=not quiet, reuse=False)
+        if result is not None:  # None on DDP ranks other than 0
+            print_seeds(result)
+            typer.echo(f"{result['run_dir']}/seeds.json")
+        return
     report = run_distill(cfg, resume=resume is not None, verbose=not quiet)
     if report is not None:  # None on DDP ranks other than 0
         print_report(report)
