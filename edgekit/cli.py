@@ -60,6 +60,9 @@ Target = Annotated[str, typer.Option(
     help="onnx, tflite, coreml, executorch, all (every installed one), or a comma list.")]
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
+MaxDrop = Annotated[float | None, typer.Option(
+    help="INT8 accuracy gate: keep the most sensitive blocks in float until each backend's top-1 drop (points, on "
+         "val images through its runtime) is at most this; exit 2 if it cannot be met.")]
 
 
 def _overrides(**kw) -> dict:
@@ -218,18 +221,26 @@ def export(ckpt: Ckpt,
            skip_layers: Annotated[str, typer.Option(help="Modules kept in float with --int8, comma separated.")]
            = "",
            verify: Annotated[bool, typer.Option(help="Check each file against PyTorch on val images.")] = True,
+           max_drop: MaxDrop = None,
            quiet: Quiet = False) -> None:
-    """Export to ONNX / CoreML / TFLite with the model card inside, and prove parity (parity.json).
+    """Export to ONNX / CoreML / TFLite / ExecuTorch with the model card inside, and prove parity (parity.json).
 
     Each target and precision succeeds or fails alone: every file that can be made is made and
     verified; failures are listed in parity.json, and the exit code is 2 when any requested file failed."""
+    from edgekit import formats
     from edgekit.export.exporter import ExportError, export_checkpoint, parse_targets
 
+    targets = parse_targets(target)
+    gated = [t for t in targets if t in ("onnx", "tflite")] if max_drop is not None else []
+    if max_drop is not None and not int8:
+        raise EdgekitError("--max-drop gates INT8 files: add --int8")
     try:
-        report = export_checkpoint(ckpt, parse_targets(target), out, int8=int8, fp16=fp16, batch=batch,
+        report = export_checkpoint(ckpt, targets, out, int8=int8 and not gated, fp16=fp16, batch=batch,
                                    dynamic_batch=dynamic_batch, imgsz=imgsz, calib_images=calib,
                                    calib_method=calib_method, skip_layers=_split(skip_layers), verify=verify,
                                    verbose=not quiet)
+        if gated:  # INT8 of ONNX / TFLite through the accuracy gate (edgekit quantize --max-drop)
+            _gated_int8(ckpt, gated, report.out_dir, calib, calib_method, max_drop, quiet)
     except ExportError as exc:
         bad = {e["file"] for e in exc.report.failed}
         for art in exc.report.artifacts:
@@ -238,12 +249,37 @@ def export(ckpt: Ckpt,
         raise
     for art in report.artifacts:
         typer.echo(str(art.path))
+    for t in gated:
+        made = report.out_dir / formats.FORMATS[t].file("int8")
+        if made.exists():
+            typer.echo(str(made))
+
+
+def _gated_int8(ckpt: Path, targets: list[str], out: Path, calib: int, calib_method: str, max_drop: float,
+                quiet: bool) -> None:
+    """The gated INT8 files next to an export; parity.json keeps every file's entry."""
+    import json
+
+    from edgekit.atomic import write_json
+    from edgekit.recipes.quantize import quantize_checkpoint
+
+    before = json.loads((out / "parity.json").read_text()) if (out / "parity.json").exists() else {"artifacts": []}
+    try:
+        quantize_checkpoint(ckpt, "ptq", targets, out, calib, calib_method, "auto", verbose=not quiet,
+                            max_drop=max_drop)
+    finally:
+        after = json.loads((out / "parity.json").read_text()) if (out / "parity.json").exists() else {}
+        names = {e["file"] for e in after.get("artifacts", [])}
+        after["artifacts"] = [e for e in before["artifacts"] if e["file"] not in names] + after.get("artifacts", [])
+        after["failures"] = before.get("failures", []) + after.get("failures", [])
+        write_json(out / "parity.json", after)
 
 
 @app.command(epilog="Examples:\n\n"
              "  edgekit quantize runs/distill/digits-mobileone_s0/best.pt               # PTQ, float layers chosen\n\n"
              "  edgekit quantize best.pt --method qat --epochs 3 --lr 1e-4\n\n"
-             "  edgekit quantize best.pt --calib 512 --calib-method percentile --skip-layers backbone.stem")
+             "  edgekit quantize best.pt --calib 512 --calib-method percentile --skip-layers backbone.stem\n\n"
+             "  edgekit quantize best.pt --max-drop 0.5     # INT8 within 0.5 accuracy points per backend, or exit 2")
 def quantize(ckpt: Ckpt,
              method: Annotated[str, typer.Option(help="ptq (post-training) or qat (quantization-aware training).")]
              = "ptq",
@@ -251,11 +287,13 @@ def quantize(ckpt: Ckpt,
              calib: Calib = 256,
              calib_method: CalibMethod = "minmax",
              skip_layers: Annotated[str, typer.Option(
-                 help="Modules kept in float (comma separated), 'auto' to pick them, '' for none.")] = "auto",
+                 help="Modules kept in float (comma separated), 'auto' to pick them (the --max-drop gate, default "
+                      "1 point), '' for none.")] = "auto",
              epochs: Annotated[int, typer.Option(help="QAT fine-tuning epochs.")] = 3,
              lr: Annotated[float, typer.Option(help="QAT learning rate.")] = 1e-4,
              out: Annotated[Path | None, typer.Option(help="Output folder (default runs/quantize/NAME/METHOD).")]
              = None,
+             max_drop: MaxDrop = None,
              quiet: Quiet = False) -> None:
     """INT8 ONNX / TFLite (/ INT8-weight CoreML), evaluated through the real INT8 runtimes -> quant.json."""
     from edgekit.export.exporter import parse_targets
@@ -263,7 +301,7 @@ def quantize(ckpt: Ckpt,
 
     skip = "auto" if skip_layers == "auto" else _split(skip_layers)
     summary = quantize_checkpoint(ckpt, method, parse_targets(target), out, calib, calib_method, skip, epochs, lr,
-                                  verbose=not quiet)
+                                  verbose=not quiet, max_drop=max_drop)
     for f in summary["files"]:
         typer.echo(f)
 
@@ -311,8 +349,9 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpacka
              "  edgekit bench best.pt --device cuda\n\n"
              "  edgekit bench not_edgekit.onnx --shape images:1,3,640,640 --data none   # no card: synthesized inputs")
 def bench(models: Annotated[list[str] | None, typer.Argument(
-              help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage) or timm model names.")] = None,
-          backend: Annotated[str, typer.Option(help="torch, ort, tflite, coreml, all, or a comma list.")] = "all",
+              help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage, .pte) or timm model names.")] = None,
+          backend: Annotated[str, typer.Option(
+              help="torch, ort, tflite, coreml, executorch, all (all but executorch), or a comma list.")] = "all",
           device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
           batch: Annotated[str, typer.Option(help="Batch sizes, comma separated.")] = "1,8,32",
           imgsz: Annotated[int | None, typer.Option(help="Input size (default: each model's own).")] = None,

@@ -17,6 +17,9 @@ from typing import Any
 from edgekit.atomic import write_text
 from edgekit.console import say
 
+KD_SEEDS = 3
+KD_FRACTION = 0.1  # the small-data regime where a teacher that saw all the data has something to give
+
 
 def quickstart(out: str = "runs", fresh: bool = False, batches: tuple[int, ...] = (1, 8, 32),
                bench_seconds: float = 1.0, verbose: bool = True) -> Path:
@@ -37,9 +40,10 @@ def quickstart(out: str = "runs", fresh: bool = False, batches: tuple[int, ...] 
         say(f"\n[bold cyan]== {name}[/] ({time.perf_counter() - t_all:.0f}s so far)")
 
     # 1-2. teacher + distillation (+ no-KD baseline)
-    stage("1/5 train the teacher, distill the student, train the no-KD baseline")
+    stage("1/5 train the teacher and distill the student (KD vs no KD: over seeds, further down)")
     cfg = load_config(overrides={"out": out}, stage="distill")
     cfg.name = default_name(cfg)
+    cfg.distill.baseline = False  # one seed on the full data cannot show KD's value: the seeds below do
     t = time.perf_counter()
     summary_path = cfg.run_dir / "distill.json"
     if finished(cfg) and summary_path.is_file():
@@ -51,7 +55,16 @@ def quickstart(out: str = "runs", fresh: bool = False, batches: tuple[int, ...] 
         report = distill(cfg, verbose=verbose)
         print_report(report)
         kd = report.to_dict()
-    times["distill (teacher, KD, baseline)"] = time.perf_counter() - t
+    times["distill (teacher, KD student)"] = time.perf_counter() - t
+
+    stage(f"1b/5 KD vs no KD over {KD_SEEDS} seeds, students seeing {KD_FRACTION:.0%} of the labels")
+    from edgekit.compress.kd_seeds import kd_over_seeds, print_seeds
+
+    t = time.perf_counter()
+    seeds = kd_over_seeds(load_config(overrides={"out": out}, stage="distill"), KD_SEEDS, KD_FRACTION,
+                          verbose=verbose)
+    print_seeds(seeds)
+    times[f"KD vs no KD ({KD_SEEDS} seeds x 2 runs, {KD_FRACTION:.0%} labels)"] = time.perf_counter() - t
 
     # 3. reparameterize
     stage("2/5 reparameterize (fuse MobileOne branches)")
@@ -92,7 +105,7 @@ def quickstart(out: str = "runs", fresh: bool = False, batches: tuple[int, ...] 
     curves = training_curves(cfg.run_dir / "history.json", Path(kd["baseline"]["run_dir"]) / "history.json"
                              if kd.get("baseline") else None, report_dir / "training.png")
     path = write_report(report_dir, kd, rp, quant, parity, rows, times, curves,
-                        deployment_lines(deploy, 224) + [f"- {n}" for n in deploy_notes])
+                        deployment_lines(deploy, 224) + [f"- {n}" for n in deploy_notes], seeds_lines(seeds))
     say(f"\n[bold green]done[/] in {times['total'] / 60:.1f} min -> {path}")
     return path
 
@@ -139,7 +152,7 @@ def _pct(v: float | None) -> str:
 
 def write_report(folder: Path, kd: dict[str, Any], rp: dict[str, Any], quant: dict[str, Any],
                  parity: dict[str, Any], rows: list[dict[str, Any]], times: dict[str, float],
-                 curves: Path | None, deploy: list[str] | None = None) -> Path:
+                 curves: Path | None, deploy: list[str] | None = None, seeds: list[str] | None = None) -> Path:
     from edgekit.benchmarks.report import markdown_table
 
     key = kd["monitor"]
@@ -158,6 +171,7 @@ def write_report(folder: Path, kd: dict[str, Any], rp: dict[str, Any], quant: di
         delta = ((s["val"].get(key) or 0) - (b["val"].get(key) or 0)) * 100
         lines.append(f"| student {s['arch']} (no KD, same epochs and seed) | {s['params'] / 1e6:.2f} M | "
                      f"{_pct(b['val'].get(key))} | KD - no KD: {delta:+.2f} points |")
+    lines += [""] + (seeds or [])
     if curves:
         lines += ["", f"![training curves]({curves.name})"]
     lines += ["", "## Reparameterization", "",
@@ -199,6 +213,26 @@ def write_report(folder: Path, kd: dict[str, Any], rp: dict[str, Any], quant: di
     lines += [f"| {k} | {v:.0f} |" for k, v in times.items()]
     lines.append("")
     return write_text(folder / "report.md", "\n".join(lines))
+
+
+def seeds_lines(result: dict[str, Any] | None) -> list[str]:
+    """KD vs no KD over seeds: per-seed values, mean ± std, the gain and whether it exceeds the spread."""
+    if not result:
+        return []
+    key = result["monitor"]
+    frac = result.get("fraction")
+    lines = [f"### KD vs no KD over {result['n']} seeds ({result.get('train_samples') or '?'} labelled training "
+             f"images{f', a {frac:.0%} stratified share' if frac not in (None, 1.0) else ''}; the teacher saw all "
+             "of them)", "", "| arm | " + " | ".join(f"seed {s}" for s in result["seeds"]) + " | mean ± std |",
+             "|---|" + "---|" * (len(result["seeds"]) + 1)]
+    for name, arm in (("KD", result["kd"]), ("no KD", result["no_kd"])):
+        std = "n/a" if arm["std"] is None else f"{arm['std'] * 100:.2f}"
+        lines.append(f"| {name} | " + " | ".join(f"{v * 100:.2f}%" for v in arm["values"])
+                     + f" | {arm['mean'] * 100:.2f}% ± {std} |")
+    spread = "n/a" if result["spread"] is None else f"{result['spread'] * 100:.2f}"
+    lines += ["", f"val {key}: KD − no KD = **{result['gain'] * 100:+.2f} points**, spread {spread} points: "
+              f"exceeds the spread = **{result['exceeds_spread']}** ({result['verdict']}). Rule: {result['rule']}."]
+    return lines
 
 
 def machine_line() -> str:
