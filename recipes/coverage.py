@@ -45,6 +45,9 @@ GATES = {"fp32": ("rel", 1e-4), "fp16": ("sqnr_db", 30.0), "int8": ("sqnr_db", 1
 KNOWN: list[tuple[str, str, str, str]] = [
     (r"Unsupported fx node alias", "upstream", "https://github.com/apple/coremltools/issues/2517",
      "worked around since: export/coreml.py drops aten.alias before converting"),
+    (r"Lowering not found: aten._upsample_bicubic2d_aa", "upstream (litert-torch has no lowering for antialiased "
+     "bicubic resize, which ViTs use to resample position embeddings)", "",
+     "refused: export at the model's native size"),
     (r"XNNPack delegate failed to reshape", "upstream (XNNPACK cannot resize batch-folding reshapes)", "",
      "worked around: the runtime runs such files at their exported batch, in chunks"),
 ]
@@ -182,12 +185,21 @@ def _owner(reason: str) -> dict[str, str]:
 
 
 def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh: bool = False,
-               timeout: int = 1800) -> dict[str, Any]:
-    """Each architecture in its own process (results cached in ``work/ARCH/row.json``), then the report."""
+               timeout: int = 1800, render_only: bool = False) -> dict[str, Any]:
+    """Each architecture in its own process (results cached in ``work/ARCH/row.json``), then the report.
+
+    ``render_only`` writes the report from the cached rows; an architecture without one is a row
+    of "not run" cells (stale rows missing a column get "not run" for it)."""
     rows = []
     for arch in archs:
         cached = work / arch / "row.json"
-        if fresh or not cached.exists():
+        if render_only and not cached.exists():
+            rows.append({"arch": arch, "imgsz": imgsz, "error": "not run",
+                         "cells": {c[0]: {"passed": False, "reason": "not run", "owner": "not run"} for c in CELLS}})
+            continue
+        if render_only:
+            pass
+        elif fresh or not cached.exists() or set(c[0] for c in CELLS) - set(json.loads(cached.read_text())["cells"]):
             t0 = time.perf_counter()
             print(f"[coverage] {arch} ...", flush=True)
             cmd = [sys.executable, "-m", "edgekit.recipes.coverage", "--one", arch, "--work", str(work),
@@ -219,10 +231,13 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
 def render(result: dict[str, Any]) -> str:
     cols = result["columns"]
     cells = [r["cells"][c] for r in result["rows"] for c in cols if c in r["cells"]]
+    ran = [c for c in cells if c.get("owner") != "not run"]
     passed = sum(bool(c.get("passed")) for c in cells)
     lines = ["# Coverage matrix", "",
              f"{len(result['rows'])} architectures x {len(cols)} targets at {result['imgsz']} px: "
-             f"**{passed} of {len(cells)} cells pass ({passed / max(len(cells), 1) * 100:.0f}%)**.", "",
+             f"**{passed} of {len(cells)} cells pass ({passed / max(len(cells), 1) * 100:.0f}%)**"
+             + (f"; {len(cells) - len(ran)} cells were not run ({passed / max(len(ran), 1) * 100:.0f}% of those run "
+                "pass)" if len(ran) < len(cells) else "") + ".", "",
              f"Machine: {result['machine']}. Latency: batch-1 p50 through the edgekit runtime, "
              f"{result['threads']} threads. Regenerate: `python -m edgekit.recipes.coverage` "
              "(one process per architecture; `--archs a,b` for a subset).", "",
@@ -238,12 +253,16 @@ def render(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         for c in cols:
             cell = r["cells"].get(c)
-            if cell is not None and not cell.get("passed"):
+            if cell is not None and not cell.get("passed") and cell.get("owner") != "not run":
                 where = cell.get("owner", "?")
                 if cell.get("upstream"):
                     where += f" ({cell['upstream']})"
                 action = f" — {cell['action']}" if cell.get("action") else ""
                 lines.append(f"- **{r['arch']} / {c}** [{where}]: {cell.get('reason')}{action}")
+    missing = [r["arch"] for r in result["rows"] if r.get("error") == "not run"]
+    if missing:
+        lines += ["", f"Not run (the session's time ran out; `python -m edgekit.recipes.coverage --archs "
+                  f"{','.join(missing)}` runs them): {', '.join(missing)}."]
     lines += ["", "## Details", "", "| arch | target | max rel | cosine | SQNR dB | top-1 agree | size MB | "
               "export s | p50 ms |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -258,7 +277,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def _short(cell: dict[str, Any] | None) -> str:
-    if cell is None:
+    if cell is None or cell.get("owner") == "not run":
         return "not run"
     if not cell.get("passed"):
         return "FAIL"
@@ -309,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("runs/coverage"), help="files and per-arch results")
     ap.add_argument("--out", type=Path, default=Path("docs"), help="where coverage.md/.json go")
     ap.add_argument("--fresh", action="store_true", help="redo architectures that already have results")
+    ap.add_argument("--render", action="store_true", help="only write the report from the results there are")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # the per-architecture child process
     args = ap.parse_args(argv)
     if args.one:
@@ -317,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         quiet_native_logs()
         _write(args.work / args.one / "row.json", run_arch(args.one, args.work, args.imgsz))
         return 0
-    run_matrix([a.strip() for a in args.archs.split(",") if a.strip()], args.work, args.out, args.imgsz, args.fresh)
+    run_matrix([a.strip() for a in args.archs.split(",") if a.strip()], args.work, args.out, args.imgsz, args.fresh,
+               render_only=args.render)
     print(args.out / "coverage.md")
     return 0
 
