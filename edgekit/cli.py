@@ -380,6 +380,34 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
 
 
 @app.command(epilog="Examples:\n\n"
+             "  edgekit check model.int8.tflite --max-latency-ms 5 --min-accuracy 95 --max-size-mb 2\n\n"
+             "  edgekit check model.onnx --max-size-mb 10     # size only: no model is run\n\n"
+             "Exit code: 0 every gate passed, 1 a gate failed, 2 bad input.")
+def check(model: Annotated[Path, typer.Argument(help="Model file: .onnx, .tflite, .pte (.mlpackage: size only).")],
+          max_latency_ms: Annotated[float | None, typer.Option(help="Gate: batch-1 p50 latency on this machine.")]
+          = None,
+          min_accuracy: Annotated[float | None, typer.Option(
+              help="Gate: top-1 accuracy in percent on --data's val split, through the runtime.")] = None,
+          max_size_mb: Annotated[float | None, typer.Option(help="Gate: file size in MB.")] = None,
+          data: Annotated[str, typer.Option(help="Accuracy dataset ('digits', a folder, a CSV).")] = "digits",
+          threads: Annotated[int | None, typer.Option(help="CPU threads of the backend (default: all).")] = None,
+          json_: Annotated[bool, typer.Option("--json", help="The gates as JSON on stdout.")] = False) -> None:
+    """Deployment gates for CI: fail (exit 1) when latency, accuracy or size misses its limit."""
+    import json
+
+    from edgekit.recipes.check import check as run_check
+
+    gates = run_check(model, max_latency_ms, min_accuracy, max_size_mb, data, threads)
+    if json_:
+        typer.echo(json.dumps({"file": str(model), "gates": gates, "passed": all(g["passed"] for g in gates)}))
+    else:
+        for g in gates:
+            typer.echo(f"{'PASS' if g['passed'] else 'FAIL'}  {g['gate']}: {g['value']} (limit {g['limit']})")
+    if not all(g["passed"] for g in gates):
+        raise typer.Exit(1)
+
+
+@app.command(epilog="Examples:\n\n"
              "  edgekit quickstart                 # everything, on the embedded digits\n\n"
              "  edgekit quickstart --fresh         # redo every stage instead of reusing finished ones")
 def quickstart(out: Annotated[str, typer.Option(help="Folder for all runs; the report is OUT/quickstart/.")] = "runs",

@@ -294,6 +294,11 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
     meta = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, {platform.system()}",
             "device": device, "threads": threads or "default", "batches": batches, "data": data or "none"}
     paths = write_reports(rows, out, notes, meta)
+    from edgekit.recipes.deployment import write_cards
+
+    cards = write_cards(rows, out)  # FILE.report.json beside each file + deployment.md
+    if cards:
+        paths["deployment"] = cards[-1]
     if verbose:
         print_table(rows)
     return rows, paths

@@ -1,0 +1,129 @@
+"""One deployment card per artifact: ``FILE.report.json`` next to each file, and ``deployment.md``.
+
+A card answers, for one file: what it is (size, params/FLOPs, precision, float layers), whether it
+gives the right answers (parity against PyTorch from ``parity.json`` beside it, accuracy through
+its runtime), how fast and heavy it is (latency p50/p90/p99 per batch, load time, peak memory,
+residency), and where that was measured (machine and package versions). ``edgekit bench`` and
+``edgekit export`` write them; ``edgekit check`` gates on them for CI.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+from edgekit.atomic import write_json, write_text
+
+PACKAGES = ("edgekit", "onnxruntime", "ai-edge-litert", "coremltools", "executorch", "torch", "numpy")
+
+
+def environment() -> dict[str, Any]:
+    """The machine and the versions of the packages that run or make files."""
+    import os
+    from importlib import metadata
+
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    cpu = platform.processor() or platform.machine()
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        cpu = next((ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines()
+                    if ln.startswith("model name")), cpu)
+    return {"machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+            "python": platform.python_version(), "packages": versions}
+
+
+def card_for_file(path: Path, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The deployment card of ``path``: file facts, its model card's facts, parity, and bench rows."""
+    size = path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    card: dict[str, Any] = {"file": path.name, "size_mb": round(size / 1e6, 3)}
+    try:
+        from edgekit.runtime.metadata import read_card
+
+        mc = read_card(path)
+        prov = mc.provenance
+        quant = prov.get("quantization") or {}
+        card.update(model=mc.name, arch=mc.arch, heads=mc.head_names, params=mc.params,
+                    input=list(mc.input.size), format=prov.get("format"), precision=prov.get("precision"),
+                    float_layers=quant.get("float_layers"), delegation=prov.get("delegation"))
+    except Exception as exc:  # noqa: BLE001 - a file edgekit did not write: its card says so
+        card["model_card"] = f"n/a: {str(exc).splitlines()[0][:200]}"
+    parity = path.parent / "parity.json"
+    if parity.exists():
+        entry = next((e for e in json.loads(parity.read_text()).get("artifacts", []) if e.get("file") == path.name),
+                     None)
+        if entry:
+            card["parity"] = {k: entry.get(k) for k in ("passed", "max_rel", "heads", "structure_ok", "numeric",
+                                                         "error", "export_seconds") if k in entry}
+    measured = []
+    for r in rows or []:
+        if "error" in r:
+            measured.append({"backend": r["backend"], "batch": r.get("batch"), "error": r["error"]})
+            continue
+        measured.append({k: r.get(k) for k in ("backend", "batch", "device", "p50_ms", "p90_ms", "p99_ms",
+                                               "throughput_ips", "load_ms", "first_run_ms", "peak_rss_mb",
+                                               "model_rss_mb", "accuracy", "residency", "fallback", "quant",
+                                               "gflops", "params") if k in r})
+    if measured:
+        card["bench"] = measured
+        accs = [m["accuracy"] for m in measured if m.get("accuracy")]
+        if accs:
+            card["accuracy"] = accs[0]
+    card["environment"] = environment()
+    return card
+
+
+def write_cards(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """``FILE.report.json`` beside every measured file, and ``out/deployment.md`` over all of them."""
+    by_file: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("file"):
+            by_file.setdefault(r["file"], []).append(r)
+    cards, written = [], []
+    for file, mine in by_file.items():
+        path = Path(file)
+        if not path.exists() or path.suffix in (".pt", ".pth"):
+            continue
+        card = card_for_file(path, mine)
+        written.append(write_json(path.with_name(path.name + ".report.json"), card))
+        cards.append(card)
+    if cards:
+        written.append(write_text(out / "deployment.md", markdown(cards)))
+    return written
+
+
+def markdown(cards: list[dict[str, Any]]) -> str:
+    env = cards[0]["environment"]
+    lines = ["# Deployment cards", "", f"Machine: {env['machine']}; Python {env['python']}; "
+             + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v), "",
+             "| file | precision | size MB | float layers | parity (max rel) | accuracy | batch | p50 / p90 / p99 ms "
+             "| load ms | peak RSS MB | residency |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cards:
+        parity = c.get("parity") or {}
+        rel = parity.get("max_rel")
+        acc = ", ".join(f"{h} {v * 100:.2f}%" for h, v in (c.get("accuracy") or {}).items()) or "n/a"
+        for m in c.get("bench") or [{}]:
+            lat = (f"{m['p50_ms']:.3f} / {m['p90_ms']:.3f} / {m['p99_ms']:.3f}" if m.get("p50_ms") is not None
+                   else f"n/a: {m.get('error', 'not measured')}")
+            lines.append(f"| {c['file']} | {c.get('precision') or '?'} | {c['size_mb']} | "
+                         f"{', '.join(c.get('float_layers') or []) or 'none'} | "
+                         f"{'n/a' if rel is None else f'{rel:.1e}'} | {acc} | {m.get('batch', '-')} | {lat} | "
+                         f"{_num(m.get('load_ms'))} | {_num(m.get('peak_rss_mb'))} | "
+                         f"{_residency(m.get('residency'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.1f}"
+
+
+def _residency(r: Any) -> str:
+    from edgekit.benchmarks.report import residency_cell
+
+    return "n/a" if r is None else residency_cell(r)
