@@ -247,12 +247,14 @@ def export(ckpt: Ckpt,
             if art.path.name not in bad:
                 typer.echo(str(art.path))
         raise
-    for art in report.artifacts:
-        typer.echo(str(art.path))
-    for t in gated:
-        made = report.out_dir / formats.FORMATS[t].file("int8")
-        if made.exists():
-            typer.echo(str(made))
+    made = [a.path for a in report.artifacts] + [report.out_dir / formats.FORMATS[t].file("int8") for t in gated]
+    from edgekit.atomic import write_json
+    from edgekit.recipes.deployment import card_for_file
+
+    for path in made:
+        if path.exists():
+            write_json(path.with_name(path.name + ".report.json"), card_for_file(path))  # latency: edgekit bench
+            typer.echo(str(path))
 
 
 def _gated_int8(ckpt: Path, targets: list[str], out: Path, calib: int, calib_method: str, max_drop: float,
