@@ -111,7 +111,7 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
     try:
         with quiet_logs():
             quant_pre_process(str(fp32_path), str(pre))
-            exclude = onnx_nodes_in(onnx.load(str(pre)), skip)
+            exclude = _float_nodes(fp32_path, pre, skip)
             quantize_static(str(pre), str(raw), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method={"minmax": CalibrationMethod.MinMax,
@@ -131,6 +131,17 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
     finally:
         for tmp in (pre, raw, Path(str(raw) + ".data")):
             tmp.unlink(missing_ok=True)
+
+
+def _float_nodes(fp32_path: str | Path, pre: Path, skip: Sequence[str]) -> list[str]:
+    """Nodes of ``skip``'s modules in the pre-processed graph. Its optimizer drops the exporter's
+    module scopes on some models (MobileNetV3: all of them), so the modules are looked up in the FP32
+    file and matched by node name (most names survive; decomposed ops get new ones)."""
+    import onnx
+
+    names = onnx_nodes_in(onnx.load(str(fp32_path), load_external_data=False), skip)
+    kept = {n.name for n in onnx.load(str(pre), load_external_data=False).graph.node}
+    return [n for n in names if n in kept]
 
 
 def onnx_nodes_in(proto, modules: Sequence[str]) -> list[str]:

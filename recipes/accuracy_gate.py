@@ -53,14 +53,10 @@ def sensitivity(trained: Trained, candidates: list[str], calib: np.ndarray, held
                        dynamic_batch=True)
     ref = _flat(load(fp32, device="cpu").run(held))
     import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from edgekit.export.onnx import onnx_nodes_in, quiet_logs
+    from edgekit.export.onnx import onnx_nodes_in
 
-    pre = work / "pre.onnx"
-    with quiet_logs():
-        quant_pre_process(str(fp32), str(pre))  # what to_int8 sees: optimization can merge a block away
-    proto = onnx.load(str(pre))
+    proto = onnx.load(str(fp32))  # the module scopes live in the exported file (to_int8 matches by node name)
     present = []
     for layer in candidates:  # a block the exporter folded away (e.g. into its neighbour) cannot be chosen
         try:
