@@ -48,6 +48,12 @@ KNOWN: list[tuple[str, str, str, str]] = [
     (r"Lowering not found: aten._upsample_bicubic2d_aa", "upstream (litert-torch has no lowering for antialiased "
      "bicubic resize, which ViTs use to resample position embeddings)", "",
      "refused: export at the model's native size"),
+    (r"object of type 'NoneType' has no len\(\)", "upstream (onnxruntime quantize_static on EdgeNeXt's graph)", "",
+     "refused with a one-line reason; the model's other files are made"),
+    (r'"histogram_cpu" not implemented for', "upstream (a pt2e observer sees an integer tensor)", "",
+     "refused with a one-line reason; the model's other files are made"),
+    (r"ExecuTorch cannot load 'forward'", "upstream (the XNNPACK-lowered INT8 program does not load)", "",
+     "refused: the FP32 .pte works"),
     (r"XNNPack delegate failed to reshape", "upstream (XNNPACK cannot resize batch-folding reshapes)", "",
      "worked around: the runtime runs such files at their exported batch, in chunks"),
 ]
