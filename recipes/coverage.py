@@ -247,7 +247,8 @@ def render(result: dict[str, Any]) -> str:
              + (f"; {len(cells) - len(ran)} cells were not run ({passed / max(len(ran), 1) * 100:.0f}% of those run "
                 "pass)" if len(ran) < len(cells) else "") + ".", "",
              f"Machine: {result['machine']}. Latency: batch-1 p50 through the edgekit runtime, "
-             f"{result['threads']} threads. Regenerate: `python -m edgekit.recipes.coverage` "
+             f"{result['threads']} threads; rows run one after another on a machine that may be busy, so compare "
+             "latencies within a row. Regenerate: `python -m edgekit.recipes.coverage` "
              "(one process per architecture; `--archs a,b` for a subset).", "",
              "Gates: FP32 max relative error <= 1e-4; FP16 SQNR >= 30 dB; INT8 SQNR >= 10 dB (random-init "
              "weights with real BatchNorm statistics: top-1 agreement is reported but does not gate). "
