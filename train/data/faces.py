@@ -14,7 +14,7 @@ from PIL import Image
 from edgekit.card import HeadSpec
 from edgekit.config import DataConfig, HeadConfig
 from edgekit.errors import ConfigError, DataError
-from edgekit.train.data.labels import IMAGE_EXTENSIONS, csv_header, file_split, verify_images
+from edgekit.train.data.labels import IMAGE_EXTENSIONS, csv_errors, csv_header, file_split, verify_images
 from edgekit.train.data.split import DataBundle, Split, split_lists
 
 FER_EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -57,25 +57,20 @@ def fer2013(path: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
 
     def read(csv_path: Path) -> tuple[list[str], np.ndarray, list[int], list[str]]:
         names, pixels, labels, usage = [], [], [], []
-        try:
-            with csv_path.open(newline="", encoding="utf-8") as fh:
-                for line, raw in enumerate(csv.DictReader(fh), start=2):
-                    row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
-                    where = f"{csv_path}:{line}"
-                    reason = _fer_row_problem(row)
-                    if reason is not None:
-                        if cfg.skip_bad:
-                            skipped.append(where)
-                            continue
-                        raise DataError(f"{where}: {reason} (pass --skip-bad to skip bad rows)")
-                    names.append(where)
-                    pixels.append(np.asarray(row["pixels"].split(), np.int64).astype(np.uint8))
-                    labels.append(int(row["emotion"]))
-                    usage.append(row.get("usage", "").lower())
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{csv_path} is not a UTF-8 text CSV ({exc.reason})") from exc
-        except csv.Error as exc:
-            raise DataError(f"{csv_path} is not a valid CSV: {exc}") from exc
+        with csv_errors(csv_path), csv_path.open(newline="", encoding="utf-8") as fh:
+            for line, raw in enumerate(csv.DictReader(fh), start=2):
+                row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
+                where = f"{csv_path}:{line}"
+                reason = _fer_row_problem(row)
+                if reason is not None:
+                    if cfg.skip_bad:
+                        skipped.append(where)
+                        continue
+                    raise DataError(f"{where}: {reason} (pass --skip-bad to skip bad rows)")
+                names.append(where)
+                pixels.append(np.asarray(row["pixels"].split(), np.int64).astype(np.uint8))
+                labels.append(int(row["emotion"]))
+                usage.append(row.get("usage", "").lower())
         if not names:
             raise DataError(f"{csv_path} has no usable rows")
         faces = np.stack(pixels).reshape(-1, FER_SIZE, FER_SIZE)

@@ -4,8 +4,9 @@ and verifying image files up front (a bad file is reported before training start
 
 from __future__ import annotations
 
+import contextlib
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,37 +44,43 @@ def read_csv(path: Path, need: list[str] | None = None, required: tuple[str, ...
     columns resolved relative to the CSV's folder, ``frames`` columns frame numbers."""
     if not path.is_file():
         raise DataError(f"CSV file not found: {path}")
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            if any(c not in columns for c in required):
-                names = ", ".join(f"'{c}'" for c in required)
-                raise DataError(f"{path} needs a header row with the {names} column{'s' * (len(required) > 1)} "
-                                f"(got {columns or 'nothing'})")
-            rows = []
-            for line, raw in enumerate(reader, start=2):
-                row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-                for c in required:
-                    if not row.get(c):
-                        raise DataError(f"{path}:{line}: empty '{c}'")
-                for c in frames:
-                    if not row[c].isdigit():
-                        raise DataError(f"{path}:{line}: {c} must be a frame number, got '{row[c]}'")
-                for c in files:
-                    p = Path(row[c])
-                    row[c] = str(p if p.is_absolute() else path.parent / p)
-                rows.append(row)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not a UTF-8 text CSV ({exc.reason})") from exc
-    except csv.Error as exc:
-        raise DataError(f"{path} is not a valid CSV: {exc}") from exc
+    with csv_errors(path), path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        if any(c not in columns for c in required):
+            names = ", ".join(f"'{c}'" for c in required)
+            raise DataError(f"{path} needs a header row with the {names} column{'s' * (len(required) > 1)} "
+                            f"(got {columns or 'nothing'})")
+        rows = []
+        for line, raw in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+            for c in required:
+                if not row.get(c):
+                    raise DataError(f"{path}:{line}: empty '{c}'")
+            for c in frames:
+                if not row[c].isdigit():
+                    raise DataError(f"{path}:{line}: {c} must be a frame number, got '{row[c]}'")
+            for c in files:
+                p = Path(row[c])
+                row[c] = str(p if p.is_absolute() else path.parent / p)
+            rows.append(row)
     if not rows:
         raise DataError(f"{path} has no rows")
     for col in need or []:
         if col not in columns:
             raise DataError(f"{path} has no column '{col}' (columns: {columns})")
     return rows, columns
+
+
+@contextlib.contextmanager
+def csv_errors(path: Path) -> Iterator[None]:
+    """A CSV that is not UTF-8 text or not CSV at all becomes a one-line :class:`DataError`."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not a UTF-8 text CSV ({exc.reason})") from exc
+    except csv.Error as exc:
+        raise DataError(f"{path} is not a valid CSV: {exc}") from exc
 
 
 def csv_header(path: Path) -> list[str]:
