@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -301,25 +299,16 @@ def _num(v, fmt: str) -> str:
 
 
 def machine() -> str:
-    import os
+    from edgekit.recipes.deployment import environment
 
-    cpu = platform.processor() or platform.machine()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        cpu = next((ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines()
-                    if ln.startswith("model name")), cpu)
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
+    env = environment(())
+    return f"{env['machine']}, Python {env['python']}"
 
 
 def versions() -> dict[str, str]:
-    out = {}
-    for p in PACKAGES:
-        try:
-            out[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            out[p] = "not installed"
-    return out
+    from edgekit.recipes.deployment import environment
+
+    return {p: v or "not installed" for p, v in environment(PACKAGES)["packages"].items()}
 
 
 def _write(path: Path, obj: Any) -> None:

@@ -19,13 +19,13 @@ from edgekit.atomic import write_json, write_text
 PACKAGES = ("edgekit", "onnxruntime", "ai-edge-litert", "coremltools", "executorch", "torch", "numpy")
 
 
-def environment() -> dict[str, Any]:
-    """The machine and the versions of the packages that run or make files."""
+def environment(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
+    """The machine and the versions of ``packages`` (None where one is not installed)."""
     import os
     from importlib import metadata
 
     versions = {}
-    for p in PACKAGES:
+    for p in packages:
         try:
             versions[p] = metadata.version(p)
         except metadata.PackageNotFoundError:
