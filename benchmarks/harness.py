@@ -19,7 +19,7 @@ from typing import Any
 from edgekit import formats
 from edgekit.card import ModelCard
 from edgekit.console import say
-from edgekit.errors import ConfigError, EdgekitError
+from edgekit.errors import EdgekitError
 
 BACKENDS = formats.bench_backends()  # torch, ort, tflite, coreml, executorch (edgekit/formats.py)
 
@@ -41,25 +41,6 @@ class Bench:
     # from them) and whether it is measured on synthesized inputs only (no single image input)
     assume: dict[str, Any] | None = None
     raw: bool = False
-
-
-def parse_backends(text: str) -> list[str]:
-    """``all`` is eager torch and the default formats; ExecuTorch (an optional extra) is asked for by name."""
-    from edgekit.config import parse_choices
-
-    if text.strip() == "all":
-        return [formats.TORCH.bench, *(formats.FORMATS[t].bench for t in formats.default_targets())]
-    return parse_choices(text, BACKENDS, "--backend")
-
-
-def parse_batches(text: str) -> list[int]:
-    try:
-        batches = [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise ConfigError(f"--batch must be comma-separated integers, got '{text}'") from None
-    if not batches or min(batches) < 1:
-        raise ConfigError(f"--batch sizes must be positive, got '{text}'")
-    return batches
 
 
 def check_device(device: str, backends: list[str]) -> None:

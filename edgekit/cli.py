@@ -228,7 +228,7 @@ def export(ckpt: Ckpt,
     Each target and precision succeeds or fails alone: every file that can be made is made and
     verified; failures are listed in parity.json, and the exit code is 2 when any requested file failed."""
     from edgekit import formats
-    from edgekit.export.exporter import ExportError, export_checkpoint, parse_targets
+    from edgekit.export.exporter import ExportError, export_checkpoint
 
     targets = parse_targets(target)
     gated = [t for t in targets if t in ("onnx", "tflite")] if max_drop is not None else []
@@ -298,7 +298,6 @@ def quantize(ckpt: Ckpt,
              max_drop: MaxDrop = None,
              quiet: Quiet = False) -> None:
     """INT8 ONNX / TFLite (/ INT8-weight CoreML), evaluated through the real INT8 runtimes -> quant.json."""
-    from edgekit.export.exporter import parse_targets
     from edgekit.recipes.quantize import quantize_checkpoint
 
     skip = "auto" if skip_layers == "auto" else _split(skip_layers)
@@ -369,7 +368,6 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
                    "NAME:1,3,224,224; repeat per input. A dynamic axis 0 is the --batch.")] = None,
           mean: Mean = None, std: Std = None, bgr: Bgr = False, labels: Labels = None, layout: Layout = None) -> None:
     """Latency (p50/p90/p99), throughput, load time, memory, what ran where, size, params/FLOPs and accuracy."""
-    from edgekit.benchmarks.harness import parse_backends, parse_batches
     from edgekit.config import parse_assume
     from edgekit.recipes.bench import bench as run_bench
 
@@ -417,7 +415,6 @@ def quickstart(out: Annotated[str, typer.Option(help="Folder for all runs; the r
                batch: Annotated[str, typer.Option(help="Batch sizes for the benchmark.")] = "1,8,32",
                seconds: Annotated[float, typer.Option(help="Minimum timed seconds per measurement.")] = 1.0) -> None:
     """Teacher -> distill -> reparam -> INT8 -> ONNX/TFLite/CoreML -> parity -> bench -> report.md."""
-    from edgekit.benchmarks.harness import parse_batches
     from edgekit.recipes.quickstart import quickstart as run_quickstart
 
     typer.echo(str(run_quickstart(out, fresh, tuple(parse_batches(batch)), seconds)))
@@ -437,7 +434,6 @@ def report(runs: Annotated[list[Path], typer.Argument(
            quiet: Quiet = False) -> None:
     """Compare finished runs: report.md/json/csv tables, training curves and a sample-efficiency sweep (PNG)."""
     from edgekit.recipes.report import report as run_report
-    from edgekit.recipes.sweep import parse_fractions
 
     paths = run_report(runs, out, parse_fractions(fractions) if fractions else None, verbose=not quiet)
     for p in paths.values():
@@ -507,6 +503,56 @@ def kiosk(model: DemoModel, source: DemoSource = "0", headless: Headless = False
     run_kiosk(model, source, headless=headless, out=out, log=log, report=report, detector=detector,
               save_crops=save_crops, show_faces=show_faces, every=every, scan_every=scan_every, threads=threads,
               device=device, max_frames=max_frames, min_hits=min_hits, verbose=not quiet)
+
+
+# -- parsing CLI strings (the library takes lists; these turn flags into them) ---------------------
+
+
+def parse_targets(target: str) -> list[str]:
+    """``--target``: names from the format table; ``all`` is every target whose packages are installed
+    (ExecuTorch is an optional extra)."""
+    from edgekit import formats
+    from edgekit.config import parse_choices
+
+    if target.strip() == "all":
+        return formats.installed_targets()
+    return parse_choices(target, formats.targets(), "--target")
+
+
+def parse_backends(text: str) -> list[str]:
+    """``--backend``: ``all`` is eager torch and the default formats; ExecuTorch is asked for by name."""
+    from edgekit import formats
+    from edgekit.config import parse_choices
+
+    if text.strip() == "all":
+        return [formats.TORCH.bench, *(formats.FORMATS[t].bench for t in formats.default_targets())]
+    return parse_choices(text, formats.bench_backends(), "--backend")
+
+
+def parse_batches(text: str) -> list[int]:
+    """``--batch``: comma-separated positive integers."""
+    from edgekit.errors import ConfigError
+
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--batch must be comma-separated integers, got '{text}'") from None
+    if not batches or min(batches) < 1:
+        raise ConfigError(f"--batch sizes must be positive, got '{text}'")
+    return batches
+
+
+def parse_fractions(text: str) -> list[float]:
+    """``--fractions``: ``"0.1,0.25,0.5,1.0"`` -> sorted unique fractions in (0, 1]."""
+    from edgekit.errors import ConfigError
+
+    try:
+        values = sorted({float(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise ConfigError(f"--fractions must be numbers in (0, 1] separated by commas, got '{text}'") from None
+    if not values or any(not 0.0 < v <= 1.0 for v in values):
+        raise ConfigError(f"--fractions must be numbers in (0, 1] separated by commas, got '{text}'")
+    return values
 
 
 def _split(text: str) -> list[str]:

@@ -118,15 +118,6 @@ def _parity_reason(e: dict[str, Any]) -> str:
             f"{e.get('tolerance', 0):.0e}), moved aside as {e['file']}.failed")
 
 
-def parse_targets(target: str) -> list[str]:
-    """``all`` means every target whose packages are installed (ExecuTorch is an optional extra)."""
-    from edgekit.config import parse_choices
-
-    if target.strip() == "all":
-        return formats.installed_targets()
-    return parse_choices(target, TARGETS, "--target")
-
-
 def default_out_dir(card: ModelCard, stage: str = "export") -> Path:
     return Path("runs") / stage / (card.name + ("-fused" if card.provenance.get("fused") else ""))
 

@@ -14,20 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.config import RunConfig
-from edgekit.errors import ConfigError, RunError
+from edgekit.errors import RunError
 from edgekit.recipes.report import Run, load_run, summarize, teacher_weights
 from edgekit.runs import finished
-
-
-def parse_fractions(text: str) -> list[float]:
-    """``"0.1,0.25,0.5,1.0"`` -> sorted unique fractions in (0, 1]."""
-    try:
-        values = sorted({float(t) for t in text.split(",") if t.strip()})
-    except ValueError:
-        raise ConfigError(f"--fractions must be numbers in (0, 1] separated by commas, got '{text}'") from None
-    if not values or any(not 0.0 < v <= 1.0 for v in values):
-        raise ConfigError(f"--fractions must be numbers in (0, 1] separated by commas, got '{text}'")
-    return values
 
 
 def sweep_config(run: Run, fraction: float, out: Path) -> RunConfig:

@@ -3,9 +3,10 @@ import os
 
 import pytest
 
-from edgekit.benchmarks.harness import Bench, check_device, measure, parse_backends, parse_batches
+from edgekit.benchmarks.harness import Bench, check_device, measure
 from edgekit.benchmarks.report import cell, markdown_table, pareto_front, write_reports
 from edgekit.benchmarks.stats import latency_stats, time_calls
+from edgekit.cli import parse_backends, parse_batches
 from edgekit.errors import ConfigError, EdgekitError
 
 

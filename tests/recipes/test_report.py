@@ -6,10 +6,9 @@ import shutil
 
 import pytest
 
-from edgekit.cli import main
+from edgekit.cli import main, parse_fractions
 from edgekit.errors import RunError
 from edgekit.recipes.report import find_runs, load_run
-from edgekit.recipes.sweep import parse_fractions
 from edgekit.train.supervised import train
 
 
