@@ -26,6 +26,7 @@ from edgekit.atomic import write_json
 from edgekit.card import ModelCard
 from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError, first_line
+from edgekit.train.models import module_path
 from edgekit.train.trained import Trained, load_trained
 
 TARGETS = formats.targets()
@@ -65,14 +66,6 @@ class ExportJob:
         from edgekit.runtime.metadata import read_card
 
         return read_card(self.fp32).derive(precision=card.provenance["precision"])
-
-
-def _module_name(model: torch.nn.Module, layer: str) -> str:
-    """A user's layer name (``heads.age group``) as the module path in the graph (``heads.h_age_group``)."""
-    heads = getattr(model, "heads", None)
-    if layer.startswith("heads.") and heads is not None and layer[len("heads."):] in getattr(heads, "key_of", {}):
-        return "heads." + heads.key_of[layer[len("heads."):]]
-    return layer
 
 
 class ExportError(EdgekitError):
@@ -186,7 +179,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         return path
 
     job = ExportJob(module=module, sample=sample, calib=calib, calib_method=calib_method,
-                    skip=[_module_name(trained.model, s) for s in skip_layers], dynamic_batch=dynamic_batch)
+                    skip=[module_path(trained.model, s) for s in skip_layers], dynamic_batch=dynamic_batch)
     for target in targets:  # the format table says which precisions each target has
         fmt = formats.FORMATS[target]
         steps = importlib.import_module(f"edgekit.export.{target}")

@@ -25,7 +25,8 @@ import numpy as np
 
 from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError
-from edgekit.export.exporter import ExportReport, _module_name, export_checkpoint
+from edgekit.export.exporter import ExportReport, export_checkpoint
+from edgekit.train.models import module_path
 from edgekit.train.trained import Trained
 
 
@@ -60,14 +61,14 @@ def sensitivity(trained: Trained, candidates: list[str], calib: np.ndarray, held
     present = []
     for layer in candidates:  # a block the exporter folded away (e.g. into its neighbour) cannot be chosen
         try:
-            onnx_nodes_in(proto, [_module_name(trained.model, layer)])
+            onnx_nodes_in(proto, [module_path(trained.model, layer)])
             present.append(layer)
         except ConfigError:
             continue
     candidates = present
     rows = []
     for layer in candidates:
-        others = [_module_name(trained.model, c) for c in candidates if c != layer]
+        others = [module_path(trained.model, c) for c in candidates if c != layer]
         q = to_int8(fp32, trained.card.derive(), work / "alone.onnx", calib, calib_method, others)
         out = _flat(load(q, device="cpu").run(held))
         noise = float(((out - ref) ** 2).sum())

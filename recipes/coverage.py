@@ -203,9 +203,8 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
             rows.append({"arch": arch, "imgsz": imgsz, "error": "not run",
                          "cells": {c[0]: {"passed": False, "reason": "not run", "owner": "not run"} for c in CELLS}})
             continue
-        if render_only:
-            pass
-        elif fresh or not cached.exists() or set(c[0] for c in CELLS) - set(json.loads(cached.read_text())["cells"]):
+        stale = fresh or not cached.exists() or {c[0] for c in CELLS} - set(json.loads(cached.read_text())["cells"])
+        if not render_only and stale:
             t0 = time.perf_counter()
             print(f"[coverage] {arch} ...", flush=True)
             cmd = [sys.executable, "-m", "edgekit.recipes.coverage", "--one", arch, "--work", str(work),

@@ -146,12 +146,13 @@ def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr:
     from litert_torch.quantize.quant_config import QuantConfig
 
     from edgekit.compress.qat import fine_tune, qat_convert
-    from edgekit.export.exporter import Artifact, _module_name
+    from edgekit.export.exporter import Artifact
     from edgekit.export.onnx import export_onnx
     from edgekit.export.tflite import export_tflite
+    from edgekit.train.models import module_path
 
     sample = trained.sample(2).permute(0, 2, 3, 1).contiguous()
-    prepared, quantizer, train_s = fine_tune(trained, out, [_module_name(trained.model, s) for s in skip], epochs,
+    prepared, quantizer, train_s = fine_tune(trained, out, [module_path(trained.model, s) for s in skip], epochs,
                                              lr, verbose)
     for_onnx = qat_convert(copy.deepcopy(prepared), fold=True)  # int8 weights in the file
     converted = qat_convert(prepared)  # litert-torch wants the weights' Q/DQ unfolded

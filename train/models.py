@@ -130,6 +130,16 @@ class EdgeModel(nn.Module):
         return self.forward_heads(self.forward_features(x))
 
 
+def module_path(model: nn.Module, layer: str) -> str:
+    """A user's layer name (``heads.age group``) as the module path in the model and its graphs
+    (``heads.h_age_group``); other names are already module paths."""
+    heads = getattr(model, "heads", None)
+    name = layer[len("heads."):] if layer.startswith("heads.") else None
+    if isinstance(heads, NamedHeads) and name in heads:
+        return "heads." + heads.key_of[name]
+    return layer
+
+
 def create_backbone(arch: str, drop_path_rate: float = 0.0) -> nn.Module:
     """``timm.create_model(arch, num_classes=0)``, with clear errors for unknown names."""
     import timm
