@@ -498,11 +498,12 @@ def kiosk(model: DemoModel, source: DemoSource = "0", headless: Headless = False
           min_hits: Annotated[int, typer.Option(help="Detections before a tracked face counts as a visitor.")] = 3,
           quiet: Quiet = False) -> None:
     """Detect faces, estimate age / gender / emotion per face, count visitors and dwell time (report + panel)."""
-    from edgekit.apps.kiosk import run_kiosk
+    from edgekit.apps.kiosk import KioskOptions, run_kiosk
 
-    run_kiosk(model, source, headless=headless, out=out, log=log, report=report, detector=detector,
-              save_crops=save_crops, show_faces=show_faces, every=every, scan_every=scan_every, threads=threads,
-              device=device, max_frames=max_frames, min_hits=min_hits, verbose=not quiet)
+    run_kiosk(model, source, KioskOptions(
+        headless=headless, out=out, log=log, report=report, detector=detector, save_crops=save_crops,
+        show_faces=show_faces, every=every, scan_every=scan_every, min_hits=min_hits, threads=threads, device=device,
+        max_frames=max_frames, verbose=not quiet))
 
 
 # -- parsing CLI strings (the library takes lists; these turn flags into them) ---------------------

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from edgekit.apps.analytics import age_band
-from edgekit.apps.kiosk import run_kiosk
+from edgekit.apps.kiosk import KioskOptions, run_kiosk
 from edgekit.apps.tracking import IoUTracker
 from edgekit.cli import main
+from edgekit.errors import ConfigError
 
 from .conftest import KIOSK_FPS, KIOSK_FRAMES, H, W, face_frames
 from .test_webcam import read_video
@@ -108,12 +109,24 @@ def test_no_face_no_visitor(face_model, empty_video, tmp_path):
     (["--source", "/no/store.mp4"], "source not found"),
     (["--source", "98"], "camera 98 cannot be opened"),
     (["--detector", "/no/yunet.onnx"], "face detector file not found: /no/yunet.onnx"),
+    (["--scan-every", "0"], "scan_every must be at least 1, got scan_every=0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, face_model, kiosk_video, tmp_path, capsys):
     args = {"-m": str(face_model), "--source": str(kiosk_video), "--out": str(tmp_path / "o.mp4"), **dict([argv])}
     assert main(["demo", "kiosk", "--headless", *[x for kv in args.items() for x in kv]]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_options_object_and_keyword_overrides(face_model, kiosk_video, tmp_path):
+    """Python users pass one KioskOptions (reusable across sources); keywords override single fields."""
+    opts = KioskOptions(headless=True, out=tmp_path / "k.mp4", every=2, verbose=False)
+    summary = run_kiosk(face_model, str(kiosk_video), opts, max_frames=6, margin=0.0)
+    assert summary["frames"] == 6 and summary["processed"] == 3 and summary["every"] == 2
+    with pytest.raises(ConfigError, match="kiosk: every, min_hits must be at least 1"):
+        KioskOptions(every=0, min_hits=0)
+    with pytest.raises(ConfigError, match="margin must be 0 or more"):
+        run_kiosk(face_model, str(kiosk_video), opts, margin=-0.1)
 
 
 def test_tracker_ids_min_hits_and_expiry():
