@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, option
 from edgekit.runtime.preprocess import IMAGE_SUFFIXES, InputError, read_image
 from edgekit.runtime.video import VIDEO_SUFFIXES, video_frames
 
@@ -68,7 +68,7 @@ class CameraSource:
                 self._sleep(backoff)
         if self.cap is None:
             raise CaptureError(f"camera {index} cannot be opened (tried {open_tries} times): is it connected and "
-                               "free? Use --source VIDEO_FILE or an image folder instead")
+                               f"free? Give {option('source')} a video file or an image folder instead")
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from edgekit.apps.tracking import iou
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, option
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 
@@ -39,7 +39,7 @@ class HaarDetector:
                  min_size: int = 24) -> None:
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
             raise DetectorError("this OpenCV has no Haar cascades (opencv-python 5 dropped them): "
-                                "pip install 'opencv-python>=4.10,<5', or pass --detector yunet.onnx")
+                                f"pip install 'opencv-python>=4.10,<5', or pass {option('detector', 'yunet.onnx')}")
         path = Path(cv2.data.haarcascades) / HAAR_FILE
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():

@@ -35,7 +35,7 @@ from edgekit.apps.timing import StageClock
 from edgekit.apps.tracking import IoUTracker
 from edgekit.atomic import write_json
 from edgekit.card import HeadSpec, ModelCard
-from edgekit.errors import ConfigError
+from edgekit.errors import ConfigError, option
 from edgekit.runtime.predictor import Predictor, load
 
 FACE_HEADS = ("age", "gender", "emotion")
@@ -99,10 +99,10 @@ class KioskOptions:
         small = [name for name in ("every", "scan_every", "min_hits", "max_frames")
                  if getattr(self, name) is not None and getattr(self, name) < 1]
         if small:
-            raise ConfigError(f"kiosk: {', '.join(small)} must be at least 1, got "
-                              + ", ".join(f"{n}={getattr(self, n)}" for n in small))
+            raise ConfigError(f"kiosk: {', '.join(map(option, small))} must be at least 1, got "
+                              + ", ".join(option(n, getattr(self, n)) for n in small))
         if self.margin < 0:
-            raise ConfigError(f"kiosk: margin must be 0 or more, got {self.margin}")
+            raise ConfigError(f"kiosk: {option('margin')} must be 0 or more, got {self.margin}")
 
 
 class Kiosk:

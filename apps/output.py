@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, option
 
 
 class OutputError(EdgekitError):
@@ -68,14 +68,14 @@ class Window:
 
     def __init__(self, title: str) -> None:
         if not has_display():
-            raise OutputError("no display to show a window (DISPLAY is not set): run with --headless "
-                              "(annotated video with --out, records with --log)")
+            raise OutputError(f"no display to show a window (DISPLAY is not set): run with {option('headless', True)} "
+                              f"(annotated video with {option('out')}, records with {option('log')})")
         self.title = title
         try:
             cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
         except cv2.error as exc:
             raise OutputError(f"cannot open a window ({str(exc).strip().splitlines()[-1]}); "
-                              "run with --headless") from None
+                              f"run with {option('headless', True)}") from None
 
     def show(self, frame: np.ndarray) -> bool:
         cv2.imshow(self.title, frame)
@@ -118,7 +118,7 @@ def plan_outputs(app: str, out: str | os.PathLike | None, log: str | os.PathLike
     folder = Path("runs") / "demo" / app
     video = Path(out) if out else (folder / "annotated.mp4" if headless else None)
     if video is not None and video.suffix.lower() != ".mp4":
-        raise OutputError(f"--out must be an .mp4 file, got {video}")
+        raise OutputError(f"{option('out')} must be an .mp4 file, got {video}")
     log_path = Path(log) if log else (video.with_suffix(".jsonl") if video is not None and headless else None)
     summary = video.with_suffix(".summary.json") if video is not None else folder / "summary.json"
     return video, log_path, summary

@@ -29,7 +29,7 @@ from edgekit.apps.overlay import draw_notice, draw_status, prediction_lines, tex
 from edgekit.apps.plausibility import OutputCheck
 from edgekit.apps.timing import StageClock
 from edgekit.atomic import write_json
-from edgekit.errors import ConfigError
+from edgekit.errors import ConfigError, option
 from edgekit.runtime.predictor import load
 from edgekit.runtime.preprocess import InputError, preprocess
 
@@ -40,7 +40,7 @@ def run_webcam(model: str | os.PathLike, source: str | int = "0", *, headless: b
                prefetch: bool = True, verbose: bool = True) -> dict[str, Any]:
     """Run the classifier demo; returns (and writes) its summary."""
     if every < 1 or topk < 1 or (max_frames is not None and max_frames < 1):
-        raise ConfigError("--every, --topk and --max-frames must be at least 1")
+        raise ConfigError(f"{option('every')}, {option('topk')} and {option('max_frames')} must be at least 1")
     video, log_path, summary_path = plan_outputs("webcam", out, log, headless)
     window = None if headless else Window("edgekit webcam")  # no display: fail before loading anything
     predictor = load(model, device=device, threads=threads)

@@ -19,7 +19,7 @@ from typing import Any
 from edgekit import formats
 from edgekit.card import ModelCard
 from edgekit.console import say
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, option
 
 BACKENDS = formats.bench_backends()  # torch, ort, tflite, coreml, executorch (edgekit/formats.py)
 
@@ -61,14 +61,17 @@ def check_device(device: str, backends: list[str]) -> None:
 
             ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
         if "torch" in backends and not have_torch_cuda:
-            raise EdgekitError("--device cuda: torch sees no CUDA device (no NVIDIA GPU/driver, or a CPU build)")
+            raise EdgekitError(f"{option('device', 'cuda')}: torch sees no CUDA device "
+                               "(no NVIDIA GPU/driver, or a CPU build)")
         if "ort" in backends and not ort_cuda:
-            raise EdgekitError("--device cuda: onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)")
+            raise EdgekitError(f"{option('device', 'cuda')}: onnxruntime has no CUDAExecutionProvider "
+                               "(pip install onnxruntime-gpu)")
     elif device == "mps":
         import platform
 
         if platform.system() != "Darwin":
-            raise EdgekitError("--device mps: Apple MPS needs macOS on Apple silicon; use --device cpu")
+            raise EdgekitError(f"{option('device', 'mps')}: Apple MPS needs macOS on Apple silicon; "
+                               f"use {option('device', 'cpu')}")
     else:
         raise EdgekitError(f"unknown device '{device}' (use auto, cpu, cuda or mps)")
 

@@ -32,7 +32,7 @@ from edgekit.atomic import write_json, write_with
 from edgekit.card import HeadSpec
 from edgekit.config import RunConfig
 from edgekit.console import progress, say
-from edgekit.errors import ConfigError
+from edgekit.errors import ConfigError, option
 from edgekit.runs import finished
 from edgekit.train.data import ImageDataset, Split, make_loader, view_seed
 from edgekit.train.device import resolve_device
@@ -99,7 +99,8 @@ class TeacherCache:
             targets = {h.name: np.repeat(split.targets[h.name], views) for h in cls_heads}
             teacher.fit_probes(flat, targets, cls_heads)
         elif logits == "head" and not teacher.heads:
-            raise ConfigError(f"teacher {teacher.name} has no heads for these labels; use --teacher-logits probe")
+            raise ConfigError(f"teacher {teacher.name} has no heads for these labels; "
+                              f"use {option('teacher_logits', 'probe')}")
         teacher_logits = {}
         for name, head in teacher.heads.items():
             head_on = head.to(device)
@@ -288,7 +289,7 @@ def ensure_teacher(cfg: RunConfig, verbose: bool = True) -> Path:
             say(f"teacher: reusing {t_cfg.run_dir / 'best.pt'}")
         return t_cfg.run_dir
     if verbose:
-        say(f"teacher: no --teacher-weights given, training {arch} on {cfg.data.source} first")
+        say(f"teacher: no {option('teacher_weights')} given, training {arch} on {cfg.data.source} first")
     train(t_cfg, verbose=verbose)
     return t_cfg.run_dir
 

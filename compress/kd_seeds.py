@@ -37,7 +37,7 @@ import numpy as np
 from edgekit.atomic import write_json
 from edgekit.config import RunConfig
 from edgekit.console import say
-from edgekit.errors import ConfigError
+from edgekit.errors import ConfigError, either, option
 from edgekit.runs import finished
 
 RULE = ("gain > max(std KD, std no-KD) (sample stds over seeds, ddof=1); "
@@ -109,11 +109,12 @@ def kd_over_seeds(cfg: RunConfig, seeds: int = 3, fraction: float | None = None,
     from edgekit.train.supervised import default_name
 
     if seeds < 1:
-        raise ConfigError(f"--seeds must be 1 or more, got {seeds}")
+        raise ConfigError(f"{option('seeds')} must be 1 or more, got {seeds}")
     if cfg.distill is None:
         raise ConfigError("distill needs a distill: section")
     if not cfg.distill.baseline:
-        raise ConfigError("comparing KD over seeds needs the no-KD baseline (drop --no-baseline)")
+        raise ConfigError("comparing KD over seeds needs the no-KD baseline "
+                          f"({either('drop --no-baseline', 'baseline=True')})")
     cfg = cfg.model_copy(deep=True)
     if cfg.name is None:
         cfg.name = default_name(cfg)

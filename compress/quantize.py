@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekit.errors import ConfigError, QuantizationError, first_line
+from edgekit.errors import ConfigError, QuantizationError, first_line, option
 
 
 @dataclass
@@ -128,5 +128,5 @@ def _check_skip(graph: torch.fx.GraphModule, skip: Sequence[str]) -> None:
     missing = [s for s in skip
                if not any(_in_modules(n, (f"{prefix}{s.strip('.')}",)) for n in graph.graph.nodes)]
     if missing:
-        raise ConfigError(f"--skip-layers: no layer named {', '.join(missing)} in the model "
+        raise ConfigError(f"{option('skip', flag='--skip-layers')}: no layer named {', '.join(missing)} in the model "
                           "(use module names such as backbone.stem or heads.<head>)")

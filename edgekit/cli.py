@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from edgekit import __version__
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, cli_messages
 
 app = typer.Typer(
     name="edgekit",
@@ -571,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app, turning edgekit errors into one line and exit code 2."""
     quiet_native_logs()
     try:
-        app(args=argv)  # standalone: usage errors print themselves and exit 2
+        with cli_messages():  # errors name flags (--skip-bad), not keywords (skip_bad)
+            app(args=argv)  # standalone: usage errors print themselves and exit 2
     except EdgekitError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2

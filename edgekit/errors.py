@@ -7,6 +7,13 @@ is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_UNSET = object()
+_CLI: ContextVar[bool] = ContextVar("edgekit_cli", default=False)
+
 
 class EdgekitError(Exception):
     """A user-facing error: the message alone must tell the user what to do."""
@@ -42,6 +49,34 @@ class QuantizationError(EdgekitError):
 
 class DependencyError(EdgekitError):
     """An optional package needed for this command is not installed."""
+
+
+def option(name: str, value: object = _UNSET, flag: str | None = None) -> str:
+    """How a message names a setting: ``--skip-bad`` when the CLI runs, ``skip_bad`` from Python.
+
+    ``name`` is the Python keyword (or config field); ``flag`` the command-line flag when it is
+    not ``--`` + the name with dashes. With ``value``: ``--device cuda`` / ``device='cuda'``
+    (``True`` is a switch: ``--skip-bad`` / ``skip_bad=True``).
+    """
+    if _CLI.get():
+        text = flag or "--" + name.replace("_", "-")
+        return text if value is _UNSET or value is True else f"{text} {value}"
+    return name if value is _UNSET else f"{name}={value!r}"
+
+
+def either(cli: str, python: str) -> str:
+    """A phrase with no single-option form: ``cli`` under the CLI, ``python`` otherwise."""
+    return cli if _CLI.get() else python
+
+
+@contextmanager
+def cli_messages() -> Iterator[None]:
+    """Within it, :func:`option` names command-line flags (the CLI wraps each command in it)."""
+    token = _CLI.set(True)
+    try:
+        yield
+    finally:
+        _CLI.reset(token)
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

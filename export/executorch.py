@@ -47,7 +47,7 @@ def check_available() -> None:
     try:
         import executorch.exir  # noqa: F401
     except ImportError as exc:
-        raise DependencyError(f"--target executorch needs executorch: {INSTALL}") from exc
+        raise DependencyError(f"the executorch target needs the executorch package: {INSTALL}") from exc
 
 
 def export_executorch(module: torch.nn.Module, card: ModelCard, path: str | Path, sample: torch.Tensor,

@@ -25,7 +25,7 @@ from edgekit import __version__, formats
 from edgekit.atomic import write_json
 from edgekit.card import ModelCard
 from edgekit.console import say
-from edgekit.errors import ConfigError, EdgekitError, first_line
+from edgekit.errors import ConfigError, EdgekitError, either, first_line
 from edgekit.train.models import module_path
 from edgekit.train.trained import Trained, load_trained
 
@@ -105,6 +105,8 @@ class ExportReport:
         raise error(f"{len(failed)} of {made + len(failed)} requested file(s) failed ({why}); "
                           f"details in {self.out_dir / 'parity.json'}", self)
 
+CLIP_TARGETS = "targets=['onnx', 'tflite']"  # what a clip model exports to (Python spelling)
+
 
 def _parity_reason(e: dict[str, Any]) -> str:
     return (f"does not match PyTorch (relative error {e.get('max_rel', float('nan')):.1e} > "
@@ -141,7 +143,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
     if trained.card.input.frames:
         if "coreml" in targets:
             raise ConfigError("CoreML export of clip models is not supported (its image input takes one frame); "
-                              "use --target onnx,tflite")
+                              f"use {either('--target onnx,tflite', CLIP_TARGETS)}")
         if int8:
             raise ConfigError("INT8 export of clip models is not supported yet; export FP32/FP16 files")
     if not trained.card.provenance.get("fused"):

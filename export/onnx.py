@@ -16,7 +16,7 @@ import torch
 
 from edgekit.atomic import write_with
 from edgekit.card import CARD_KEY, ModelCard
-from edgekit.errors import ConfigError, EdgekitError, QuantizationError, first_line
+from edgekit.errors import ConfigError, EdgekitError, QuantizationError, first_line, option
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
@@ -158,7 +158,7 @@ def onnx_nodes_in(proto, modules: Sequence[str]) -> list[str]:
                 seen.add(pre)
     missing = [p[len("model."):] for p in prefixes if p not in seen]
     if missing:
-        raise ConfigError(f"--skip-layers: no layer named {', '.join(missing)} in the model "
+        raise ConfigError(f"{option('skip', flag='--skip-layers')}: no layer named {', '.join(missing)} in the model "
                           "(use module names such as backbone.stem or heads.<head>)")
     return found
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.console import say
-from edgekit.errors import ConfigError, EdgekitError
+from edgekit.errors import ConfigError, EdgekitError, option
 from edgekit.export.exporter import ExportReport, export_checkpoint
 from edgekit.train.models import module_path
 from edgekit.train.trained import Trained
@@ -80,9 +80,9 @@ def gate(trained: Trained, backends: list[str], out: Path, candidates: list[str]
          calib_images: int = 256, calib_method: str = "minmax", verbose: bool = True) -> GateResult:
     """Run the gate for each backend (``onnx``, ``tflite``); files that meet it end up in ``out``."""
     if max_drop < 0:
-        raise ConfigError(f"--max-drop is in accuracy points and cannot be negative, got {max_drop}")
+        raise ConfigError(f"{option('max_drop')} is in accuracy points and cannot be negative, got {max_drop}")
     if not any(h.kind == "classification" for h in trained.card.heads):
-        raise ConfigError("--max-drop needs a classification head: the gate is on top-1 accuracy points")
+        raise ConfigError(f"{option('max_drop')} needs a classification head: the gate is on top-1 accuracy points")
     work = out / ".gate"
     calib, _ = trained.images("train", limit=calib_images, seed=0)
     held, _ = trained.images("train", limit=min(256, calib_images * 2), seed=1)
@@ -124,7 +124,7 @@ def raise_if_failed(result: GateResult, max_drop: float) -> None:
     if not result.failed:
         return
     tried = "; ".join(f"{b}: " + ", ".join(_step(t) for t in result.trail[b]) for b in result.failed)
-    raise GateError(f"INT8 cannot meet --max-drop {max_drop} on {', '.join(result.failed)} "
+    raise GateError(f"INT8 cannot meet {option('max_drop', max_drop)} on {', '.join(result.failed)} "
                     f"({'; '.join(result.failed.values())}); no INT8 file written for it. Tried: {tried}")
 
 

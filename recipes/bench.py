@@ -20,7 +20,7 @@ from edgekit import formats
 from edgekit.benchmarks.harness import Bench, check_device, failure_reason, run_all
 from edgekit.card import ModelCard
 from edgekit.console import say
-from edgekit.errors import ConfigError, EdgekitError
+from edgekit.errors import ConfigError, EdgekitError, option
 
 BACKEND_OF = {suffix: fmt.bench for suffix, fmt in formats.SUFFIXES.items()}  # file suffix -> bench backend
 EXPORT_TARGET = {fmt.bench: name for name, fmt in formats.FORMATS.items()}  # bench backend -> export target
@@ -285,7 +285,7 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
         if b.raw:
             raise ConfigError("no single image input, so no images to classify")
         if b.assume is not None and not b.card.provenance.get("labels"):
-            raise ConfigError("no card and no class names (give --labels)")
+            raise ConfigError(f"no card and no class names (give {option('labels')})")
         return prepare_dataset(b.card, data, work)
 
     rows = run_all(benches, backends, batches, device, threads, data, work, min_seconds, verbose,

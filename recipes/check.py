@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import ConfigError
+from edgekit.errors import ConfigError, option
 
 
 def check(path: str | Path, max_latency_ms: float | None = None, min_accuracy: float | None = None,
@@ -29,9 +29,10 @@ def check(path: str | Path, max_latency_ms: float | None = None, min_accuracy: f
     if not path.exists():
         raise ConfigError(f"model file not found: {path}")
     if max_latency_ms is None and min_accuracy is None and max_size_mb is None:
-        raise ConfigError("give at least one gate: --max-latency-ms, --min-accuracy or --max-size-mb")
+        raise ConfigError(f"give at least one gate: {option('max_latency_ms')}, {option('min_accuracy')} or "
+                          f"{option('max_size_mb')}")
     if min_accuracy is not None and not 0 <= min_accuracy <= 100:
-        raise ConfigError(f"--min-accuracy is a percentage (0-100), got {min_accuracy}")
+        raise ConfigError(f"{option('min_accuracy')} is a percentage (0-100), got {min_accuracy}")
     gates: list[dict[str, Any]] = []
     size = card_for_file(path)["size_mb"]
     if max_size_mb is not None:

@@ -27,7 +27,7 @@ import torch
 
 from edgekit.atomic import write_json
 from edgekit.console import say
-from edgekit.errors import ConfigError
+from edgekit.errors import ConfigError, option
 from edgekit.export.exporter import ExportReport, default_out_dir, export_checkpoint, verify_artifacts
 from edgekit.train.trained import Trained, load_trained
 
@@ -44,9 +44,10 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
     if calib_images < 1:
         raise ConfigError(f"INT8 calibration needs at least one image, got {calib_images}")
     if method not in ("ptq", "qat"):
-        raise ConfigError(f"--method must be ptq or qat, got '{method}'")
+        raise ConfigError(f"{option('method')} must be ptq or qat, got '{method}'")
     if max_drop is not None and skip_layers != "auto" and list(skip_layers):
-        raise ConfigError("--max-drop chooses the float layers itself: leave --skip-layers at auto")
+        raise ConfigError(f"{option('max_drop')} chooses the float layers itself: "
+                          f"leave {option('skip_layers')} at auto")
     trained = load_trained(ckpt)
     if trained.card.input.frames:
         raise ConfigError(f"{ckpt} is a clip model: INT8 for clip models is not supported yet "
@@ -200,7 +201,7 @@ def summarize(trained: Trained, report: ExportReport, method: str, skip: list[st
                          "heads": heads}
         if fp32_ms < int8_ms:
             warnings.warn(f"{fmt}: INT8 is slower than FP32 here ({int8_ms:.3f} vs {fp32_ms:.3f} ms at batch 1); "
-                          "ship the FP32 file for this backend or try --skip-layers", stacklevel=2)
+                          f"ship the FP32 file for this backend or try {option('skip_layers')}", stacklevel=2)
         if verbose:
             drops = ", ".join(f"{h}: {v['drop_points']:+.2f} pts" for h, v in heads.items() if "drop_points" in v)
             say(f"{fmt}: INT8 {int8_ms:.3f} ms vs FP32 {fp32_ms:.3f} ms at batch 1 "

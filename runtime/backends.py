@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.card import ModelCard
-from edgekit.errors import DeviceError, EdgekitError, first_line, require
+from edgekit.errors import DeviceError, EdgekitError, first_line, option, require
 
 
 class ModelFileError(EdgekitError):
@@ -78,12 +78,12 @@ def _onnx_providers(device: str, available: list[str]) -> list[str]:
         return ["CPUExecutionProvider"]
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in available:
-            raise DeviceError("--device cuda: this onnxruntime has no CUDAExecutionProvider "
+            raise DeviceError(f"{option('device', 'cuda')}: this onnxruntime has no CUDAExecutionProvider "
                               "(install onnxruntime-gpu and an NVIDIA driver)")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device in ("mps", "coreml"):
         if "CoreMLExecutionProvider" not in available:
-            raise DeviceError(f"--device {device}: onnxruntime's CoreMLExecutionProvider is not available "
+            raise DeviceError(f"{option('device', device)}: onnxruntime's CoreMLExecutionProvider is not available "
                               "(it needs macOS)")
         return ["CoreMLExecutionProvider", "CPUExecutionProvider"]
     if device != "auto":
@@ -108,7 +108,7 @@ class TFLiteBackend(Backend):
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
         interp_mod = require("ai_edge_litert.interpreter", "runtime")
         if device not in ("auto", "cpu", None):
-            raise DeviceError(f"--device {device}: the TFLite backend here runs on the CPU (XNNPACK) only")
+            raise DeviceError(f"{option('device', device)}: the TFLite backend here runs on the CPU (XNNPACK) only")
         try:
             self.interp = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
             self.interp.allocate_tensors()

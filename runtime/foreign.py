@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.card import HeadSpec, InputSpec, ModelCard
-from edgekit.errors import ConfigError
+from edgekit.errors import ConfigError, either, option
 from edgekit.runtime.backends import Backend, ModelFileError, tflite_output_position
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -71,15 +71,15 @@ class Assume:
     def __post_init__(self) -> None:
         if self.layout is not None:
             if str(self.layout).upper() not in ("NCHW", "NHWC"):
-                raise ConfigError(f"--layout must be nchw or nhwc, got '{self.layout}'")
+                raise ConfigError(f"{option('layout')} must be nchw or nhwc, got '{self.layout}'")
             self.layout = str(self.layout).upper()
-        for flag, v in (("--mean", self.mean), ("--std", self.std)):
+        for flag, v in ((option("mean"), self.mean), (option("std"), self.std)):
             if v is not None and (len(v) != 3 or not all(math.isfinite(float(x)) for x in v)):
                 raise ConfigError(f"{flag} needs 3 finite values (one per channel), got {v}")
         if self.std is not None and min(self.std) <= 0:
-            raise ConfigError(f"--std values must be positive, got {self.std}")
+            raise ConfigError(f"{option('std')} values must be positive, got {self.std}")
         if self.imgsz is not None and int(self.imgsz) < 1:
-            raise ConfigError(f"--imgsz must be positive, got {self.imgsz}")
+            raise ConfigError(f"{option('imgsz')} must be positive, got {self.imgsz}")
         self.labels = None if self.labels is None else str(self.labels)
 
     @classmethod
@@ -149,6 +149,13 @@ def _pte_info(name: str, meta, where: str) -> TensorInfo:
 # -- synthesized inputs ---------------------------------------------------------------------------
 
 
+def _shape(name: str, dims: list[int] | None = None) -> str:
+    """An input's shape as the user gives it: ``--shape x:1,3,224,224`` / ``shapes={'x': [1, 3, 224, 224]}``."""
+    if dims is None:
+        return either(f"--shape {name}", f"shapes['{name}']")
+    return either(f"--shape {name}:{','.join(map(str, dims))}", f"shapes={{'{name}': {list(dims)}}}")
+
+
 def input_shapes(inputs: list[TensorInfo], batch: int, shapes: dict[str, list[int]] | None = None) -> dict[str, tuple]:
     """The shape fed to each input: ``shapes`` (``--shape``) fill dynamic axes; a dynamic axis 0 is ``batch``."""
     given = {k: [int(d) for d in v] for k, v in (shapes or {}).items()}
@@ -157,25 +164,25 @@ def input_shapes(inputs: list[TensorInfo], batch: int, shapes: dict[str, list[in
         given.setdefault(names[0], given[""])
     unknown = [k for k in given if k and k not in names]
     if unknown:
-        raise ConfigError(f"--shape {unknown[0]}: no such input (inputs: {', '.join(names)})")
+        raise ConfigError(f"{_shape(unknown[0])}: no such input (inputs: {', '.join(names)})")
     out = {}
     for t in inputs:
         want = given.get(t.name)
         if want is not None:
             if len(want) != len(t.shape):
-                raise ConfigError(f"--shape {t.name}:{','.join(map(str, want))} has {len(want)} axes; input "
+                raise ConfigError(f"{_shape(t.name, want)} has {len(want)} axes; input "
                                   f"'{t.name}' is {t.describe()}")
             bad = [i for i, (g, w) in enumerate(zip(t.shape, want, strict=True)) if g is not None and g != w]
             if bad:
-                raise ConfigError(f"--shape {t.name}:{','.join(map(str, want))}: axis {bad[0]} of input '{t.name}' "
+                raise ConfigError(f"{_shape(t.name, want)}: axis {bad[0]} of input '{t.name}' "
                                   f"is fixed at {t.shape[bad[0]]} ({t.describe()})")
             dims = [batch if i == 0 and t.shape[0] is None else d for i, d in enumerate(want)]
         else:
             dynamic = [i for i, d in enumerate(t.shape) if d is None and i]
             if dynamic:
-                example = ",".join(str(batch if i == 0 else d or DEFAULT_SIZE) for i, d in enumerate(t.shape))
+                example = [batch if i == 0 else d or DEFAULT_SIZE for i, d in enumerate(t.shape)]
                 raise ConfigError(f"input '{t.name}' is {t.describe()} with dynamic axes: give its shape, e.g. "
-                                  f"--shape {t.name}:{example}")
+                                  f"{_shape(t.name, example)}")
             dims = [batch if d is None else d for d in t.shape]
         out[t.name] = tuple(dims)
     return out
@@ -234,21 +241,21 @@ def read_labels(path: str | Path) -> list[str]:
     """Class names: a text file with one name per line (blank lines at the end ignored), or a JSON list."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"--labels {path}: file not found")
+        raise ConfigError(f"{option('labels', str(path))}: file not found")
     try:
         text = path.read_text(encoding="utf-8")
         names = json.loads(text) if path.suffix.lower() == ".json" else None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--labels {path}: not a UTF-8 text file of class names ({exc})") from None
+        raise ConfigError(f"{option('labels', str(path))}: not a UTF-8 text file of class names ({exc})") from None
     if path.suffix.lower() == ".json":
         if not isinstance(names, list):
-            raise ConfigError(f"--labels {path}: a JSON labels file must hold a list of names")
+            raise ConfigError(f"{option('labels', str(path))}: a JSON labels file must hold a list of names")
         return [str(n) for n in names]
     names = [line.strip() for line in text.splitlines()]
     while names and not names[-1]:
         names.pop()
     if not names:
-        raise ConfigError(f"--labels {path} is empty")
+        raise ConfigError(f"{option('labels', str(path))} is empty")
     return names
 
 
@@ -269,7 +276,7 @@ def card_for(path: str | Path, backend: Backend, assume: Assume | dict | None = 
                               f"in {layout}: `edgekit bench` still measures its latency")
     hw = list(t.shape[2:] if layout == "NCHW" else t.shape[1:3])
     if assume.imgsz and any(d is not None and d != assume.imgsz for d in hw):
-        raise ConfigError(f"--imgsz {assume.imgsz}: input '{t.name}' of {path.name} is fixed at "
+        raise ConfigError(f"{option('imgsz', assume.imgsz)}: input '{t.name}' of {path.name} is fixed at "
                           f"{hw[0]}x{hw[1]} ({t.describe()})")
     if None in hw and not assume.imgsz:
         assumed["imgsz"] = DEFAULT_SIZE
@@ -309,7 +316,8 @@ def _layout(t: TensorInfo, where: str) -> str:
         if t.shape[3] == 3:
             return "NHWC"
     raise NotAnImageModel(f"{where}: input '{t.name}' is {t.describe()}: no axis of 3 channels at 1 (NCHW) or 3 "
-                          "(NHWC); give --layout for an image model, `edgekit bench` still measures its latency")
+                          f"(NHWC); give {option('layout')} for an image model, `edgekit bench` still measures "
+                          "its latency")
 
 
 def _heads(path: Path, backend: Backend, outs: list[TensorInfo], spec: InputSpec, assume: Assume,
@@ -323,7 +331,7 @@ def _heads(path: Path, backend: Backend, outs: list[TensorInfo], spec: InputSpec
     if labels is not None and (labelled is None or widths[labelled] != len(labels)):
         what = (f"output '{outs[labelled].name}' has {widths[labelled]} values" if labelled is not None
                 else f"no output has more than one value ({', '.join(map(str, widths))})")
-        raise ConfigError(f"--labels {assume.labels} has {len(labels)} names but {what}")
+        raise ConfigError(f"{option('labels', str(assume.labels))} has {len(labels)} names but {what}")
     heads, kinds = [], {}
     for i, (o, w) in enumerate(zip(outs, widths, strict=True)):
         name = o.name or f"output_{i}"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import DependencyError, DeviceError, first_line
+from edgekit.errors import DependencyError, DeviceError, first_line, option
 from edgekit.runtime.backends import Backend, ModelFileError, run_in_chunks
 
 CARD_METHOD = "edgekit_card"  # the constant method returning the card's JSON
@@ -55,7 +55,7 @@ class ExecuTorchBackend(Backend):
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
         if device not in ("auto", "cpu", None):
-            raise DeviceError(f"--device {device}: the ExecuTorch backend here runs on the CPU (XNNPACK) only")
+            raise DeviceError(f"{option('device', device)}: the ExecuTorch backend here runs on the CPU (XNNPACK) only")
         self.program = load_program(path)
         import torch  # executorch's runtime has already imported it
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from edgekit.errors import DeviceError
+from edgekit.errors import DeviceError, option
 
 
 def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -21,15 +21,16 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             why = "this torch build has no CUDA" if torch.version.cuda is None else "no NVIDIA GPU/driver is visible"
-            raise DeviceError(f"--device {name}: CUDA is not available ({why}); use --device cpu or auto")
+            raise DeviceError(f"{option('device', name)}: CUDA is not available ({why}); "
+                              f"use {option('device', 'cpu')} or auto")
         index = int(name.split(":", 1)[1]) if ":" in name else (local_rank or 0)
         if index >= torch.cuda.device_count():
-            raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible")
+            raise DeviceError(f"{option('device', name)}: only {torch.cuda.device_count()} CUDA device(s) visible")
         return torch.device("cuda", index)
     if name == "mps":
         if not _mps_available():
-            raise DeviceError("--device mps: Apple MPS is not available (it needs macOS on Apple silicon "
-                              "and a torch build with MPS); use --device cpu or auto")
+            raise DeviceError(f"{option('device', 'mps')}: Apple MPS is not available (it needs macOS on Apple "
+                              f"silicon and a torch build with MPS); use {option('device', 'cpu')} or auto")
         return torch.device("mps")
     raise DeviceError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)")
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekit.card import HeadSpec
-from edgekit.errors import CheckpointError, ConfigError, DependencyError, first_line
+from edgekit.errors import CheckpointError, ConfigError, DependencyError, first_line, option
 from edgekit.train.models import NamedHeads
 
 
@@ -158,8 +158,9 @@ def _timm_teacher(arch: str, weights: str | None, heads: list[HeadSpec], logits:
     if logits == "zeroshot":
         raise ConfigError("zero-shot logits need a CLIP teacher (open_clip:<arch>)")
     if not weights:
-        raise ConfigError(f"teacher timm:{arch} needs weights: pass --teacher-weights PATH (an edgekit checkpoint "
-                          "or a timm state dict), or leave --teacher-weights out on the embedded data to train one")
+        raise ConfigError(f"teacher timm:{arch} needs weights: pass {option('teacher_weights', 'PATH')} "
+                          "(an edgekit checkpoint or a timm state dict), or leave "
+                          f"{option('teacher_weights')} out on the embedded data to train one")
     path = Path(weights)
     if not path.is_file():
         raise CheckpointError(f"teacher weights not found: {path}")
@@ -173,7 +174,7 @@ def _timm_teacher(arch: str, weights: str | None, heads: list[HeadSpec], logits:
     if ckpt is not None:  # an edgekit checkpoint: its heads are the teacher's logits
         model, card, _ = model_from_checkpoint(ckpt)
         if card.arch != arch:
-            raise ConfigError(f"--teacher timm:{arch} but {path} holds a {card.arch}")
+            raise ConfigError(f"{option('teacher', 'timm:' + arch)} but {path} holds a {card.arch}")
         if logits == "probe" or model.cross:  # cross-task heads read halves of a joint embedding: probe instead
             t_heads, src = {}, "none"
         else:
@@ -248,7 +249,7 @@ def _clip_cached_weights(arch: str, tag: str) -> Path:
     import open_clip
     from open_clip.pretrained import get_pretrained_cfg
 
-    hint = (f"pass --teacher-weights PATH (an open_clip checkpoint for {arch}, e.g. "
+    hint = (f"pass {option('teacher_weights', 'PATH')} (an open_clip checkpoint for {arch}, e.g. "
             "open_clip_pytorch_model.bin or .safetensors)")
     if not tag:
         raise CheckpointError(f"no CLIP weights given for {arch}: {hint}, or name a pretrained tag "

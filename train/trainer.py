@@ -40,7 +40,7 @@ from edgekit.atomic import write_json, write_text
 from edgekit.card import ModelCard
 from edgekit.config import RunConfig
 from edgekit.console import console, progress, say
-from edgekit.errors import CheckpointError, ConfigError
+from edgekit.errors import CheckpointError, ConfigError, option
 from edgekit.train.batchnorm import BN_IMAGES, bn_layers, recompute_bn_stats
 from edgekit.train.checkpoint import load_checkpoint, save_checkpoint
 from edgekit.train.data import DataBundle, EpochSampler, ImageDataset, Split, Transforms, make_loader, mix_seed
@@ -164,7 +164,7 @@ def fit(model: nn.Module, criterion: nn.Module, data: DataBundle, tfs: Transform
                 with _autocast(device, amp_dtype):
                     loss, terms, outputs = step(batch)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr")
+                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower {option('lr')}")
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if t_cfg.grad_clip > 0:

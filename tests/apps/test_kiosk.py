@@ -109,7 +109,7 @@ def test_no_face_no_visitor(face_model, empty_video, tmp_path):
     (["--source", "/no/store.mp4"], "source not found"),
     (["--source", "98"], "camera 98 cannot be opened"),
     (["--detector", "/no/yunet.onnx"], "face detector file not found: /no/yunet.onnx"),
-    (["--scan-every", "0"], "scan_every must be at least 1, got scan_every=0"),
+    (["--scan-every", "0"], "--scan-every must be at least 1, got --scan-every 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, face_model, kiosk_video, tmp_path, capsys):
     args = {"-m": str(face_model), "--source": str(kiosk_video), "--out": str(tmp_path / "o.mp4"), **dict([argv])}
@@ -123,7 +123,7 @@ def test_options_object_and_keyword_overrides(face_model, kiosk_video, tmp_path)
     opts = KioskOptions(headless=True, out=tmp_path / "k.mp4", every=2, verbose=False)
     summary = run_kiosk(face_model, str(kiosk_video), opts, max_frames=6, margin=0.0)
     assert summary["frames"] == 6 and summary["processed"] == 3 and summary["every"] == 2
-    with pytest.raises(ConfigError, match="kiosk: every, min_hits must be at least 1"):
+    with pytest.raises(ConfigError, match="kiosk: every, min_hits must be at least 1, got every=0, min_hits=0"):
         KioskOptions(every=0, min_hits=0)
     with pytest.raises(ConfigError, match="margin must be 0 or more"):
         run_kiosk(face_model, str(kiosk_video), opts, margin=-0.1)

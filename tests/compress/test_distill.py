@@ -7,7 +7,7 @@ import torch
 
 from edgekit.card import HeadSpec
 from edgekit.compress.distill import DistillLoss, TeacherCache, distill, feature_loss, response_loss
-from edgekit.errors import CheckpointError, ConfigError
+from edgekit.errors import CheckpointError, ConfigError, cli_messages
 from edgekit.train.losses import TaskLoss
 from edgekit.train.teachers import load_teacher
 
@@ -166,9 +166,9 @@ def test_clip_teacher_distills(tiny_clip, tiny_config):
 
 
 def test_clip_without_weights_is_a_clear_error_not_a_hang():
-    with pytest.raises(CheckpointError, match="--teacher-weights PATH"):
+    with pytest.raises(CheckpointError, match="teacher_weights='PATH'"):
         load_teacher("open_clip:ViT-B-32", None, DIGIT)
-    with pytest.raises(CheckpointError, match="not in the local cache.*--teacher-weights PATH"):
+    with pytest.raises(CheckpointError, match="not in the local cache.*teacher_weights='PATH'"):
         load_teacher("open_clip:ViT-B-32:openai", None, DIGIT)
     with pytest.raises(ConfigError, match="no pretrained tag 'nope'"):
         load_teacher("open_clip:ViT-B-32:nope", None, DIGIT)
@@ -176,7 +176,9 @@ def test_clip_without_weights_is_a_clear_error_not_a_hang():
         load_teacher("open_clip:ViT-Q-99", "x.pt", DIGIT)
     with pytest.raises(ConfigError, match="timm:<model name> or open_clip"):
         load_teacher("hub:bert", None, DIGIT)
-    with pytest.raises(ConfigError, match="--teacher-weights PATH"):
+    with pytest.raises(ConfigError, match="teacher_weights='PATH'"):
+        load_teacher("timm:resnet18", None, DIGIT)
+    with cli_messages(), pytest.raises(ConfigError, match="pass --teacher-weights PATH"):  # what the CLI prints
         load_teacher("timm:resnet18", None, DIGIT)
 
 

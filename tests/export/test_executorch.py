@@ -112,7 +112,7 @@ def test_missing_executorch_names_the_extra(monkeypatch, tmp_path):
     from edgekit.runtime.pte import ExecuTorchBackend
 
     extra = r"pip install 'edgekit\[executorch\]'"
-    with pytest.raises(DependencyError, match=r"--target executorch needs executorch: " + extra):
+    with pytest.raises(DependencyError, match=r"the executorch target needs the executorch package: " + extra):
         check_available()
     with pytest.raises(DependencyError, match=extra):
         export_executorch(None, None, tmp_path / "m.pte", None)

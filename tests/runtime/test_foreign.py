@@ -1,6 +1,7 @@
 """Files edgekit did not write: inputs from the graph's signature, a card from flags, assumptions said out loud."""
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -33,7 +34,7 @@ def test_signature_shapes_and_synthesized_inputs(foreign_models):
     inputs = signature(backend)
     assert [(t.name, t.dtype.name, t.shape) for t in inputs] == [
         ("image", "float32", (None, 3, None, None)), ("extra", "float32", (None, 2))]
-    with pytest.raises(ConfigError, match=r"--shape image:3,3,224,224"):  # dynamic H, W need a shape
+    with pytest.raises(ConfigError, match=re.escape("shapes={'image': [3, 3, 224, 224]}")):  # dynamic H, W need a shape
         input_shapes(inputs, 3)
     shapes = input_shapes(inputs, 3, {"image": [1, 3, 20, 24]})  # a dynamic axis 0 is the batch
     assert shapes == {"image": (3, 3, 20, 24), "extra": (3, 2)}
@@ -85,7 +86,7 @@ def test_bad_files_and_flags(foreign_models, tmp_path):
         load(foreign_models / "strings.onnx", assume={})
     with pytest.raises(NotAnImageModel, match="takes 2 inputs"):
         load(foreign_models / "two.onnx", assume={})
-    with pytest.raises(ConfigError, match="--layout must be nchw or nhwc"):
+    with pytest.raises(ConfigError, match="layout must be nchw or nhwc"):
         load(foreign_models / "cls.onnx", assume={"layout": "chw"})
     labels = tmp_path / "three.txt"
     labels.write_text("a\nb\nc\n")

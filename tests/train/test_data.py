@@ -78,7 +78,7 @@ def test_truncated_image_is_named_or_skipped(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(bad)
     bad.write_bytes(bad.read_bytes()[:300])  # truncated JPEG
     (root / "train" / "dog" / "text.png").write_text("not an image")
-    with pytest.raises(DataError, match=r"cannot read image .*(bad\.jpg|text\.png).*--skip-bad"):
+    with pytest.raises(DataError, match=r"cannot read image .*(bad\.jpg|text\.png).*skip_bad=True"):
         load_data(DataConfig(source=str(root)), [])
     bundle = load_data(DataConfig(source=str(root), skip_bad=True), [])
     assert len(bundle.skipped) == 2 and len(bundle.train) == 8
@@ -113,7 +113,7 @@ def test_multitask_csv(tmp_path):
 
 def test_csv_errors(tmp_path):
     path = _csv(tmp_path, [["path", "a", "b"], ["x.png", 1, 2]])
-    with pytest.raises(ConfigError, match="--heads"):
+    with pytest.raises(ConfigError, match="heads='name:kind,...'"):
         load_data(DataConfig(source=str(path)), [])
     with pytest.raises(DataError, match="no column 'c'"):
         load_data(DataConfig(source=str(path)), [HeadConfig(name="c")])

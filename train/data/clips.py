@@ -24,7 +24,7 @@ from PIL import Image
 
 from edgekit.card import HeadSpec, clip_frame_indices
 from edgekit.config import DataConfig, HeadConfig
-from edgekit.errors import ConfigError, DataError, EdgekitError
+from edgekit.errors import ConfigError, DataError, EdgekitError, option
 from edgekit.train.data.labels import csv_header, encode_labels, read_csv, split_rows
 from edgekit.train.data.split import DataBundle, Split
 
@@ -119,7 +119,7 @@ def clip_csv(path: Path, cfg: DataConfig, heads: list[HeadConfig]):
         else:
             labels = [c for c in columns if c not in CLIP_COLUMNS]
             if len(labels) != 1:
-                raise ConfigError(f"{path} has label columns {labels}: say which heads they are with --heads")
+                raise ConfigError(f"{path} has label columns {labels}: say which heads they are with {option('heads')}")
             heads = [HeadConfig(name=labels[0])]
     rows, val_rows, specs = split_rows(path, rows, columns, heads, cfg, _read_clip_csv)
     skipped: list[str] = []
@@ -135,7 +135,7 @@ def clip_csv(path: Path, cfg: DataConfig, heads: list[HeadConfig]):
             elif cfg.skip_bad:
                 skipped.append(f"{r['video']} [{r['start_frame']}-{r['stop_frame']}]")
             else:
-                raise DataError(f"{where}: {reason} (pass --skip-bad to skip bad clips)")
+                raise DataError(f"{where}: {reason} (pass {option('skip_bad', True)} to skip bad clips)")
         if not keep:
             raise DataError(f"{where}: no readable clips left")
         spans = [(r["video"], int(r["start_frame"]), int(r["stop_frame"])) for r in keep]

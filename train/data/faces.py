@@ -13,7 +13,7 @@ from PIL import Image
 
 from edgekit.card import HeadSpec
 from edgekit.config import DataConfig, HeadConfig
-from edgekit.errors import ConfigError, DataError
+from edgekit.errors import ConfigError, DataError, option
 from edgekit.train.data.labels import IMAGE_EXTENSIONS, csv_errors, csv_header, file_split, verify_images
 from edgekit.train.data.split import DataBundle, Split, split_lists
 
@@ -66,7 +66,7 @@ def fer2013(path: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
                     if cfg.skip_bad:
                         skipped.append(where)
                         continue
-                    raise DataError(f"{where}: {reason} (pass --skip-bad to skip bad rows)")
+                    raise DataError(f"{where}: {reason} (pass {option('skip_bad', True)} to skip bad rows)")
                 names.append(where)
                 pixels.append(np.asarray(row["pixels"].split(), np.int64).astype(np.uint8))
                 labels.append(int(row["emotion"]))
@@ -141,7 +141,7 @@ def utkface(folder: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundl
                 skipped.append(str(p))
                 continue
             raise DataError(f"{p}: not a UTKFace name age_gender_race_date.jpg (age 0-120, gender 0/1, race 0-4); "
-                            "pass --skip-bad to skip such files")
+                            f"pass {option('skip_bad', True)} to skip such files")
         paths.append(str(p))
         cols["age"].append(np.float32(m.group(1)))
         cols["gender"].append(np.int64(m.group(2)))

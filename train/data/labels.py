@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from edgekit.card import HeadSpec
 from edgekit.config import DataConfig, HeadConfig
-from edgekit.errors import DataError
+from edgekit.errors import DataError, option
 from edgekit.train.data.split import Split, split_lists
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -155,7 +155,8 @@ def verify_images(paths: list[str], cols: list[list[Any]], skip_bad: bool, skipp
         elif skip_bad:
             skipped.append(p)
         else:
-            raise DataError(f"cannot read image {p}: {reason} (pass --skip-bad to skip unreadable files)")
+            raise DataError(f"cannot read image {p}: {reason} "
+                            f"(pass {option('skip_bad', True)} to skip unreadable files)")
     return [paths[i] for i in keep], [[c[i] for i in keep] for c in cols]
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from edgekit.card import HeadSpec
 from edgekit.config import DataConfig, HeadConfig
-from edgekit.errors import ConfigError, DataError
+from edgekit.errors import ConfigError, DataError, option
 from edgekit.train.data.clips import MOVING_DIGITS, clip_csv, is_clip_csv, moving_digits
 from edgekit.train.data.faces import fer2013, is_fer2013, is_utkface, utkface
 from edgekit.train.data.labels import IMAGE_EXTENSIONS, encode_labels, file_split, read_csv, split_rows, verify_images
@@ -147,7 +147,7 @@ def _csv(path: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
     if not heads:
         if len(label_cols) != 1:
             raise ConfigError(f"{path} has label columns {label_cols}: say which heads they are with "
-                              "--heads name:kind,... (kind: classification, multilabel, regression)")
+                              f"{option('heads', 'name:kind,...')} (kind: classification, multilabel, regression)")
         heads = [HeadConfig(name=label_cols[0], kind="classification")]
     rows, val_rows, specs = split_rows(path, rows, columns, heads, cfg,
                                        lambda p: read_csv(p, need=[h.column or h.name for h in heads]))
