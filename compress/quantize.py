@@ -50,8 +50,7 @@ def quantize(module: nn.Module, calib: np.ndarray | torch.Tensor, config: QuantC
         from edgekit.compress.litert_qat_fix import litert_qat_fix
 
         graph = export_graph(module, calib)
-        _check_skip(graph, skip)
-        quantizer = make_quantizer(qat=True, skip=skip, prefix=_module_prefix(graph))
+        quantizer = keep_float(make_quantizer(qat=True), graph, skip)
         try:
             with litert_qat_fix():
                 return prepare_qat_pt2e(graph, quantizer), quantizer
@@ -61,8 +60,7 @@ def quantize(module: nn.Module, calib: np.ndarray | torch.Tensor, config: QuantC
         raise ConfigError("INT8 calibration needs at least one image")
     x = torch.from_numpy(np.ascontiguousarray(calib.transpose(0, 2, 3, 1)))
     graph = export_graph(module, x[:2])  # module: ChannelsLast(HeadsAsTuple(model))
-    _check_skip(graph, skip)
-    quantizer = make_quantizer(qat=False, skip=skip, prefix=_module_prefix(graph))
+    quantizer = keep_float(make_quantizer(qat=False), graph, skip)
     try:
         prepared = prepare_pt2e(graph, quantizer)
         with torch.no_grad():
@@ -73,25 +71,37 @@ def quantize(module: nn.Module, calib: np.ndarray | torch.Tensor, config: QuantC
         raise QuantizationError(f"pt2e quantization failed: {first_line(exc)}") from None
 
 
-def make_quantizer(qat: bool = False, skip: Sequence[str] = (), prefix: str = ""):
-    """litert-torch's PT2EQuantizer: symmetric INT8, per-channel weights; ``skip`` modules stay float.
-
-    Skipped nodes are pre-annotated as "done, no quantization" before litert-torch annotates the
-    graph (its own ``set_module_name`` does not match the module keys torch 2.14 records).
-    """
+def make_quantizer(qat: bool = False):
+    """litert-torch's PT2EQuantizer: symmetric INT8, per-channel weights."""
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+    return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
+
+
+def keep_float(quantizer, graph: torch.fx.GraphModule, skip: Sequence[str]):
+    """Make any pt2e ``quantizer`` (LiteRT's, ExecuTorch's XNNPACK one) leave the ``skip`` modules of
+    ``graph`` in float; unknown names are a :class:`ConfigError`. Returns the same quantizer.
+
+    Skipped nodes are pre-annotated as "done, no quantization" before the quantizer annotates the
+    graph: the quantizers' own ``set_module_name`` does not match the module keys torch 2.14 records.
+    """
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
+    if not skip:
+        return quantizer
+    _check_skip(graph, skip)
+    prefix = _module_prefix(graph)
     prefixes = tuple(f"{prefix}{name.strip('.')}" for name in skip)
+    annotate = quantizer.annotate
 
-    class _Quantizer(PT2EQuantizer):
-        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-            for node in model.graph.nodes:
-                if node.op == "call_function" and _in_modules(node, prefixes):
-                    node.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
-            return super().annotate(model)
+    def annotate_floats_first(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        for node in model.graph.nodes:
+            if node.op == "call_function" and _in_modules(node, prefixes):
+                node.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
+        return annotate(model)
 
-    return _Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
+    quantizer.annotate = annotate_floats_first
+    return quantizer
 
 
 def _node_modules(node) -> list[str]:

@@ -231,7 +231,7 @@ def export(ckpt: Ckpt,
     from edgekit.export.exporter import ExportError, export_checkpoint
 
     targets = parse_targets(target)
-    gated = [t for t in targets if t in ("onnx", "tflite")] if max_drop is not None else []
+    gated = [t for t in targets if t in formats.int8_targets()] if max_drop is not None else []
     if max_drop is not None and not int8:
         raise EdgekitError("--max-drop gates INT8 files: add --int8")
     try:
@@ -239,7 +239,7 @@ def export(ckpt: Ckpt,
                                    dynamic_batch=dynamic_batch, imgsz=imgsz, calib_images=calib,
                                    calib_method=calib_method, skip_layers=_split(skip_layers), verify=verify,
                                    verbose=not quiet)
-        if gated:  # INT8 of ONNX / TFLite through the accuracy gate (edgekit quantize --max-drop)
+        if gated:  # INT8 of ONNX / TFLite / ExecuTorch through the accuracy gate (edgekit quantize --max-drop)
             _gated_int8(ckpt, gated, report.out_dir, calib, calib_method, max_drop, quiet)
     except ExportError as exc:
         bad = {e["file"] for e in exc.report.failed}
@@ -297,7 +297,8 @@ def quantize(ckpt: Ckpt,
              = None,
              max_drop: MaxDrop = None,
              quiet: Quiet = False) -> None:
-    """INT8 ONNX / TFLite (/ INT8-weight CoreML), evaluated through the real INT8 runtimes -> quant.json."""
+    """INT8 ONNX / TFLite / ExecuTorch (/ INT8-weight CoreML), evaluated through the real INT8 runtimes ->
+    quant.json."""
     from edgekit.recipes.quantize import quantize_checkpoint
 
     skip = "auto" if skip_layers == "auto" else _split(skip_layers)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-from edgekit.errors import ConfigError, DependencyError
+from edgekit.errors import ConfigError, DependencyError, either
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class Format:
         """Raise a :class:`DependencyError` naming the extra when this format's packages are missing."""
         missing = self.missing(run)
         if missing:
-            what = f"{self.suffix} files need" if run else f"--target {self.name} needs"
+            what = f"{self.suffix} files need" if run else either(f"--target {self.name} needs",
+                                                                  f"the {self.name} target needs")
             raise DependencyError(f"{what} {', '.join(missing)}: pip install 'edgekit[{self.extra}]'")
 
 
@@ -64,6 +65,12 @@ TORCH = Format("torch", ".pt", "torch", "torch", ("fp32",), ("torch",), ("torch"
                default=False)
 SUFFIXES: dict[str, Format] = {f.suffix: f for f in (*FORMATS.values(), TORCH)} | {
     ".mlmodel": FORMATS["coreml"], ".pth": TORCH}
+
+
+def int8_targets() -> tuple[str, ...]:
+    """Targets with a full INT8 file whose accuracy a runtime here can measure (CoreML's INT8 weights
+    need macOS to run)."""
+    return tuple(n for n, f in FORMATS.items() if "int8" in f.precisions)
 
 
 def targets() -> tuple[str, ...]:

@@ -23,6 +23,7 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +52,13 @@ def check_available() -> None:
 
 
 def export_executorch(module: torch.nn.Module, card: ModelCard, path: str | Path, sample: torch.Tensor,
-                      int8: bool = False, calib: np.ndarray | None = None, calib_batch: int = 32) -> Path:
+                      int8: bool = False, calib: np.ndarray | None = None, calib_batch: int = 32,
+                      skip: Sequence[str] = ()) -> Path:
     """Lower ``module`` (heads as a tuple, NCHW input) to XNNPACK at ``sample``'s shape and write ``path``.
 
     ``int8``: quantize first (pt2e, ``XNNPACKQuantizer``), calibrated on ``calib`` (float32 NCHW
-    images, preprocessed as the card says). The card records the format, batch, quantization and
-    the delegation summary, and is embedded in the file.
+    images, preprocessed as the card says); ``skip`` modules stay in float. The card records the
+    format, batch, quantization and the delegation summary, and is embedded in the file.
     """
     check_available()
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -67,10 +69,11 @@ def export_executorch(module: torch.nn.Module, card: ModelCard, path: str | Path
     if int8:
         if calib is None or len(calib) == 0:
             raise EdgekitError("INT8 ExecuTorch export needs calibration images")
-        module = quantize_xnnpack(module, calib, calib_batch)
+        module = quantize_xnnpack(module, calib, calib_batch, skip)
         card.provenance.update(quantization={"method": "ptq", "backend": "executorch XNNPACKQuantizer pt2e",
                                              "activations": "int8", "weights": "int8 per-channel",
-                                             "calibration": "minmax", "calibration_images": int(len(calib))})
+                                             "calibration": "minmax", "calibration_images": int(len(calib)),
+                                             "float_layers": list(skip)})
     elif not isinstance(module, torch.fx.GraphModule):  # pt2e graphs refuse .eval(); they are converted
         module.eval()
     import executorch.version
@@ -96,19 +99,22 @@ def export_executorch(module: torch.nn.Module, card: ModelCard, path: str | Path
     return write_with(path, lambda fh: fh.write(buffer))
 
 
-def quantize_xnnpack(module: torch.nn.Module, calib: np.ndarray, batch: int = 32) -> torch.fx.GraphModule:
-    """Static INT8 (pt2e PTQ) of an NCHW module with ExecuTorch's ``XNNPACKQuantizer``: the converted graph."""
+def quantize_xnnpack(module: torch.nn.Module, calib: np.ndarray, batch: int = 32,
+                     skip: Sequence[str] = ()) -> torch.fx.GraphModule:
+    """Static INT8 (pt2e PTQ) of an NCHW module with ExecuTorch's ``XNNPACKQuantizer``: the converted graph
+    (``skip`` modules in float)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from edgekit.compress.quantize import export_graph
+    from edgekit.compress.quantize import export_graph, keep_float
 
     x = torch.from_numpy(np.ascontiguousarray(calib, dtype=np.float32))
     graph = export_graph(module, x[:2])  # dynamic batch: calibration runs in batches of any size
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    keep_float(quantizer, graph, skip)  # a ConfigError for unknown names, before the try below
     try:
         with _quiet():
             prepared = prepare_pt2e(graph, quantizer)
@@ -154,4 +160,4 @@ def build(job, precision: str, card: ModelCard, path: str | Path) -> Path:
     """One file of ``job`` (:class:`~edgekit.export.exporter.ExportJob`): FP32, or INT8 (pt2e XNNPACK)."""
     if precision == "fp32":
         return export_executorch(job.module, card, path, job.sample)
-    return export_executorch(job.module, card, path, job.sample, int8=True, calib=job.calib)
+    return export_executorch(job.module, card, path, job.sample, int8=True, calib=job.calib, skip=job.skip)

@@ -66,7 +66,7 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
     else:
         report = export_checkpoint(trained, [t for t in targets if t != "coreml"], out, dynamic_batch=True,
                                    verbose=verbose, verify=False)
-        report.artifacts += qat_artifacts(trained, out, skip, epochs, lr, verbose)
+        report.artifacts += qat_artifacts(trained, out, skip, epochs, lr, verbose, targets)
         verify_artifacts(trained, report, verbose=verbose)
     summary = {**summarize(trained, report, method, skip, verbose), **extra}
     write_json(out / "quant.json", summary)
@@ -81,10 +81,11 @@ def _gated(trained: Trained, targets: Sequence[str], out: Path, calib_images: in
            max_drop: float, verbose: bool):
     """PTQ through the accuracy gate: per-backend float layers; CoreML (INT8 weights, not measurable
     on Linux) is exported as usual. Returns (report of every file in ``out``, float layers, extras)."""
+    from edgekit import formats
     from edgekit.export.exporter import Artifact
     from edgekit.recipes.accuracy_gate import GateError, gate, plot_sensitivity, raise_if_failed
 
-    gated = [t for t in targets if t in ("onnx", "tflite")]
+    gated = [t for t in targets if t in formats.int8_targets()]
     result = gate(trained, gated, out, candidate_layers(trained), max_drop, calib_images, calib_method, verbose)
     if "coreml" in targets:
         export_checkpoint(trained, ["coreml"], out / ".coreml", int8=True, verify=False, verbose=False)
@@ -97,7 +98,6 @@ def _gated(trained: Trained, targets: Sequence[str], out: Path, calib_images: in
             f.rename(dest)
         (out / ".coreml").joinpath("parity.json").unlink(missing_ok=True)
         (out / ".coreml").rmdir()
-    from edgekit import formats
 
     seconds = {a.path.name: a.seconds for r in result.reports for a in r.artifacts}
     arts = [Artifact(out / formats.FORMATS[t].file(p), t, p, seconds.get(formats.FORMATS[t].file(p), 0.0))
@@ -142,10 +142,13 @@ def candidate_layers(trained: Trained) -> list[str]:
     return names + [f"heads.{h}" for h in trained.card.head_names]
 
 
-def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr: float, verbose: bool):
-    """Fine-tune with fake quantization, convert, export ONNX (QDQ) and TFLite; returns artifacts."""
+def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr: float, verbose: bool,
+                  targets: Sequence[str] = ("onnx", "tflite")):
+    """Fine-tune with fake quantization once, convert, and export that one INT8 graph to each of
+    ``targets`` (ONNX QDQ, TFLite, ExecuTorch/XNNPACK; all NHWC); returns the artifacts."""
     from litert_torch.quantize.quant_config import QuantConfig
 
+    from edgekit import formats
     from edgekit.compress.qat import fine_tune, qat_convert
     from edgekit.export.exporter import Artifact
     from edgekit.export.onnx import export_onnx
@@ -160,28 +163,41 @@ def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr:
     arts = []
     quant = {"method": "qat", "epochs": epochs, "lr": lr, "teacher": "fp32 self-distillation",
              "activations": "int8", "weights": "int8 per-channel", "float_layers": skip}
-    for fmt, name, fn in (
+    writers = {
         # fixed batch 1: re-exporting the already-exported QAT graph with a symbolic batch trips torch.export
-        ("onnx", "model.int8.onnx", lambda c, p: export_onnx(for_onnx, c, p, sample[:1])),
-        ("tflite", "model.int8.tflite",
-         lambda c, p: export_tflite(converted, c, p, sample[:1], quant_config=QuantConfig(pt2e_quantizer=quantizer))),
-    ):
+        "onnx": lambda c, p: export_onnx(for_onnx, c, p, sample[:1]),
+        "tflite": lambda c, p: export_tflite(converted, c, p, sample[:1],
+                                             quant_config=QuantConfig(pt2e_quantizer=quantizer)),
+        "executorch": lambda c, p: _qat_pte(for_onnx, c, p, sample[:1]),  # XNNPACK fuses the Q/DQ pairs
+    }
+    for fmt, write in writers.items():
+        if fmt not in targets:
+            continue
+        name = formats.FORMATS[fmt].file("int8")
         t1 = time.perf_counter()
         c = trained.card.derive(precision="int8", quantization={**quant, "backend": fmt})
         c.input.layout = "NHWC"
-        path = fn(c, out / name)
+        path = write(c, out / name)
         arts.append(Artifact(path, fmt, "int8", time.perf_counter() - t1 + train_s))
     return arts
 
 
+def _qat_pte(graph: torch.fx.GraphModule, card, path: Path, sample: torch.Tensor) -> Path:
+    from edgekit.export.executorch import export_executorch
+
+    return export_executorch(graph, card, path, sample)
+
+
 def summarize(trained: Trained, report: ExportReport, method: str, skip: list[str], verbose: bool) -> dict[str, Any]:
     """FP32 vs INT8 per backend: accuracy, agreement, size, measured batch-1 latency and speed-up."""
+    from edgekit import formats
     from edgekit.runtime import load
 
     x, _ = trained.images("val", limit=1)
     backends: dict[str, Any] = {}
-    for fmt, fp32_name, int8_name in (("onnxruntime", "model.onnx", "model.int8.onnx"),
-                                      ("tflite", "model.tflite", "model.int8.tflite")):
+    for target in formats.int8_targets():
+        f = formats.FORMATS[target]
+        fmt, fp32_name, int8_name = f.runtime, f.file("fp32"), f.file("int8")
         a, b = report.by_file(fp32_name), report.by_file(int8_name)
         if not a or not b:
             continue
@@ -231,14 +247,20 @@ def _latency_pair(fp32, int8, x: np.ndarray, runs: int = 200, warmup: int = 20) 
 
 
 def _record_in_cards(report: ExportReport, backends: dict[str, Any]) -> None:
-    """Write the measured INT8 accuracy and speed-up into the INT8 files' own cards."""
+    """Write the measured INT8 accuracy and speed-up into the INT8 files' own cards (ONNX, TFLite).
+
+    A ``.pte`` keeps its card as a constant method of the lowered program, which cannot be edited
+    without lowering again: its numbers are in ``quant.json`` only."""
     from edgekit.export.onnx import rewrite_card as onnx_card
     from edgekit.export.tflite import rewrite_card as tflite_card
     from edgekit.runtime.metadata import read_card
 
+    rewrite = {".onnx": onnx_card, ".tflite": tflite_card}
     for info in backends.values():
         path = report.out_dir / info["int8"]["file"]
+        if path.suffix not in rewrite:
+            continue
         card = read_card(path)
         card.metrics = {**card.metrics, "int8": {"heads": info["heads"], "speedup_vs_fp32": info["speedup"],
                                                  "latency_ms": info["int8"]["latency_ms"]}}
-        (onnx_card if path.suffix == ".onnx" else tflite_card)(path, card)
+        rewrite[path.suffix](path, card)

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 
 import numpy as np
@@ -47,13 +48,20 @@ def test_skip_layers_keep_float_and_bad_names_fail(exported, trained_run, tmp_pa
     assert not (tmp_path / "x.onnx").exists()
 
 
+HAVE_EXECUTORCH = importlib.util.find_spec("executorch") is not None
+
+
 @pytest.mark.parametrize("method", ["ptq", "qat"])
 def test_quantize_writes_evaluated_int8_files(mobileone_run, tmp_path, method):
-    summary = quantize_checkpoint(mobileone_run.run_dir / "best.pt", method, out_dir=tmp_path, calib_images=32,
-                                  skip_layers=[], epochs=1, verbose=False)
+    """Every INT8 target, ExecuTorch included where its extra is installed, measured through its runtime."""
+    backends = ["onnxruntime", "tflite", *(["executorch"] if HAVE_EXECUTORCH else [])]
+    targets = ["onnx", "tflite", *(["executorch"] if HAVE_EXECUTORCH else [])]
+    summary = quantize_checkpoint(mobileone_run.run_dir / "best.pt", method, targets, out_dir=tmp_path,
+                                  calib_images=32, skip_layers=[], epochs=1, verbose=False)
     assert summary["fused"] and summary["method"] == method
     saved = json.loads((tmp_path / "quant.json").read_text())
-    for backend in ("onnxruntime", "tflite"):
+    assert sorted(saved["backends"]) == sorted(backends)
+    for backend in backends:
         info = saved["backends"][backend]
         assert info["int8"]["size_bytes"] < info["fp32"]["size_bytes"]
         assert info["speedup"] > 0 and info["fp32"]["latency_ms"] > 0
@@ -61,7 +69,28 @@ def test_quantize_writes_evaluated_int8_files(mobileone_run, tmp_path, method):
         assert 0 <= head["accuracy"] <= 1 and "drop_points" in head
         card = load(tmp_path / info["int8"]["file"]).card
         assert card.provenance["precision"] == "int8" and card.provenance["quantization"]["method"] == method
-        assert card.metrics["int8"]["speedup_vs_fp32"] == pytest.approx(info["speedup"])
+        if backend != "executorch":  # a .pte's card is part of the lowered program: quant.json only
+            assert card.metrics["int8"]["speedup_vs_fp32"] == pytest.approx(info["speedup"])
+    if HAVE_EXECUTORCH:  # QAT lowers the same fake-quant-trained graph: XNNPACK must take it, not portable ops
+        delegation = load(tmp_path / "model.int8.pte").card.provenance["delegation"]
+        assert delegation["delegated_ops"] > 10 * delegation["non_delegated_ops"]
+
+
+@pytest.mark.skipif(not HAVE_EXECUTORCH, reason="needs edgekit[executorch]")
+def test_xnnpack_quantizer_keeps_named_layers_in_float(trained_run):
+    from edgekit.export.executorch import quantize_xnnpack
+
+    trained = load_trained(trained_run.run_dir / "best.pt")
+    calib, _ = trained.images("train", limit=8)
+
+    def quantized_linears(graph):
+        return sum(1 for n in graph.graph.nodes if n.target == torch.ops.aten.linear.default
+                   and getattr(n.args[1], "target", None) is not None and "dequantize" in str(n.args[1].target))
+
+    assert quantized_linears(quantize_xnnpack(trained.wrapped(), calib)) == 1
+    assert quantized_linears(quantize_xnnpack(trained.wrapped(), calib, skip=["heads.h_digit"])) == 0
+    with pytest.raises(ConfigError, match="no layer named backbone.nope"):
+        quantize_xnnpack(trained.wrapped(), calib, skip=["backbone.nope"])
 
 
 def test_float_layer_candidates_are_the_top_level_blocks(mobileone_run):
