@@ -98,6 +98,8 @@ def residency_cell(v: Any) -> str:
     if not isinstance(v, dict):
         return "n/a"
     if "ops" in v and "delegated" in v:
+        if v["ops"] is None:  # a .pte without a card: partitions and portable kernels from the program
+            return f"{v['delegate'] or 'no delegate'} x{v['partitions']}, {sum(v['not_delegated'].values())} portable"
         return f"{v['delegate'] or 'no delegate'} {v['delegated']}/{v['ops']}"
     if "providers" in v:
         return ", ".join(f"{p.replace('ExecutionProvider', '')} {n}/{v['nodes']}" for p, n in v["providers"].items())
@@ -132,8 +134,10 @@ def ran_notes(rows: list[dict[str, Any]]) -> list[str]:
         res = r.get("residency")
         if isinstance(res, dict) and res.get("not_delegated"):
             left = ", ".join(f"{op} x{n}" for op, n in res["not_delegated"].items())
-            notes.append(f"{what}: {res['delegate'] or 'no delegate'} took {res['delegated']} of {res['ops']} ops; "
-                         f"TFLite's own kernels ran {left}")
+            took = (f"{res['delegated']} of {res['ops']} ops" if res["ops"] is not None
+                    else f"{res['partitions']} partition(s)")
+            own = "ExecuTorch's portable kernels" if r["backend"] == "executorch" else "TFLite's own kernels"
+            notes.append(f"{what}: {res['delegate'] or 'no delegate'} took {took}; {own} ran {left}")
         elif isinstance(res, str):
             notes.append(f"{what}: residency {res}")
         q = r.get("quant")

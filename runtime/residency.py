@@ -11,6 +11,10 @@ delegate leaves the ops it does not support to TFLite's built-in kernels, silent
 - TFLite: after ``allocate_tensors()`` the interpreter's node list (``_get_ops_details()``) holds
   the model's ops plus one ``DELEGATE`` node per partition XNNPACK took; the ops between a
   delegate node's inputs and outputs are the ones it replaced, the others stay on TFLite's kernels.
+- ExecuTorch: the program's instruction list (``deserialize_pte_binary``) has one ``DelegateCall``
+  per partition a backend (XNNPACK) took and one ``KernelCall`` per op left to ExecuTorch's portable
+  kernels; how many graph ops each partition holds is known only when lowering, so it comes from
+  the card (``provenance.delegation``) when the file has one.
 - Quantization placement (INT8 files): ONNX from the graph (``onnx``; a compute node whose inputs
   come from ``DequantizeLinear`` is QDQ-wrapped, i.e. integer), TFLite from each op's tensor types.
 """
@@ -46,6 +50,8 @@ def what_ran(path: str | Path, backend, feed: dict[str, np.ndarray] | None = Non
             out["residency"] = onnx_residency(path, backend, feed or {})
         elif backend.name == "tflite":
             out["residency"] = tflite_residency(backend.interp)
+        elif backend.name == "executorch":
+            out["residency"] = pte_residency(path)
         elif backend.name == "coreml":
             out["residency"] = "n/a: not measured" if platform.system() == "Darwin" else "n/a: needs macOS"
         elif backend.name == "torch":
@@ -169,6 +175,45 @@ def _quant_summary(kinds: dict[str, Counter]) -> dict[str, Any] | None:
     if not kinds["integer"] and not kinds["weight_only"]:
         return None
     return {k: {"layers": sum(c.values()), "ops": dict(c)} for k, c in kinds.items()}
+
+
+# -- ExecuTorch -----------------------------------------------------------------------------------
+
+
+def pte_residency(path: Path) -> dict[str, Any]:
+    """Partitions per delegate and the ops left to the portable kernels, read from the program
+    itself (so a ``.pte`` edgekit did not write is covered too); op counts inside the partitions
+    from the card's ``provenance.delegation`` when there is one."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    pte = deserialize_pte_binary(Path(path).read_bytes())
+    program = getattr(pte, "program", pte)
+    plan = next((p for p in program.execution_plan if p.name == "forward"), program.execution_plan[0])
+    partitions: Counter = Counter()
+    kernels: Counter = Counter()
+    for chain in plan.chains:
+        for instruction in chain.instructions:
+            args = instruction.instr_args
+            kind = type(args).__name__
+            if kind == "DelegateCall":
+                partitions[plan.delegates[args.delegate_index].id] += 1
+            elif kind == "KernelCall":
+                op = plan.operators[args.op_index]
+                kernels[op.name.split("::")[-1] + (f".{op.overload}" if op.overload else "")] += 1
+    delegate = ", ".join(b.replace("Backend", "").upper() for b in partitions) or None
+    out = {"delegate": delegate, "partitions": sum(partitions.values()), "not_delegated": dict(kernels),
+           "ops": None, "delegated": None, "share": None}
+    from edgekit.runtime.metadata import read_card
+
+    try:
+        lowered = read_card(path).provenance.get("delegation") or {}
+    except Exception:  # noqa: BLE001 - a file without a card: the program's own counts only
+        lowered = {}
+    if "delegated_ops" in lowered:  # ops as the graph had them before lowering (getitem plumbing excluded)
+        total = lowered["delegated_ops"] + lowered.get("non_delegated_ops", 0)
+        out.update(ops=total, delegated=lowered["delegated_ops"],
+                   share=lowered["delegated_ops"] / total if total else None)
+    return out
 
 
 # -- fallback -------------------------------------------------------------------------------------

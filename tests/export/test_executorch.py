@@ -91,6 +91,38 @@ def test_card_travels_inside_the_file(pte):
     assert read_card(pte.int8).provenance["quantization"]["calibration_images"] == 64
 
 
+def test_residency_from_the_program_and_the_card(pte, tmp_path):
+    """What ran: partitions and portable-kernel ops from the program; op counts from the card when there is one."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from edgekit.benchmarks.report import residency_cell
+    from edgekit.runtime.residency import pte_residency
+
+    ours = pte_residency(pte.int8)
+    lowered = json.loads(json.dumps(_predictor(pte.int8).card.provenance["delegation"]))
+    assert ours["delegate"] == "XNNPACK" and ours["partitions"] >= 1
+    assert ours["delegated"] == lowered["delegated_ops"] and ours["ops"] >= ours["delegated"] > 0.9 * ours["ops"]
+    assert residency_cell(ours) == f"XNNPACK {ours['delegated']}/{ours['ops']}"
+
+    class Foreign(torch.nn.Module):  # a .pte edgekit did not write: no card; cumsum has no XNNPACK kernel
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.cumsum(torch.nn.functional.relu(self.fc(x)), dim=1)
+
+    program = torch.export.export(Foreign(), (torch.ones(4, 4),))
+    buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    (tmp_path / "foreign.pte").write_bytes(buffer)
+    theirs = pte_residency(tmp_path / "foreign.pte")
+    assert theirs["ops"] is None and theirs["partitions"] == 1 and theirs["delegate"] == "XNNPACK"
+    assert theirs["not_delegated"] == {"cumsum.out": 1}  # linear + relu went to XNNPACK
+    assert residency_cell(theirs) == "XNNPACK x1, 1 portable"
+
+
 def test_a_file_that_is_not_a_program_is_refused(pte, tmp_path):
     from edgekit.runtime.backends import ModelFileError
     from edgekit.runtime.pte import ExecuTorchBackend
