@@ -1,5 +1,7 @@
 """The quickstart headline compares like with like (issue: INT8 TFLite student vs eager-torch teacher)."""
 
+from pathlib import Path
+
 from edgekit.recipes.quickstart import _headline, deployment_lines
 
 
@@ -23,6 +25,18 @@ def test_headline_pairs_rows_on_the_same_backend_and_precision():
     assert "INT8 does not pay for speed on TFLite (XNNPACK)" in text  # 1.02x < 1.1x: said, with the reason
     extra = [ln for ln in text.splitlines() if "eager PyTorch" in ln]
     assert len(extra) == 1 and extra[0].startswith("- Extra, not like for like") and "41.5x" in extra[0]
+
+
+def test_int8_reason_names_the_cpu_and_the_call_length(monkeypatch, tmp_path):
+    from edgekit.recipes import quickstart
+
+    info = tmp_path / "cpuinfo"
+    monkeypatch.setattr(quickstart, "Path", lambda p: info if p == "/proc/cpuinfo" else Path(p))
+    info.write_text("flags\t\t: fpu sse avx2 fma\n")
+    assert "has no VNNI (x86) or dot-product (ARM) instructions" in quickstart.cpu_note(3.0)
+    info.write_text("flags\t\t: fpu sse avx2 avx512_vnni\n")
+    assert "avx512_vnni, but a call takes 0.093 ms" in quickstart.cpu_note(0.093)  # 32 px: overhead decides
+    assert "should be fast; check the 224-px table" in quickstart.cpu_note(3.0)
 
 
 def test_headline_without_measurements_says_so():
