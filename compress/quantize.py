@@ -78,17 +78,18 @@ def make_quantizer(qat: bool = False):
     return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
 
 
-def keep_float(quantizer, graph: torch.fx.GraphModule, skip: Sequence[str]):
+def keep_float(quantizer, graph: torch.fx.GraphModule, skip: Sequence[str] = ()):
     """Make any pt2e ``quantizer`` (LiteRT's, ExecuTorch's XNNPACK one) leave the ``skip`` modules of
-    ``graph`` in float; unknown names are a :class:`ConfigError`. Returns the same quantizer.
+    ``graph`` in float, and every op that takes an integer tensor; unknown names are a
+    :class:`ConfigError`. Returns the same quantizer.
 
-    Skipped nodes are pre-annotated as "done, no quantization" before the quantizer annotates the
-    graph: the quantizers' own ``set_module_name`` does not match the module keys torch 2.14 records.
+    Such nodes are pre-annotated as "done, no quantization" before the quantizer annotates the
+    graph: the quantizers' own ``set_module_name`` does not match the module keys torch 2.14 records,
+    and they would put an observer on an integer constant (EdgeNeXt's Fourier position encoding
+    multiplies by an ``int64`` index tensor: ``"histogram_cpu" not implemented for 'Long'``).
     """
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
-    if not skip:
-        return quantizer
     _check_skip(graph, skip)
     prefix = _module_prefix(graph)
     prefixes = tuple(f"{prefix}{name.strip('.')}" for name in skip)
@@ -96,12 +97,29 @@ def keep_float(quantizer, graph: torch.fx.GraphModule, skip: Sequence[str]):
 
     def annotate_floats_first(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         for node in model.graph.nodes:
-            if node.op == "call_function" and _in_modules(node, prefixes):
+            if node.op == "call_function" and (_in_modules(node, prefixes) or _takes_integers(model, node)):
                 node.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
         return annotate(model)
 
     quantizer.annotate = annotate_floats_first
     return quantizer
+
+
+ARITHMETIC = {"mul", "add", "sub", "rsub", "div", "pow"}  # ops whose operands a quantizer observes
+
+
+def _takes_integers(graph: torch.fx.GraphModule, node) -> bool:
+    """Whether ``node`` is arithmetic on an integer tensor (a traced value or a constant attribute);
+    indexing ops keep their integer indices and their annotations."""
+    if getattr(node.target, "__name__", "").split(".")[0] not in ARITHMETIC:
+        return False
+    for arg in node.all_input_nodes:
+        value = arg.meta.get("val")
+        if value is None and arg.op == "get_attr":
+            value = getattr(graph, str(arg.target), None)
+        if isinstance(value, torch.Tensor) and not (value.dtype.is_floating_point or value.dtype.is_complex):
+            return True
+    return False
 
 
 def _node_modules(node) -> list[str]:

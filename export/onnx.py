@@ -87,7 +87,6 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if method not in CALIBRATION_METHODS:
         raise ConfigError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got '{method}'")
@@ -110,7 +109,7 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
 
     try:
         with quiet_logs():
-            quant_pre_process(str(fp32_path), str(pre))
+            shapes = _pre_process(fp32_path, pre)
             exclude = _float_nodes(fp32_path, pre, skip)
             quantize_static(str(pre), str(raw), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -121,7 +120,8 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
         card.provenance.update(quantization={"method": "ptq", "backend": "onnxruntime", "format": "QDQ",
                                              "activations": "uint8", "weights": "int8 per-channel",
                                              "calibration": method, "calibration_images": int(len(calib)),
-                                             "float_layers": list(skip), "float_nodes": len(exclude)})
+                                             "float_layers": list(skip), "float_nodes": len(exclude),
+                                             "shape_inference": shapes})
         return write_onnx(onnx.load(str(raw)), card, out_path)
     except EdgekitError:
         raise
@@ -131,6 +131,21 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
     finally:
         for tmp in (pre, raw, Path(str(raw) + ".data")):
             tmp.unlink(missing_ok=True)
+
+
+def _pre_process(fp32_path: Path, pre: Path) -> str:
+    """onnxruntime's ``quant_pre_process``; when its symbolic shape inference crashes on a graph (EdgeNeXt:
+    ``_infer_Expand`` gets no shape, ``object of type 'NoneType' has no len()``), again without it: ONNX's
+    own shape inference and the graph optimization still run. Returns which shape inference ran."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(fp32_path), str(pre))
+        return "symbolic"
+    except Exception as exc:  # noqa: BLE001 - symbolic_shape_infer raises TypeError/KeyError/... on odd graphs
+        pre.unlink(missing_ok=True)
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        return f"onnx (onnxruntime's symbolic shape inference failed: {first_line(exc, 120)})"
 
 
 def _float_nodes(fp32_path: str | Path, pre: Path, skip: Sequence[str]) -> list[str]:

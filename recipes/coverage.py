@@ -15,6 +15,9 @@ A cell passes when its file was made, loads in the runtime, and meets its numeri
 relative error <= 1e-4 (the export gate), FP16 SQNR >= 30 dB, INT8 SQNR >= 10 dB. Top-1
 agreement alone says nothing for random weights (one class can win everywhere), hence SQNR. A
 failing cell carries a one-line reason and whose bug it is (:data:`KNOWN`).
+
+Each row also measures its stand-in's own floors (:mod:`edgekit.recipes.floors`): a low-precision
+cell below a floor the random weights set fails on the stand-in, not on the exporter.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from edgekit.recipes.floors import add_floors, floor_lines, input_floors, judge_floors
 
 ARCHS = ("mobileone_s0", "mobileone_s2", "mobilevit_xxs", "mobilevitv2_050", "mobilenetv3_small_100",
          "mobilenetv3_large_100", "mobilenetv4_conv_small", "mobilenetv4_hybrid_medium", "efficientnet_b0",
@@ -46,10 +51,11 @@ KNOWN: list[tuple[str, str, str, str]] = [
     (r"Lowering not found: aten._upsample_bicubic2d_aa", "upstream (litert-torch has no lowering for antialiased "
      "bicubic resize, which ViTs use to resample position embeddings)", "",
      "refused: export at the model's native size"),
-    (r"object of type 'NoneType' has no len\(\)", "upstream (onnxruntime quantize_static on EdgeNeXt's graph)", "",
-     "refused with a one-line reason; the model's other files are made"),
-    (r'"histogram_cpu" not implemented for', "upstream (a pt2e observer sees an integer tensor)", "",
-     "refused with a one-line reason; the model's other files are made"),
+    (r"object of type 'NoneType' has no len\(\)", "upstream (onnxruntime's symbolic shape inference crashes on "
+     "EdgeNeXt's Expand in quant_pre_process)", "",
+     "worked around since: export/onnx.py pre-processes without symbolic shape inference when it crashes"),
+    (r'"histogram_cpu" not implemented for', "upstream (LiteRT's pt2e quantizer observes an int64 operand of mul)",
+     "", "worked around since: compress/quantize.py keeps arithmetic on integer tensors in float"),
     (r"ExecuTorch cannot load 'forward'", "upstream (the XNNPACK-lowered INT8 program does not load)", "",
      "refused: the FP32 .pte works"),
     (r"XNNPack delegate failed to reshape", "upstream (XNNPACK cannot resize batch-folding reshapes)", "",
@@ -82,6 +88,7 @@ def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int 
         row["fused"] = {"params_before": fused.stats["params_before"], "params_after": fused.stats["params_after"],
                         "max_rel": fused.stats["max_rel"]}
         trained = load_trained(fused.path)
+    row["floors"] = input_floors(trained, val)
     row["prepare_seconds"] = round(time.perf_counter() - t0, 1)
     parity: dict[str, dict] = {}
     for targets, extra in ((["onnx", "tflite"], {"int8": True, "fp16": True}), (["coreml"], {}),
@@ -220,7 +227,13 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
                                  for c in CELLS}}
                 _write(cached, row)
             print(f"[coverage] {arch} done in {time.perf_counter() - t0:.0f}s", flush=True)
-        rows.append(json.loads(cached.read_text()))
+        row = json.loads(cached.read_text())
+        if "floors" not in row and not render_only:
+            row["floors"] = add_floors(work, arch)
+            _write(cached, row)
+        rows.append(row)
+    for row in rows:
+        judge_floors(row, {p: limit for p, (_, limit) in GATES.items()})
     result = {"machine": machine(), "packages": versions(), "imgsz": imgsz, "threads": 2,
               "columns": [c[0] for c in CELLS], "gates": {k: list(v) for k, v in GATES.items()}, "rows": rows}
     for row in rows:  # the classification of known upstream failures is re-read, so it can improve
@@ -249,8 +262,9 @@ def render(result: dict[str, Any]) -> str:
              "(one process per architecture; `--archs a,b` for a subset).", "",
              "Gates: FP32 max relative error <= 1e-4; FP16 SQNR >= 30 dB; INT8 SQNR >= 10 dB (random-init "
              "weights with real BatchNorm statistics: top-1 agreement is reported but does not gate). "
-             "CoreML: conversion + structure on Linux; prediction needs macOS.", "",
-             "| arch | params | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+             "CoreML: conversion + structure on Linux; prediction needs macOS.", ""]
+    lines += floor_lines(result["rows"], cols)
+    lines += ["| arch | params | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for r in result["rows"]:
         params = f"{r['params'] / 1e6:.1f} M" if r.get("params") else "?"
         lines.append(f"| {r['arch']} | {params} | " + " | ".join(_short(r["cells"].get(c)) for c in cols) + " |")
@@ -269,14 +283,15 @@ def render(result: dict[str, Any]) -> str:
     if missing:
         lines += ["", f"Not run (the session's time ran out; `python -m edgekit.recipes.coverage --archs "
                   f"{','.join(missing)}` runs them): {', '.join(missing)}."]
-    lines += ["", "## Details", "", "| arch | target | max rel | cosine | SQNR dB | top-1 agree | size MB | "
-              "export s | p50 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Details", "", "| arch | target | max rel | cosine | SQNR dB | floor dB | top-1 agree | "
+              "size MB | export s | p50 ms |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         for c in cols:
             x = r["cells"].get(c) or {}
             if x.get("passed") is not None and "max_rel" in x:
                 lines.append(f"| {r['arch']} | {c} | {x['max_rel']:.1e} | {x['cosine']:.5f} | "
-                             f"{_num(x.get('sqnr_db'), '.1f')} | {_num(x.get('top1_agreement'), '.3f')} | "
+                             f"{_num(x.get('sqnr_db'), '.1f')} | {_num(x.get('floor_db'), '.1f')} | "
+                             f"{_num(x.get('top1_agreement'), '.3f')} | "
                              f"{x.get('size_mb')} | {x.get('export_seconds')} | {x.get('p50_ms', 'n/a')} |")
     lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in result["packages"].items()] + [""]
     return "\n".join(lines)

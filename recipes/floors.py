@@ -1,0 +1,104 @@
+"""Floors for the coverage matrix: how much precision a random-weight stand-in itself can keep.
+
+Random weights with re-estimated BatchNorm can be *chaotic*: a small perturbation at the input
+grows layer after layer (measured: fused ``mobileone_s0`` at 224 px turns a 48 dB input SNR into
+an 8.7 dB output SQNR; the quickstart's trained student keeps 28.6 dB). Each coverage row
+therefore measures, in PyTorch and FP32, the output SQNR when only the input carries an 8-bit
+quantizer's error, and when weights and input are rounded to FP16. A low-precision cell whose
+floor is below its gate fails on the stand-in, not on the exporter (owner ``stand-in``); the
+report also counts the cells within 3 dB of their floor, which is what the exporters control.
+The gates themselves do not move.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def input_floors(trained: Any, n_images: int = 48) -> dict[str, float]:
+    """Output SQNR (dB, first head, val images) of the FP32 PyTorch model when only its input carries
+    an 8-bit quantizer's error (uniform, one step of its per-tensor range wide: what an INT8 file's
+    every activation carries), and when weights and input are rounded to FP16 (computed in FP32).
+    A low-precision file cannot be expected to beat these."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    x = torch.from_numpy(trained.images("val", limit=n_images)[0])
+    model = trained.wrapped().eval()
+    lo, hi = float(x.min()), float(x.max())
+    step = (hi - lo) / 255 or 1.0
+    half = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in half.parameters():
+            p.copy_(p.half().float())
+        ref = model(x)[0].numpy()
+        # an 8-bit quantizer's error on a signal that is not on its grid: uniform, one step wide (the
+        # digits' 17 grey levels nearly are on it, so rounding them would hide what the activations see)
+        noise = (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) - 0.5) * step
+        int8_in = model(x + noise)[0].numpy()
+        fp16 = half(x.half().float())[0].numpy()
+
+    def sqnr(out: np.ndarray) -> float:
+        noise = float(((out - ref) ** 2).sum())
+        return round(float(10 * np.log10((ref ** 2).sum() / noise)), 2) if noise else float("inf")
+
+    return {"int8_input_db": sqnr(int8_in), "fp16_db": sqnr(fp16)}
+
+
+def add_floors(work: Path, arch: str) -> dict[str, float] | None:
+    """Floors for a cached row made before rows had them: from the checkpoint that row exported."""
+    from edgekit.train.trained import load_trained
+
+    ckpt = next((p for p in (work / arch / "fused" / "model.pt", work / arch / "probe" / "model.pt") if p.exists()),
+                None)
+    return input_floors(load_trained(ckpt)) if ckpt else None
+
+
+FLOOR_OF = {"int8": ("int8_input_db", "only its input carries an 8-bit quantizer's error"),
+            "fp16": ("fp16_db", "its weights and input are rounded to FP16")}
+NEAR_FLOOR_DB = 3.0
+
+
+def judge_floors(row: dict[str, Any], gates: dict[str, float]) -> None:
+    """Numeric failures below a floor the stand-in itself sets belong to the stand-in (see the module doc)."""
+    floors = row.get("floors") or {}
+    for column, cell in row["cells"].items():
+        precision = "int8" if column.endswith("int8") else "fp16" if column.endswith("fp16") else None
+        if precision is None or cell.get("sqnr_db") is None or floors.get(FLOOR_OF[precision][0]) is None:
+            continue
+        floor = floors[FLOOR_OF[precision][0]]
+        cell["floor_db"] = floor
+        cell["near_floor"] = cell["sqnr_db"] >= floor - NEAR_FLOOR_DB
+        gate = gates[precision]
+        if not cell.get("passed") and cell.get("owner") == "numeric" and floor < gate:
+            cell["owner"] = "stand-in"
+            cell["reason"] = (cell["reason"].split("; the FP32 model")[0] + f"; the FP32 model itself gives "
+                              f"{floor:.1f} dB when {FLOOR_OF[precision][1]}: these random weights amplify input "
+                              f"noise, so no {precision.upper()} file of them can be expected to reach {gate:g} dB")
+
+
+def floor_lines(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
+    """Failures by owner, and how close the low-precision cells come to the floors their stand-ins set."""
+    cells = [r["cells"][c] for r in rows for c in cols if c in r["cells"]]
+    owners: dict[str, int] = {}
+    for c in cells:
+        if not c.get("passed") and c.get("owner") != "not run":
+            owner = str(c.get("owner", "?")).split(" (")[0]
+            owners[owner] = owners.get(owner, 0) + 1
+    lines = ["Failing cells by owner: " + ", ".join(f"{k} {v}" for k, v in sorted(owners.items())) + "."
+             if owners else "No cell fails."]
+    judged = [(c, col) for r in rows for col in cols for c in [r["cells"].get(col) or {}] if "near_floor" in c]
+    if judged:
+        near = {p: [c["near_floor"] for c, col in judged if col.endswith(p)] for p in ("fp16", "int8")}
+        lines.append(
+            f"Floors (`floor dB` below): the stand-ins are random weights, and a perturbation at the input of "
+            f"some of them grows through the network. Each row's floor is the FP32 model's own output SQNR with "
+            f"an 8-bit quantizer's error on its input only (INT8), or with weights and input in FP16. Cells within "
+            f"{NEAR_FLOOR_DB:g} dB of their floor: "
+            + ", ".join(f"{p.upper()} {sum(v)} of {len(v)}" for p, v in near.items() if v) + ". An INT8 file also "
+            "quantizes every activation, which an input-only floor does not model: an INT8 cell far below its "
+            "floor is not thereby the quantizer's fault.")
+    return [*lines, ""]
