@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgekit.recipes.floors import add_floors, floor_lines, input_floors, judge_floors
+from edgekit.recipes.floors import add_floors, floor_lines, input_floors, judge_floors, pt2e_reference
 
 ARCHS = ("mobileone_s0", "mobileone_s2", "mobilevit_xxs", "mobilevitv2_050", "mobilenetv3_small_100",
          "mobilenetv3_large_100", "mobilenetv4_conv_small", "mobilenetv4_hybrid_medium", "efficientnet_b0",
@@ -88,7 +88,7 @@ def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int 
         row["fused"] = {"params_before": fused.stats["params_before"], "params_after": fused.stats["params_after"],
                         "max_rel": fused.stats["max_rel"]}
         trained = load_trained(fused.path)
-    row["floors"] = input_floors(trained, val)
+    row["floors"] = {**input_floors(trained, val), "tflite_pt2e_db": pt2e_reference(trained, calib, val)}
     row["prepare_seconds"] = round(time.perf_counter() - t0, 1)
     parity: dict[str, dict] = {}
     for targets, extra in ((["onnx", "tflite"], {"int8": True, "fp16": True}), (["coreml"], {}),
@@ -228,8 +228,8 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
                 _write(cached, row)
             print(f"[coverage] {arch} done in {time.perf_counter() - t0:.0f}s", flush=True)
         row = json.loads(cached.read_text())
-        if "floors" not in row and not render_only:
-            row["floors"] = add_floors(work, arch)
+        if "tflite_pt2e_db" not in (row.get("floors") or {}) and not render_only:
+            row["floors"] = add_floors(work, arch, row.get("floors"))
             _write(cached, row)
         rows.append(row)
     for row in rows:
@@ -290,7 +290,8 @@ def render(result: dict[str, Any]) -> str:
             x = r["cells"].get(c) or {}
             if x.get("passed") is not None and "max_rel" in x:
                 lines.append(f"| {r['arch']} | {c} | {x['max_rel']:.1e} | {x['cosine']:.5f} | "
-                             f"{_num(x.get('sqnr_db'), '.1f')} | {_num(x.get('floor_db'), '.1f')} | "
+                             f"{_num(x.get('sqnr_db'), '.1f')} | {_num(x.get('floor_db'), '.1f')}"
+                             + (f" (pt2e {x['pt2e_db']:.1f})" if x.get("pt2e_db") is not None else "") + " | "
                              f"{_num(x.get('top1_agreement'), '.3f')} | "
                              f"{x.get('size_mb')} | {x.get('export_seconds')} | {x.get('p50_ms', 'n/a')} |")
     lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in result["packages"].items()] + [""]

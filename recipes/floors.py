@@ -48,13 +48,41 @@ def input_floors(trained: Any, n_images: int = 48) -> dict[str, float]:
     return {"int8_input_db": sqnr(int8_in), "fp16_db": sqnr(fp16)}
 
 
-def add_floors(work: Path, arch: str) -> dict[str, float] | None:
-    """Floors for a cached row made before rows had them: from the checkpoint that row exported."""
+def pt2e_reference(trained: Any, calib_images: int = 32, n_images: int = 48) -> float | None:
+    """Output SQNR (dB) of the TFLite path's own INT8 graph (LiteRT's pt2e quantizer, calibrated on the
+    same images as the export) run in PyTorch: what the ``.tflite`` file would give if the converter and
+    TFLite's INT8 kernels added nothing. ``None`` when the graph cannot be made."""
+    import numpy as np
+    import torch
+
+    from edgekit.compress.quantize import QuantConfig, quantize
+    from edgekit.train.trained import ChannelsLast
+
+    calib, _ = trained.images("train", limit=calib_images)
+    x, _ = trained.images("val", limit=n_images)
+    try:
+        graph, _ = quantize(ChannelsLast(trained.wrapped()), calib, QuantConfig())
+    except Exception:  # noqa: BLE001 - the cell itself says why INT8 failed
+        return None
+    with torch.no_grad():
+        ref = trained.wrapped().eval()(torch.from_numpy(x))[0].numpy()
+        out = graph(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 3, 1))))[0].numpy()
+    return round(float(10 * np.log10((ref ** 2).sum() / max(float(((out - ref) ** 2).sum()), 1e-30))), 2)
+
+
+def add_floors(work: Path, arch: str, floors: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Floors (and the TFLite pt2e reference) a cached row lacks, from the checkpoint that row exported."""
     from edgekit.train.trained import load_trained
 
     ckpt = next((p for p in (work / arch / "fused" / "model.pt", work / arch / "probe" / "model.pt") if p.exists()),
                 None)
-    return input_floors(load_trained(ckpt)) if ckpt else None
+    if ckpt is None:
+        return floors
+    trained = load_trained(ckpt)
+    floors = dict(floors or input_floors(trained))
+    if "tflite_pt2e_db" not in floors:
+        floors["tflite_pt2e_db"] = pt2e_reference(trained)
+    return floors
 
 
 FLOOR_OF = {"int8": ("int8_input_db", "only its input carries an 8-bit quantizer's error"),
@@ -65,6 +93,7 @@ NEAR_FLOOR_DB = 3.0
 def judge_floors(row: dict[str, Any], gates: dict[str, float]) -> None:
     """Numeric failures below a floor the stand-in itself sets belong to the stand-in (see the module doc)."""
     floors = row.get("floors") or {}
+    upstream_tflite(row.get("cells", {}).get("tflite int8"), floors.get("tflite_pt2e_db"), gates["int8"])
     for column, cell in row["cells"].items():
         precision = "int8" if column.endswith("int8") else "fp16" if column.endswith("fp16") else None
         if precision is None or cell.get("sqnr_db") is None or floors.get(FLOOR_OF[precision][0]) is None:
@@ -78,6 +107,19 @@ def judge_floors(row: dict[str, Any], gates: dict[str, float]) -> None:
             cell["reason"] = (cell["reason"].split("; the FP32 model")[0] + f"; the FP32 model itself gives "
                               f"{floor:.1f} dB when {FLOOR_OF[precision][1]}: these random weights amplify input "
                               f"noise, so no {precision.upper()} file of them can be expected to reach {gate:g} dB")
+
+
+def upstream_tflite(cell: dict[str, Any] | None, reference: float | None, gate: float) -> None:
+    """A TFLite INT8 cell below the gate whose own pt2e graph meets it in PyTorch: the loss is in the
+    LiteRT conversion or TFLite's INT8 kernels, not in the quantization edgekit asked for."""
+    if not cell or reference is None or cell.get("sqnr_db") is None:
+        return
+    cell["pt2e_db"] = reference
+    if not cell.get("passed") and cell.get("owner") == "numeric" and reference >= gate:
+        cell["owner"] = "upstream (LiteRT conversion / TFLite INT8 kernels)"
+        cell["reason"] = (f"{cell['reason']}; the same pt2e INT8 graph run in PyTorch gives {reference:.1f} dB, so "
+                          f"the .tflite loses {reference - cell['sqnr_db']:.1f} dB in conversion or in TFLite's "
+                          "INT8 kernels")
 
 
 def floor_lines(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
@@ -100,5 +142,7 @@ def floor_lines(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
             f"{NEAR_FLOOR_DB:g} dB of their floor: "
             + ", ".join(f"{p.upper()} {sum(v)} of {len(v)}" for p, v in near.items() if v) + ". An INT8 file also "
             "quantizes every activation, which an input-only floor does not model: an INT8 cell far below its "
-            "floor is not thereby the quantizer's fault.")
+            "floor is not thereby the quantizer's fault. TFLite INT8 cells also show `pt2e`: the output SQNR "
+            "of the TFLite path's own INT8 graph (LiteRT's pt2e quantizer) run in PyTorch; a file far below it "
+            "lost the difference in the LiteRT conversion or TFLite's INT8 kernels.")
     return [*lines, ""]
