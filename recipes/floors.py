@@ -106,7 +106,9 @@ def judge_floors(row: dict[str, Any], gates: dict[str, float]) -> None:
             cell["owner"] = "stand-in"
             cell["reason"] = (cell["reason"].split("; the FP32 model")[0] + f"; the FP32 model itself gives "
                               f"{floor:.1f} dB when {FLOOR_OF[precision][1]}: these random weights amplify input "
-                              f"noise, so no {precision.upper()} file of them can be expected to reach {gate:g} dB")
+                              f"noise, so no {precision.upper()} file of them can be expected to reach {gate:g} dB"
+                              + (f" (this file is a further {floor - cell['sqnr_db']:.1f} dB below that floor)"
+                                 if not cell["near_floor"] else ""))
 
 
 def upstream_tflite(cell: dict[str, Any] | None, reference: float | None, gate: float) -> None:
