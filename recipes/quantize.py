@@ -1,11 +1,12 @@
 """``edgekit quantize``: INT8 deliverables, evaluated through the real INT8 runtimes.
 
 PTQ: the checkpoint (fused first when it is a MobileOne-style model) is exported to FP32 and
-INT8 ONNX / TFLite (and INT8-weight CoreML) by :mod:`edgekit.export.exporter`. QAT: the model is
-prepared with ``prepare_qat_pt2e``, fine-tuned by the edgekit trainer with the FP32 model as its
-teacher, converted, and exported to ONNX (QDQ) and TFLite. Either way every INT8 file is run by
-onnxruntime / the TFLite interpreter on the validation set: FP32 vs INT8 accuracy, top-1
-agreement, size, and the measured speed-up at batch 1 go into ``quant.json`` and the cards.
+INT8 ONNX / TFLite / ExecuTorch (and INT8-weight CoreML) by :mod:`edgekit.export.exporter`. QAT:
+the model is prepared with ``prepare_qat_pt2e``, fine-tuned by the edgekit trainer with the FP32
+model as its teacher, converted, and that one graph is exported to ONNX (QDQ), TFLite and
+ExecuTorch (XNNPACK). Either way every INT8 file is run by its own runtime on the validation set:
+FP32 vs INT8 accuracy, top-1 agreement, size, and the measured speed-up at batch 1 go into
+``quant.json`` and (ONNX, TFLite) the files' cards.
 
 ``--skip-layers auto`` / ``--max-drop`` run the accuracy gate (:mod:`edgekit.recipes.accuracy_gate`):
 blocks are ranked by their INT8 sensitivity (output SQNR with the block alone quantized, on
