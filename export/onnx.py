@@ -78,8 +78,8 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
     onnxruntime's ``quant_pre_process`` then ``quantize_static``: QDQ, per-channel, QUInt8
     activations / QInt8 weights (s8s8 was 2-4x slower on CPU and dynamic quantization up to 15x
     slower than FP32 on conv nets, so neither is offered). ``skip`` names model modules
-    (``backbone.stem``, ``heads.h_age``) whose nodes stay float. Softmax and LayerNormalization always
-    stay float in attention graphs (:data:`ATTENTION_FLOAT_OPS`)."""
+    (``backbone.stem``, ``heads.h_age``) whose nodes stay float. Graphs with attention or LayerNorm
+    keep the softmax and the residual stream in float (:data:`ATTENTION_FLOAT_OPS`)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
