@@ -82,8 +82,10 @@ def write_reports(rows: list[dict[str, Any]], out: Path, notes: list[str], meta:
            "range over the median. Peak RSS is the peak resident memory of a process that loaded and ran only "
            "that model (each measurement runs in its own process). Load: creating the session (interpreter), then "
            "its first inference; model MB: the RSS they add to a process that has the backend's library loaded. "
-           "Residency: nodes per execution provider (ONNX Runtime's profile of one run) or the share of ops the "
-           "XNNPACK delegate took (TFLite). INT8 layers: ONNX compute nodes (Conv, MatMul, Gemm) that are QDQ-wrapped "
+           "Residency: nodes per execution provider (ONNX Runtime's profile of one run), the share of ops the "
+           "XNNPACK delegate took (TFLite, and ExecuTorch from the card's lowering record; a .pte without one shows "
+           "its partitions and portable-kernel ops, read from the program). INT8 layers: ONNX compute nodes (Conv, "
+           "MatMul, Gemm) that are QDQ-wrapped "
            "or integer ops vs plain float; TFLite ops by the type of their data tensor (int8 vs float32).", ""]
     plot = pareto_plot(rows, out / "pareto.png")
     if plot:
