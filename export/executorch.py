@@ -112,7 +112,7 @@ def quantize_xnnpack(module: torch.nn.Module, calib: np.ndarray, batch: int = 32
     from edgekit.compress.quantize import export_graph, keep_float
 
     x = torch.from_numpy(np.ascontiguousarray(calib, dtype=np.float32))
-    graph = export_graph(module, x[:2])  # dynamic batch: calibration runs in batches of any size
+    graph = drop_zero_pads(export_graph(module, x[:2]))  # dynamic batch: calibration in batches of any size
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     keep_float(quantizer, graph, skip)  # a ConfigError for unknown names, before the try below
     try:
@@ -124,6 +124,23 @@ def quantize_xnnpack(module: torch.nn.Module, calib: np.ndarray, batch: int = 32
             return convert_pt2e(prepared)
     except Exception as exc:  # noqa: BLE001
         raise ExecuTorchExportError(f"pt2e quantization for XNNPACK failed: {first_line(exc)}") from None
+
+
+def drop_zero_pads(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Remove pads of zero width (identities; EfficientViT's attention pads by ``[0, 0, 0, 0, 0, 0]``).
+
+    Quantized, XNNPACK lowers such a pad but cannot build it when the program loads (``Failed to
+    create StaticConstantPad node ... xnn_status_invalid_parameter``, then ``Failed to load method
+    forward, error: 0x1``), so the INT8 ``.pte`` would never run. In FP32 it loads either way."""
+    pads = (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default)
+    dropped = [n for n in graph.graph.nodes if n.op == "call_function" and n.target in pads
+               and len(n.args) > 1 and all(p == 0 for p in n.args[1])]
+    for node in dropped:
+        node.replace_all_uses_with(node.args[0])
+        graph.graph.erase_node(node)
+    if dropped:
+        graph.recompile()
+    return graph
 
 
 def delegation_summary(graph_module: torch.fx.GraphModule) -> dict[str, Any]:

@@ -70,3 +70,30 @@ def test_onnx_int8_survives_a_symbolic_shape_inference_crash(tmp_path, monkeypat
 
     quant = read_card(out).provenance["quantization"]
     assert quant["shape_inference"].startswith("onnx (onnxruntime's symbolic shape inference failed: object of")
+
+
+class ZeroPad(torch.nn.Module):
+    """EfficientViT's attention pads its tokens by zero on every side."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = torch.nn.functional.pad(self.conv(x).permute(0, 2, 3, 1), [0, 0, 0, 0, 0, 0])
+        return (self.head(y.mean((1, 2))),)
+
+
+def test_int8_pte_with_a_zero_width_pad_loads(tmp_path):
+    """XNNPACK lowers a quantized zero-width pad but cannot build it at load time (error 0x1)."""
+    pytest.importorskip("executorch")
+    from edgekit.export.executorch import export_executorch
+    from edgekit.runtime.pte import ExecuTorchBackend
+
+    card = ModelCard("p", "p", [HeadSpec("class", "classification", ["a", "b", "c"])],
+                     InputSpec([8, 8], [0.5] * 3, [0.5] * 3))
+    calib = np.random.default_rng(0).random((8, 3, 8, 8), dtype=np.float32)
+    path = export_executorch(ZeroPad().eval(), card, tmp_path / "model.int8.pte", torch.zeros(1, 3, 8, 8),
+                             int8=True, calib=calib)
+    assert ExecuTorchBackend(path, threads=1).run(calib[:1])[0].shape == (1, 3)
