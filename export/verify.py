@@ -22,6 +22,12 @@ from edgekit.runtime.predictor import softmax
 FP32_TOLERANCE = 1e-4
 
 
+def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float | None:
+    """Signal-to-quantization-noise ratio (dB) of ``out`` against ``ref``; ``None`` when they are equal."""
+    noise = float(((np.asarray(out, np.float64) - ref) ** 2).sum())
+    return float(10 * np.log10((np.asarray(ref, np.float64) ** 2).sum() / noise)) if noise > 0 else None
+
+
 def compare_outputs(card: ModelCard, ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
                     targets: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
     """Per-head parity statistics of ``out`` against ``ref`` (and accuracy against ``targets``)."""
@@ -34,12 +40,11 @@ def compare_outputs(card: ModelCard, ref: dict[str, np.ndarray], out: dict[str, 
         diff = np.abs(a - b)
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
         cos = np.where(norms > 0, (a * b).sum(1) / np.maximum(norms, 1e-30), 1.0)
-        noise = float((diff ** 2).sum())
         stats: dict[str, Any] = {"max_abs": float(diff.max()), "rel": float(diff.max() / max(np.abs(a).max(), 1e-12)),
                                  "cosine": float(cos.mean()),
                                  # signal-to-quantization-noise ratio of the outputs (dB): unlike top-1
                                  # agreement, it means something for a model that predicts one class everywhere
-                                 "sqnr_db": float(10 * np.log10((a ** 2).sum() / noise)) if noise > 0 else None}
+                                 "sqnr_db": sqnr_db(a, b)}
         if head.kind == "classification":
             stats["top1_agreement"] = float((a.argmax(1) == b.argmax(1)).mean())
             if targets is not None and head.name in targets:

@@ -26,6 +26,7 @@ import numpy as np
 from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError, option
 from edgekit.export.exporter import ExportReport, export_checkpoint
+from edgekit.export.verify import sqnr_db
 from edgekit.train.models import module_path
 from edgekit.train.trained import Trained
 
@@ -71,8 +72,7 @@ def sensitivity(trained: Trained, candidates: list[str], calib: np.ndarray, held
         others = [module_path(trained.model, c) for c in candidates if c != layer]
         q = to_int8(fp32, trained.card.derive(), work / "alone.onnx", calib, calib_method, others)
         out = _flat(load(q, device="cpu").run(held))
-        noise = float(((out - ref) ** 2).sum())
-        rows.append({"layer": layer, "sqnr_db": float(10 * np.log10((ref ** 2).sum() / noise)) if noise else None})
+        rows.append({"layer": layer, "sqnr_db": sqnr_db(ref, out)})
     return sorted(rows, key=lambda r: (r["sqnr_db"] is not None, r["sqnr_db"] or 0.0))
 
 
