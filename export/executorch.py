@@ -64,6 +64,7 @@ def export_executorch(module: torch.nn.Module, card: ModelCard, path: str | Path
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
+    from edgekit.compress.quantize import attention_float_ops
     from edgekit.runtime.metadata import card_json
 
     if int8:
@@ -72,8 +73,8 @@ def export_executorch(module: torch.nn.Module, card: ModelCard, path: str | Path
         module = quantize_xnnpack(module, calib, calib_batch, skip)
         card.provenance.update(quantization={"method": "ptq", "backend": "executorch XNNPACKQuantizer pt2e",
                                              "activations": "int8", "weights": "int8 per-channel",
-                                             "calibration": "minmax", "calibration_images": int(len(calib)),
-                                             "float_layers": list(skip)})
+                                             "calibration": "histogram", "calibration_images": int(len(calib)),
+                                             "float_layers": list(skip), "float_ops": attention_float_ops(module)})
     elif not isinstance(module, torch.fx.GraphModule):  # pt2e graphs refuse .eval(); they are converted
         module.eval()
     import executorch.version

@@ -93,6 +93,29 @@ def test_xnnpack_quantizer_keeps_named_layers_in_float(trained_run):
         quantize_xnnpack(trained.wrapped(), calib, skip=["backbone.nope"])
 
 
+
+@pytest.mark.parametrize("arch, floats", [("test_vit", True), ("test_resnet", False)])
+def test_attention_graphs_keep_the_residual_stream_float(arch, floats):
+    """XNNPACK's quantizer puts one 8-bit scale on each residual add; in a transformer a few outlier
+    channels then swamp it (the DeiT-Tiny stand-in: -5.0 dB, 14.6 with the adds in float). Conv nets
+    keep their quantized adds."""
+    pytest.importorskip("executorch")
+    from edgekit.card import HeadSpec
+    from edgekit.compress.quantize import attention_float_ops
+    from edgekit.export.executorch import quantize_xnnpack
+    from edgekit.train.models import build_student
+    from edgekit.train.trained import HeadsAsTuple
+
+    torch.manual_seed(0)
+    model = HeadsAsTuple(build_student(arch, [HeadSpec("class", "classification", ["a", "b"])]), ["class"]).eval()
+    calib = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    graph = quantize_xnnpack(model, calib)
+    adds = [n for n in graph.graph.nodes if n.op == "call_function" and "add" in str(n.target)]
+    after = [[u, *u.users] if "relu" in str(u.target) else [u] for n in adds for u in n.users]  # add (+ relu)
+    quantized = [u for us in after for u in us if "quantize_per_tensor" in str(u.target)]
+    assert adds and bool(quantized) is not floats
+    assert bool(attention_float_ops(graph)) is floats
+
 def test_float_layer_candidates_are_the_top_level_blocks(mobileone_run):
     """The blocks the accuracy gate (tests/recipes/test_accuracy_gate.py) may keep in float."""
     trained = load_trained(mobileone_run.run_dir / "best.pt")
