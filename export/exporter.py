@@ -26,7 +26,7 @@ from edgekit.atomic import write_json
 from edgekit.card import ModelCard
 from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError, either, first_line
-from edgekit.train.models import module_path
+from edgekit.train.models import fix_position_embeddings, module_path
 from edgekit.train.trained import Trained, load_trained
 
 TARGETS = formats.targets()
@@ -140,6 +140,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         check_input_size(trained.model, imgsz, frames=trained.card.input.frames)
         trained.card.input.size = [imgsz, imgsz]
     _check_targets_available(targets)
+    fix_position_embeddings(trained.model, trained.card.input.size)  # every target gets a fixed-size graph
     if trained.card.input.frames:
         if "coreml" in targets:
             raise ConfigError("CoreML export of clip models is not supported (its image input takes one frame); "

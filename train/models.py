@@ -8,7 +8,7 @@ created with ``num_classes=0`` so it returns its pooled embedding; each head is 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +229,31 @@ def gflops(model: nn.Module, sample: torch.Tensor) -> float:
     with counter, torch.no_grad():
         model(sample)
     return counter.get_total_flops() / 1e9
+
+
+def fix_position_embeddings(model: nn.Module, size: Sequence[int]) -> int:
+    """Make timm ViTs built with ``dynamic_img_size`` (e.g. ``test_vit``) fixed-size at ``size``: their
+    position embedding is resampled once, here, instead of at every forward pass with antialiased
+    bicubic interpolation, which LiteRT, CoreML and ExecuTorch cannot lower. The outputs at
+    ``size`` are the same. Returns how many embeddings were fixed."""
+    from timm.layers import Format, resample_abs_pos_embed
+    from timm.models.vision_transformer import VisionTransformer
+
+    fixed = 0
+    for m in model.modules():
+        if not (isinstance(m, VisionTransformer) and m.dynamic_img_size and m.pos_embed is not None):
+            continue
+        pe = m.patch_embed
+        grid = tuple(pe.dynamic_feat_size(tuple(size)))
+        with torch.no_grad():
+            pos = resample_abs_pos_embed(m.pos_embed.detach(), new_size=grid, old_size=pe.grid_size,
+                                         num_prefix_tokens=0 if m.no_embed_class else m.num_prefix_tokens)
+        m.pos_embed = nn.Parameter(pos, requires_grad=m.pos_embed.requires_grad)
+        m.dynamic_img_size = False
+        pe.flatten, pe.output_fmt, pe.strict_img_size = True, Format.NCHW, True
+        pe.img_size, pe.grid_size, pe.num_patches = tuple(size), grid, grid[0] * grid[1]
+        fixed += 1
+    return fixed
 
 
 def check_input_size(model: nn.Module, size: int, frames: int | None = None) -> None:

@@ -37,3 +37,25 @@ def test_backbone_weights_file(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="cannot read weights"):
         build_student("test_resnet", HEADS, weights=tmp_path / "junk.pth")
+
+
+@pytest.mark.parametrize("size", [(32, 32), (48, 64)])
+def test_dynamic_size_vit_gets_a_fixed_position_embedding(size):
+    """timm's dynamic-size ViTs resample their position embedding (antialiased bicubic) at every forward:
+    LiteRT, CoreML and ExecuTorch cannot lower that op. Fixed once at the export size, the graph has
+    no resize and the outputs do not change."""
+    import copy
+
+    from edgekit.train.models import fix_position_embeddings
+
+    torch.manual_seed(0)
+    model = build_student("test_vit", HEADS).eval()
+    fixed = copy.deepcopy(model)
+    assert fix_position_embeddings(fixed, size) == 1
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        for name, ref in model(x).items():
+            torch.testing.assert_close(fixed(x)[name], ref, rtol=0, atol=1e-6)
+    ops = {str(n.target) for n in torch.export.export(fixed, (x,)).graph.nodes if n.op == "call_function"}
+    assert not [op for op in ops if "upsample" in op or "interpolate" in op], ops
+    assert fix_position_embeddings(build_student("test_resnet", HEADS), size) == 0  # other models are left alone
