@@ -119,7 +119,7 @@ def random_checkpoint(arch: str, out: Path, imgsz: int, data: str) -> tuple[Path
     import torch
 
     from edgekit.card import HeadSpec, ModelCard
-    from edgekit.config import DataConfig
+    from edgekit.config import DataConfig, ModelConfig, RunConfig
     from edgekit.train.checkpoint import save_checkpoint
     from edgekit.train.data import build_transforms, load_data
     from edgekit.train.models import backbone_data_config, build_student
@@ -163,8 +163,11 @@ def random_checkpoint(arch: str, out: Path, imgsz: int, data: str) -> tuple[Path
     notes = [f"{arch}: random weights; set {fixed} zero-initialized BatchNorm gamma(s) to 1 and computed "
              f"BatchNorm statistics from {len(images)} real images ({cfg.source}) so that no branch is pruned; "
              f"{floored} low-variance channel(s) got their variance floored at half their layer's median"]
-    path = save_checkpoint(out / "model.pt", {"card": card.to_dict(), "config": {}, "model_state": model.state_dict(),
-                                              "epoch": None})
+    # the run config names the data, so exports calibrate and verify on the images the statistics came from
+    source = str(Path(cfg.source).resolve()) if Path(cfg.source).exists() else cfg.source
+    run = RunConfig(data=DataConfig(source=source, imgsz=imgsz), model=ModelConfig(arch=arch))
+    path = save_checkpoint(out / "model.pt", {"card": card.to_dict(), "config": run.model_dump(mode="json"),
+                                              "model_state": model.state_dict(), "epoch": None})
     return path, notes
 
 

@@ -5,8 +5,9 @@
 that crashes or hangs costs one row, not the run):
 
 1. a random-init timm model with edgekit heads, made safe to measure as ``edgekit bench`` does
-   (zero-init BatchNorm gammas set to 1, BatchNorm statistics from real images), fused first when
-   it has reparameterizable branches;
+   (zero-init BatchNorm gammas set to 1, BatchNorm statistics from real images: crops of
+   scikit-image's sample photos, :mod:`edgekit.recipes.photos`), a logistic-regression probe as its
+   ``class`` head, fused first when it has reparameterizable branches;
 2. ``export_checkpoint`` to every target and precision, each file failing alone;
 3. per file, parity against PyTorch on real images through the edgekit runtime (max relative
    error, cosine, SQNR, top-1 agreement), batch-1 p50 latency on 2 threads, size, export seconds.
@@ -49,8 +50,9 @@ KNOWN: list[tuple[str, str, str, str]] = [
     (r"Unsupported fx node alias", "upstream", "https://github.com/apple/coremltools/issues/2517",
      "worked around since: export/coreml.py drops aten.alias before converting"),
     (r"Lowering not found: aten._upsample_bicubic2d_aa", "upstream (litert-torch has no lowering for antialiased "
-     "bicubic resize, which ViTs use to resample position embeddings)", "",
-     "refused: export at the model's native size"),
+     "bicubic resize, which dynamic-size ViTs use to resample position embeddings)", "",
+     "worked around since: the exporter fixes the embedding at the export size (train/models.py "
+     "fix_position_embeddings)"),
     (r"object of type 'NoneType' has no len\(\)", "upstream (onnxruntime's symbolic shape inference crashes on "
      "EdgeNeXt's Expand in quant_pre_process)", "",
      "worked around since: export/onnx.py pre-processes without symbolic shape inference when it crashes"),
@@ -67,8 +69,10 @@ PACKAGES = ("torch", "timm", "onnx", "onnxruntime", "onnxscript", "litert-torch"
 
 
 def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int = 48,
-             min_seconds: float = 0.3) -> dict[str, Any]:
-    """Build, export, verify and time one architecture; returns ``{"arch", "cells": {column: cell}}``."""
+             min_seconds: float = 0.3, data: str = "digits") -> dict[str, Any]:
+    """Build, export, verify and time one architecture; returns ``{"arch", "cells": {column: cell}}``.
+    ``data``: the images for BatchNorm statistics, the probe, calibration and parity (the matrix
+    passes :func:`~edgekit.recipes.photos.photo_folder`'s photos)."""
     import torch
 
     from edgekit.compress.reparam import fuse_checkpoint, has_reparam_blocks
@@ -78,9 +82,9 @@ def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int 
 
     torch.set_num_threads(2)
     out = work / arch
-    row: dict[str, Any] = {"arch": arch, "imgsz": imgsz, "cells": {}}
+    row: dict[str, Any] = {"arch": arch, "imgsz": imgsz, "data": Path(data).name, "cells": {}}
     t0 = time.perf_counter()
-    ckpt, _ = random_checkpoint(arch, out / "random", imgsz, "digits")
+    ckpt, _ = random_checkpoint(arch, out / "random", imgsz, data)
     ckpt = probe_head(ckpt, out / "probe")
     trained = load_trained(ckpt)
     row["params"] = sum(p.numel() for p in trained.model.parameters())
@@ -102,11 +106,12 @@ def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int 
     return row
 
 
-def probe_head(ckpt: Path, out: Path, head: str = "class") -> Path:
+def probe_head(ckpt: Path, out: Path, head: str = "class", limit: int = 512) -> Path:
     """Replace the random 1000-way head with a logistic-regression probe fitted on the frozen
-    backbone's embeddings of the digits' training images: outputs then carry signal (a random head's
-    logits barely move between images, so any quantization noise swamps them), and accuracy means
-    something. The head keeps a user-style name (``class`` is a Python keyword)."""
+    backbone's embeddings of the data's training images (digits, or the photos' crops labelled by
+    photo): outputs then carry signal (a random head's logits barely move between images, so any
+    quantization noise swamps them), and accuracy means something. The head keeps a user-style
+    name (``class`` is a Python keyword)."""
     import numpy as np
     import torch
     from sklearn.linear_model import LogisticRegression
@@ -117,22 +122,27 @@ def probe_head(ckpt: Path, out: Path, head: str = "class") -> Path:
     from edgekit.train.trained import load_trained
 
     src = load_trained(ckpt)
-    x, _ = src.images("train", limit=256)
-    data = src._data  # loaded by images(): the digits' targets of the same split
-    ids = np.sort(np.random.default_rng(0).choice(len(data.train), min(256, len(data.train)), replace=False))
+    x, _ = src.images("train", limit=limit)
+    data = src._data  # loaded by images(): the targets of the same split, drawn the same way
+    n = len(data.train)
+    ids = np.arange(n) if n <= limit else np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
     y = data.train.targets[data.heads[0].name][ids]
     with torch.no_grad():
         emb = torch.cat([src.model.forward_features(torch.from_numpy(x[i: i + 32])) for i in range(0, len(x), 32)])
     clf = LogisticRegression(max_iter=2000).fit(emb.numpy(), y)
-    classes = [str(c) for c in range(10)]
+    classes = list(data.heads[0].classes or [])
     model = build_student(src.card.arch, [HeadSpec(head, "classification", classes)])
     state = {k: v for k, v in src.model.state_dict().items() if not k.startswith("heads.")}
     model.load_state_dict(state, strict=False)
+    coef = np.zeros((len(classes), emb.shape[1]), np.float32)
+    bias = np.full(len(classes), -10.0, np.float32)  # a class with no training image never wins
+    coef[clf.classes_] = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_, clf.coef_])
+    bias[clf.classes_] = clf.intercept_ if len(clf.classes_) > 2 else np.r_[-clf.intercept_, clf.intercept_]
     with torch.no_grad():
         linear = model.heads[head][1]
-        linear.weight.copy_(torch.from_numpy(clf.coef_).float())
-        linear.bias.copy_(torch.from_numpy(clf.intercept_).float())
-    card = src.card.derive(weights="random backbone (seed 0) + logistic-regression probe on 256 digits")
+        linear.weight.copy_(torch.from_numpy(coef))
+        linear.bias.copy_(torch.from_numpy(bias))
+    card = src.card.derive(weights=f"random backbone (seed 0) + logistic-regression probe on {len(x)} training images")
     card.heads = model.head_specs
     raw = load_checkpoint(ckpt)
     return save_checkpoint(out / "model.pt", {"card": card.to_dict(), "config": raw["config"],
@@ -204,6 +214,9 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
 
     ``render_only`` writes the report from the cached rows; an architecture without one is a row
     of "not run" cells (stale rows missing a column get "not run" for it)."""
+    from edgekit.recipes.photos import photo_folder
+
+    data = str(photo_folder(work / "photos"))
     rows = []
     for arch in archs:
         cached = work / arch / "row.json"
@@ -211,12 +224,12 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
             rows.append({"arch": arch, "imgsz": imgsz, "error": "not run",
                          "cells": {c[0]: {"passed": False, "reason": "not run", "owner": "not run"} for c in CELLS}})
             continue
-        stale = fresh or not cached.exists() or {c[0] for c in CELLS} - set(json.loads(cached.read_text())["cells"])
+        stale = fresh or not cached.exists() or _stale(json.loads(cached.read_text()), Path(data).name)
         if not render_only and stale:
             t0 = time.perf_counter()
             print(f"[coverage] {arch} ...", flush=True)
             cmd = [sys.executable, "-m", "edgekit.recipes.coverage", "--one", arch, "--work", str(work),
-                   "--imgsz", str(imgsz)]
+                   "--imgsz", str(imgsz), "--data", data]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
                 err = (proc.stderr.strip().splitlines() or ["no output"])[-1] if proc.returncode else None
@@ -261,9 +274,10 @@ def render(result: dict[str, Any]) -> str:
              f"{result['threads']} threads; rows run one after another on a machine that may be busy, so compare "
              "latencies within a row. Regenerate: `python -m edgekit.recipes.coverage` "
              "(one process per architecture; `--archs a,b` for a subset).", "",
-             "Gates: FP32 max relative error <= 1e-4; FP16 SQNR >= 30 dB; INT8 SQNR >= 10 dB (random-init "
-             "weights with real BatchNorm statistics: top-1 agreement is reported but does not gate). "
-             "CoreML: conversion + structure on Linux; prediction needs macOS.", ""]
+             "Stand-ins: random-init weights (seed 0) with BatchNorm statistics from real photos, and a "
+             "logistic-regression probe as the `class` head: " + _data_line(result["rows"]), "",
+             "Gates: FP32 max relative error <= 1e-4; FP16 SQNR >= 30 dB; INT8 SQNR >= 10 dB (top-1 agreement is "
+             "reported but does not gate). CoreML: conversion + structure on Linux; prediction needs macOS.", ""]
     lines += floor_lines(result["rows"], cols)
     lines += ["| arch | params | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for r in result["rows"]:
@@ -299,6 +313,17 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _data_line(rows: list[dict[str, Any]]) -> str:
+    from edgekit.recipes.photos import PHOTOS
+
+    data = sorted({r.get("data", "digits") for r in rows if r.get("error") != "not run"})
+    if data == ["photos"]:
+        return (f"crops of the {len(PHOTOS)} photos scikit-image ships, one class per photo "
+                "(`edgekit.recipes.photos`: on upsampled 8x8 digits, random backbones barely tell images apart, "
+                "so an 8-bit quantizer's noise outweighed the signal).")
+    return "images: " + ", ".join(data) + "."
+
+
 def _short(cell: dict[str, Any] | None) -> str:
     if cell is None or cell.get("owner") == "not run":
         return "not run"
@@ -327,6 +352,11 @@ def versions() -> dict[str, str]:
     return {p: v or "not installed" for p, v in environment(PACKAGES)["packages"].items()}
 
 
+def _stale(row: dict[str, Any], data: str) -> bool:
+    """A cached row made before a column was added, or on other images (rows before the photos: digits)."""
+    return bool({c[0] for c in CELLS} - set(row["cells"])) or row.get("data", "digits") != data
+
+
 def _write(path: Path, obj: Any) -> None:
     from edgekit.atomic import write_json
 
@@ -344,12 +374,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="redo architectures that already have results")
     ap.add_argument("--render", action="store_true", help="only write the report from the results there are")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # the per-architecture child process
+    ap.add_argument("--data", default="digits", help=argparse.SUPPRESS)  # its images (the parent passes the photos)
     args = ap.parse_args(argv)
     if args.one:
         from edgekit.cli import quiet_native_logs
 
         quiet_native_logs()
-        _write(args.work / args.one / "row.json", run_arch(args.one, args.work, args.imgsz))
+        _write(args.work / args.one / "row.json", run_arch(args.one, args.work, args.imgsz, data=args.data))
         return 0
     run_matrix([a.strip() for a in args.archs.split(",") if a.strip()], args.work, args.out, args.imgsz, args.fresh,
                render_only=args.render)

@@ -1,8 +1,9 @@
 """Floors for the coverage matrix: how much precision a random-weight stand-in itself can keep.
 
 Random weights with re-estimated BatchNorm can be *chaotic*: a small perturbation at the input
-grows layer after layer (measured: fused ``mobileone_s0`` at 224 px turns a 48 dB input SNR into
-an 8.7 dB output SQNR; the quickstart's trained student keeps 28.6 dB). Each coverage row
+grows layer after layer. On images with little detail it swamps the signal (fused
+``mobileone_s0`` at 224 px on upsampled digits: an 8-bit quantizer's error on the input alone left
+3.4 dB output SQNR; on the photos of :mod:`edgekit.recipes.photos`, 18.5 dB). Each coverage row
 therefore measures, in PyTorch and FP32, the output SQNR when only the input carries an 8-bit
 quantizer's error, and when weights and input are rounded to FP16. A low-precision cell whose
 floor is below its gate fails on the stand-in, not on the exporter (owner ``stand-in``); the

@@ -30,6 +30,25 @@ def test_random_init_models_are_made_realistic(tmp_path):
     assert card.provenance["weights"].startswith("random")
 
 
+
+def test_random_stand_in_on_photos_keeps_its_data(tmp_path):
+    """A stand-in calibrated on an ImageFolder (the coverage matrix's photos) names that folder in its
+    run config, so export calibrates and verifies on the same images; its probe head has the folder's
+    classes under the user-style name ``class``."""
+    pytest.importorskip("skimage")
+    from edgekit.recipes.coverage import probe_head
+    from edgekit.recipes.photos import PHOTOS, photo_folder
+    from edgekit.train.trained import load_trained
+
+    photos = photo_folder(tmp_path / "photos", train_per_class=3, val_per_class=1, size=40)
+    path, notes = random_checkpoint("test_resnet", tmp_path / "random", 32, str(photos))
+    assert f"{3 * len(PHOTOS)} real images ({photos})" in notes[0]
+    probed = load_trained(probe_head(path, tmp_path / "probe"))
+    assert probed.run_config()[0].source == str(photos.resolve())
+    x, y = probed.images("val")
+    assert x.shape == (len(PHOTOS), 3, 32, 32) and len(y["class"]) == len(PHOTOS)
+    assert probed.card.heads[0].name == "class" and probed.card.heads[0].classes[0] == "astronaut"
+
 def test_bench_end_to_end(trained_run, exported, tmp_path):
     ckpt = str(trained_run.run_dir / "best.pt")
     rows, paths = bench([ckpt], ["torch", "ort"], [1, 4], "cpu", None, "digits", tmp_path, teacher=ckpt,
