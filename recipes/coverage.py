@@ -75,7 +75,7 @@ def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int 
     passes :func:`~edgekit.recipes.photos.photo_folder`'s photos)."""
     import torch
 
-    from edgekit.compress.reparam import fuse_checkpoint, has_reparam_blocks
+    from edgekit.compress.reparam import FusionError, fuse_checkpoint, has_reparam_blocks
     from edgekit.export.exporter import export_checkpoint
     from edgekit.recipes.bench import random_checkpoint
     from edgekit.train.trained import load_trained
@@ -89,10 +89,14 @@ def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int 
     trained = load_trained(ckpt)
     row["params"] = sum(p.numel() for p in trained.model.parameters())
     if has_reparam_blocks(trained.model):
-        fused = fuse_checkpoint(ckpt, out / "fused", n_images=16)
-        row["fused"] = {"params_before": fused.stats["params_before"], "params_after": fused.stats["params_after"],
-                        "max_rel": fused.stats["max_rel"]}
-        trained = load_trained(fused.path)
+        try:
+            fused = fuse_checkpoint(ckpt, out / "fused", n_images=16)
+        except FusionError as exc:  # as a user would: `edgekit reparam` refuses, the training form is exported
+            row["fused"] = {"error": str(exc)}
+        else:
+            row["fused"] = {"params_before": fused.stats["params_before"],
+                            "params_after": fused.stats["params_after"], "max_rel": fused.stats["max_rel"]}
+            trained = load_trained(fused.path)
     row["floors"] = {**input_floors(trained, val), "tflite_pt2e_db": pt2e_reference(trained, calib, val)}
     row["prepare_seconds"] = round(time.perf_counter() - t0, 1)
     parity: dict[str, dict] = {}
@@ -242,7 +246,7 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
                 _write(cached, row)
             print(f"[coverage] {arch} done in {time.perf_counter() - t0:.0f}s", flush=True)
         row = json.loads(cached.read_text())
-        if "tflite_pt2e_db" not in (row.get("floors") or {}) and not render_only:
+        if not {"tflite_pt2e_db", "fp32_rel"} <= set(row.get("floors") or {}) and not render_only:
             row["floors"] = add_floors(work, arch, row.get("floors"))
             _write(cached, row)
         rows.append(row)
@@ -294,18 +298,24 @@ def render(result: dict[str, Any]) -> str:
                     where += f" ({cell['upstream']})"
                 action = f" — {cell['action']}" if cell.get("action") else ""
                 lines.append(f"- **{r['arch']} / {c}** [{where}]: {cell.get('reason')}{action}")
+    unfused = [f"{r['arch']} ({r['fused']['error']})" for r in result["rows"] if (r.get("fused") or {}).get("error")]
+    if unfused:
+        lines += ["", "Not reparameterized, so exported in training form (`edgekit reparam` refuses a fusion that "
+                  "changes the outputs by more than 1e-4): " + "; ".join(unfused) + "."]
     missing = [r["arch"] for r in result["rows"] if r.get("error") == "not run"]
     if missing:
         lines += ["", f"Not run (the session's time ran out; `python -m edgekit.recipes.coverage --archs "
                   f"{','.join(missing)}` runs them): {', '.join(missing)}."]
-    lines += ["", "## Details", "", "| arch | target | max rel | cosine | SQNR dB | floor dB | top-1 agree | "
+    lines += ["", "## Details", "", "| arch | target | max rel | cosine | SQNR dB | floor | top-1 agree | "
               "size MB | export s | p50 ms |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         for c in cols:
             x = r["cells"].get(c) or {}
             if x.get("passed") is not None and "max_rel" in x:
                 lines.append(f"| {r['arch']} | {c} | {x['max_rel']:.1e} | {x['cosine']:.5f} | "
-                             f"{_num(x.get('sqnr_db'), '.1f')} | {_num(x.get('floor_db'), '.1f')}"
+                             f"{_num(x.get('sqnr_db'), '.1f')} | "
+                             + (f"{x['floor_rel']:.1e}" if x.get("floor_rel") is not None
+                                else _num(x.get("floor_db"), ".1f"))
                              + (f" (pt2e {x['pt2e_db']:.1f})" if x.get("pt2e_db") is not None else "") + " | "
                              f"{_num(x.get('top1_agreement'), '.3f')} | "
                              f"{x.get('size_mb')} | {x.get('export_seconds')} | {x.get('p50_ms', 'n/a')} |")

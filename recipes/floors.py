@@ -32,17 +32,22 @@ def input_floors(trained: Any, n_images: int = 48) -> dict[str, float]:
     lo, hi = float(x.min()), float(x.max())
     step = (hi - lo) / 255 or 1.0
     half = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in half.parameters():
             p.copy_(p.half().float())
         ref = model(x)[0].numpy()
         # an 8-bit quantizer's error on a signal that is not on its grid: uniform, one step wide (the
         # digits' 17 grey levels nearly are on it, so rounding them would hide what the activations see)
-        noise = (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) - 0.5) * step
+        noise = (torch.rand(x.shape, generator=gen) - 0.5) * step
         int8_in = model(x + noise)[0].numpy()
         fp16 = half(x.half().float())[0].numpy()
+        # one float32 rounding of the input: what any exporter's reordering of FP32 arithmetic adds
+        ulp = (torch.rand(x.shape, generator=gen) - 0.5) * 2 * torch.finfo(torch.float32).eps * x.abs()
+        fp32 = model(x + ulp)[0].numpy()
 
-    return {"int8_input_db": _db(ref, int8_in), "fp16_db": _db(ref, fp16)}
+    return {"int8_input_db": _db(ref, int8_in), "fp16_db": _db(ref, fp16),
+            "fp32_rel": float(f"{abs(fp32 - ref).max() / max(abs(ref).max(), 1e-12):.3g}")}
 
 
 def _db(ref: Any, out: Any) -> float:
@@ -85,6 +90,8 @@ def add_floors(work: Path, arch: str, floors: dict[str, Any] | None) -> dict[str
         return floors
     trained = load_trained(ckpt)
     floors = dict(floors or input_floors(trained))
+    if "fp32_rel" not in floors:
+        floors["fp32_rel"] = input_floors(trained)["fp32_rel"]
     if "tflite_pt2e_db" not in floors:
         floors["tflite_pt2e_db"] = pt2e_reference(trained)
     return floors
@@ -92,6 +99,7 @@ def add_floors(work: Path, arch: str, floors: dict[str, Any] | None) -> dict[str
 
 FLOOR_OF = {"int8": ("int8_input_db", "only its input carries an 8-bit quantizer's error"),
             "fp16": ("fp16_db", "its weights and input are rounded to FP16")}
+FP32_FLOOR = "fp32_rel"  # max relative output error for a one-ulp (float32) perturbation of the input
 NEAR_FLOOR_DB = 3.0
 
 
@@ -100,6 +108,8 @@ def judge_floors(row: dict[str, Any], gates: dict[str, float]) -> None:
     floors = row.get("floors") or {}
     upstream_tflite(row.get("cells", {}).get("tflite int8"), floors.get("tflite_pt2e_db"), gates["int8"])
     for column, cell in row["cells"].items():
+        if column.endswith("fp32"):
+            _judge_fp32(cell, floors.get(FP32_FLOOR), gates.get("fp32", 1e-4))
         precision = "int8" if column.endswith("int8") else "fp16" if column.endswith("fp16") else None
         if precision is None or cell.get("sqnr_db") is None or floors.get(FLOOR_OF[precision][0]) is None:
             continue
@@ -114,6 +124,19 @@ def judge_floors(row: dict[str, Any], gates: dict[str, float]) -> None:
                               f"noise, so no {precision.upper()} file of them can be expected to reach {gate:g} dB"
                               + (f" (this file is a further {floor - cell['sqnr_db']:.1f} dB below that floor)"
                                  if not cell["near_floor"] else ""))
+
+
+def _judge_fp32(cell: dict[str, Any], floor: float | None, gate: float) -> None:
+    """An FP32 file that misses the relative-error gate of a stand-in which itself moves more than the
+    gate when its input moves by one float32 rounding: no reordering of FP32 arithmetic can pass."""
+    if floor is None or cell.get("max_rel") is None:
+        return
+    cell["floor_rel"] = floor
+    if not cell.get("passed") and cell.get("owner") == "numeric" and floor > gate:
+        cell["owner"] = "stand-in"
+        cell["reason"] = (f"{cell['reason']}; the FP32 model itself moves by {floor:.2g} (relative) when its input "
+                          "moves by one float32 rounding: these random weights amplify rounding, so no FP32 file "
+                          f"that orders its arithmetic differently can be expected to stay within {gate:g}")
 
 
 def upstream_tflite(cell: dict[str, Any] | None, reference: float | None, gate: float) -> None:
@@ -143,9 +166,11 @@ def floor_lines(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
     if judged:
         near = {p: [c["near_floor"] for c, col in judged if col.endswith(p)] for p in ("fp16", "int8")}
         lines.append(
-            f"Floors (`floor dB` below): the stand-ins are random weights, and a perturbation at the input of "
+            f"Floors (`floor` below: dB, or a relative error for FP32): the stand-ins are random weights, and a "
+            f"perturbation at the input of "
             f"some of them grows through the network. Each row's floor is the FP32 model's own output SQNR with "
-            f"an 8-bit quantizer's error on its input only (INT8), or with weights and input in FP16. Cells within "
+            f"an 8-bit quantizer's error on its input only (INT8), or with weights and input in FP16; FP32 cells "
+            f"show the relative change of its output when its input moves by one float32 rounding. Cells within "
             f"{NEAR_FLOOR_DB:g} dB of their floor: "
             + ", ".join(f"{p.upper()} {sum(v)} of {len(v)}" for p, v in near.items() if v) + ". An INT8 file also "
             "quantizes every activation, which an input-only floor does not model: an INT8 cell far below its "

@@ -36,6 +36,20 @@ def test_a_tflite_file_far_below_its_own_pt2e_graph_is_litert_s():
     assert "numeric 1, upstream 1" in text and "FP16 0 of 1, INT8 0 of 2" in text
 
 
+def test_an_fp32_file_of_a_stand_in_that_amplifies_rounding_is_the_stand_ins():
+    def fp32(rel):
+        return {"passed": rel <= 1e-4, "max_rel": rel, "owner": "numeric", "reason": f"relative error {rel} misses"}
+
+    chaotic = {"floors": {"fp32_rel": 1.6e-4}, "cells": {"onnx fp32": fp32(3e-4), "tflite fp32": fp32(2e-5)}}
+    judge_floors(chaotic, {**GATES, "fp32": 1e-4})
+    c = chaotic["cells"]
+    assert c["onnx fp32"]["owner"] == "stand-in" and "moves by 0.00016 (relative)" in c["onnx fp32"]["reason"]
+    assert c["tflite fp32"]["passed"] and c["tflite fp32"]["floor_rel"] == 1.6e-4
+    calm = {"floors": {"fp32_rel": 3e-6}, "cells": {"onnx fp32": fp32(3e-4)}}
+    judge_floors(calm, {**GATES, "fp32": 1e-4})
+    assert calm["cells"]["onnx fp32"]["owner"] == "numeric"  # the model is calm: the file is wrong
+
+
 def test_floors_of_a_trained_model(trained_run):
     from edgekit.train.trained import load_trained
 
@@ -43,4 +57,5 @@ def test_floors_of_a_trained_model(trained_run):
     floors = input_floors(trained, n_images=16)
     assert all(math.isfinite(v) or v == math.inf for v in floors.values())
     assert floors["fp16_db"] > 40 and floors["int8_input_db"] > 10  # a trained model does not amplify noise
+    assert floors["fp32_rel"] < 1e-5
     assert 0 < pt2e_reference(trained, calib_images=16, n_images=16) < floors["int8_input_db"] + 20
