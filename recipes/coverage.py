@@ -240,7 +240,7 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
             except subprocess.TimeoutExpired:
                 err = f"timed out after {timeout}s"
             if err or not cached.exists():
-                row = {"arch": arch, "imgsz": imgsz, "error": err or "no result",
+                row = {"arch": arch, "imgsz": imgsz, "data": Path(data).name, "error": err or "no result",
                        "cells": {c[0]: {"passed": False, "reason": f"model: {err}", **_owner(err or "")}
                                  for c in CELLS}}
                 _write(cached, row)
