@@ -170,9 +170,10 @@ def drop_dropouts(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
     No quantizer annotates ``aten.dropout``, so one between a pooled embedding and a head's Linear gets
     the Linear its own input observer: a requantization in PyTorch. LiteRT's converter folds the
-    dropout and that requantization away but keeps the bias it scaled for the requantized input, so
-    every head's bias came out 2-10x too small in the ``.tflite`` (mobileone_s2: -26 dB output SQNR
-    where the pt2e graph gives 10 dB). Without the dropout, the Linear shares the pool's scale."""
+    dropout and that requantization away but keeps the bias it scaled for the requantized input: in
+    9 of the coverage matrix's 20 ``.tflite`` files the head's bias scale was 0.19-0.93 of input x
+    weight scale (mobileone_s2: -26 dB output SQNR where the pt2e graph gives 10 dB). Without the
+    dropout, the Linear shares the pool's scale."""
     changed = False
     for node in list(graph.graph.nodes):
         if node.op == "call_function" and str(node.target) in DROPOUTS:
