@@ -390,10 +390,12 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
           device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
           batch: Annotated[str, typer.Option(help="Batch sizes, comma separated.")] = "1,8,32",
           imgsz: Annotated[int | None, typer.Option(help="Input size (default: each model's own).")] = None,
-          data: Annotated[str, typer.Option(help="Accuracy dataset ('digits', a folder, a CSV) or 'none'.")]
-          = "digits",
+          data: Annotated[str, typer.Option(
+              help="Accuracy dataset: 'auto' (each model's own validation data, as its card names it), 'digits', "
+                   "a folder, a CSV, or 'none'.")] = "auto",
           teacher: Annotated[str | None, typer.Option(help="Reference model: ratios are against it.")] = None,
-          threads: Annotated[int | None, typer.Option(help="CPU threads per backend (default: all).")] = None,
+          threads: Annotated[int | None, typer.Option(
+              help="CPU threads, the same for every backend (default: this machine's usable cores).")] = None,
           seconds: Annotated[float, typer.Option(help="Minimum timed seconds per measurement.")] = 1.0,
           out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/bench/latest"),
           quiet: Quiet = False,
@@ -425,7 +427,9 @@ def check(model: Annotated[Path, typer.Argument(help="Model file: .onnx, .tflite
           min_accuracy: Annotated[float | None, typer.Option(
               help="Gate: top-1 accuracy in percent on --data's val split, through the runtime.")] = None,
           max_size_mb: Annotated[float | None, typer.Option(help="Gate: file size in MB.")] = None,
-          data: Annotated[str, typer.Option(help="Accuracy dataset ('digits', a folder, a CSV).")] = "digits",
+          data: Annotated[str, typer.Option(
+              help="Accuracy dataset: 'auto' (the model's own validation data, as its card names it), 'digits', "
+                   "a folder or a CSV.")] = "auto",
           threads: Annotated[int | None, typer.Option(help="CPU threads of the backend (default: all).")] = None,
           parity: Annotated[bool, typer.Option(
               "--parity", help="Gate: the golden inputs inside the file's card, run here, must match PyTorch's "
