@@ -275,8 +275,10 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
     import platform
 
     from edgekit.benchmarks.report import print_table, write_reports
+    from edgekit.runtime.backends import check_threads
 
     check_device(device, backends)
+    threads = check_threads(threads)  # explicit for every backend: the machine's usable cores by default
     if not models and not teacher:
         raise ConfigError("give at least one model (a checkpoint, an exported file or a timm name)")
     work = out / "work"
@@ -319,9 +321,6 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
             raise ConfigError(f"its heads do not match the labels of '{source}'")
         return found
 
-    from edgekit.runtime.backends import check_threads
-
-    threads = check_threads(threads)  # explicit for every backend: the machine's usable cores by default
     rows = run_all(benches, backends, batches, device, threads, data, work, min_seconds, verbose,
                    dataset_of=dataset_of)
     notes += [n for b in benches for n in b.notes if n not in notes]  # what measuring added (accuracy n/a...)
