@@ -52,13 +52,15 @@ HAVE_EXECUTORCH = importlib.util.find_spec("executorch") is not None
 
 
 @pytest.mark.parametrize("method", ["ptq", "qat"])
-def test_quantize_writes_evaluated_int8_files(mobileone_run, tmp_path, method):
-    """Every INT8 target, ExecuTorch included where its extra is installed, measured through its runtime."""
+def test_quantize_writes_evaluated_int8_files(trained_run, tmp_path, method):
+    """Every INT8 target, ExecuTorch included where its extra is installed, measured through its runtime and
+    certified by its INT8 gate. (A model that learned something: the one-epoch MobileOne of the fixtures is at
+    chance level, its INT8 files rightly miss the gate.)"""
     backends = ["onnxruntime", "tflite", *(["executorch"] if HAVE_EXECUTORCH else [])]
     targets = ["onnx", "tflite", *(["executorch"] if HAVE_EXECUTORCH else [])]
-    summary = quantize_checkpoint(mobileone_run.run_dir / "best.pt", method, targets, out_dir=tmp_path,
+    summary = quantize_checkpoint(trained_run.run_dir / "best.pt", method, targets, out_dir=tmp_path,
                                   calib_images=32, skip_layers=[], epochs=1, verbose=False)
-    assert summary["fused"] and summary["method"] == method
+    assert not summary["fused"] and summary["method"] == method
     saved = json.loads((tmp_path / "quant.json").read_text())
     parity = {e["file"]: e for e in json.loads((tmp_path / "parity.json").read_text())["artifacts"]}
     assert sorted(saved["backends"]) == sorted(backends)
@@ -147,3 +149,14 @@ def test_qat_shim_is_still_needed_and_works():
     with litert_qat_fix():
         prepared = prepare()
     assert prepared(x).shape == (2, 4, 6, 6)
+
+
+def test_quantize_fuses_a_reparameterizable_model_first(mobileone_run):
+    from edgekit.recipes.quantize import fuse_if_possible
+    from edgekit.train.trained import load_trained
+
+    trained = load_trained(mobileone_run.run_dir / "best.pt")
+    before = sum(p.numel() for p in trained.model.parameters())
+    fuse_if_possible(trained, verbose=False)
+    assert trained.card.provenance["fused"] and trained.card.provenance["fusion_max_rel_error"] <= 1e-4
+    assert trained.card.params == sum(p.numel() for p in trained.model.parameters()) < before
