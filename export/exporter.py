@@ -59,6 +59,7 @@ class ExportJob:
     skip: list[str] = field(default_factory=list)  # module names kept in float with INT8
     dynamic_batch: bool = False
     fp32: Path | None = None
+    check: np.ndarray | None = None  # a few val images (normalized NCHW) for bundles' check inputs (export/web.py)
 
     def like(self, card: ModelCard) -> ModelCard:
         """The card of the FP32 file (its layout, opset...) with ``card``'s precision: the FP16 / INT8
@@ -139,6 +140,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
 
         check_input_size(trained.model, imgsz, frames=trained.card.input.frames)
         trained.card.input.size = [imgsz, imgsz]
+    targets = formats.with_wrapped(targets)  # a bundle (web) wraps another target's files, made first
     _check_targets_available(targets)
     fix_position_embeddings(trained.model, trained.card.input.size)  # every target gets a fixed-size graph
     if trained.card.input.frames:
@@ -182,7 +184,8 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         return path
 
     job = ExportJob(module=module, sample=sample, calib=calib, calib_method=calib_method,
-                    skip=[module_path(trained.model, s) for s in skip_layers], dynamic_batch=dynamic_batch)
+                    skip=[module_path(trained.model, s) for s in skip_layers], dynamic_batch=dynamic_batch,
+                    check=trained.images("val", limit=8)[0] if "web" in targets else None)
     for target in targets:  # the format table says which precisions each target has
         fmt = formats.FORMATS[target]
         steps = importlib.import_module(f"edgekit.export.{target}")

@@ -100,4 +100,10 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
         entry["passed"] = bool(worst <= tol)
     else:
         entry["passed"] = True  # reported, not gated: quantized files differ by design
+    if path.suffix == ".web":  # a browser bundle: also its page's own preprocessing (export/web.py)
+        from edgekit.export.web import check_bundle
+
+        entry["browser"] = predictor.backend.info
+        entry["page_check"] = check_bundle(path, predictor.backend.page)
+        entry["passed"] = bool(entry["passed"] and entry["page_check"]["passed"] is not False)
     return entry

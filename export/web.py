@@ -1,0 +1,341 @@
+"""Web bundles: ``edgekit export --target web`` -> ``model.web/``, a folder any static host can serve.
+
+A bundle wraps the ONNX file of its precision (the exporter makes the ONNX target first, see
+``formats.with_wrapped``) and holds everything a browser needs, offline:
+
+- the model, in onnxruntime's ORT format when that file is smaller (it always loads in
+  onnxruntime-web), else the ONNX file itself;
+- ``card.json`` (preprocessing, heads, provenance) and ``check.json``: the card's golden inputs,
+  or a few validation images the exporter picked, with the PyTorch outputs on them;
+- onnxruntime-web's JavaScript and WebAssembly (``ort/``): fetched once with ``npm pack`` at the
+  pinned version, checked against the pinned integrity, cached in ``~/.cache/edgekit``; never a CDN;
+- the page (``index.html`` + JS modules, no build step) and ``_headers`` for static hosts that read
+  it (the page's WebAssembly threads need COOP/COEP; ``edgekit demo web`` sends them).
+
+:func:`check_bundle` runs the page's check mode in Chromium and compares its outputs with native
+onnxruntime on the same inputs and with the PyTorch reference.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import __version__
+from edgekit.atomic import write_json, write_text
+from edgekit.card import ModelCard
+from edgekit.errors import ConfigError, DependencyError, EdgekitError, first_line
+
+ORT_WEB = "1.31.1"
+ORT_WEB_INTEGRITY = ("sha512-5GeH+bWQ+HxM10z7erGlsWqryrwMbSvm/1tkIsKTT48g0fI19VXVVC435t4t7VsPdSQeS7NmuZPXrQ73k82URw==")
+# two builds: WebAssembly only (smaller, starts faster), and WebGPU + WebNN + WebAssembly ("jsep")
+ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
+             "ort.min.mjs", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm")
+PAGE = Path(__file__).with_name("webpage")
+PAGE_FILES = ("index.html", "style.css", "app.js", "engine.js", "preprocess.js", "resize.js", "heads.js", "check.js")
+CHECK_IMAGES = 8  # validation images put in check.json when the card has no golden inputs
+
+
+class WebBundleError(EdgekitError):
+    """A web bundle cannot be made or checked."""
+
+
+# -- onnxruntime-web, from the npm registry once -------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """``EDGEKIT_CACHE``, else ``$XDG_CACHE_HOME/edgekit`` (``~/.cache/edgekit``)."""
+    if os.environ.get("EDGEKIT_CACHE"):
+        return Path(os.environ["EDGEKIT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgekit"
+
+
+def integrity_of(path: Path) -> str:
+    return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
+
+
+def onnxruntime_web(version: str = ORT_WEB, integrity: str | None = ORT_WEB_INTEGRITY) -> Path:
+    """The folder holding onnxruntime-web's browser files (:data:`ORT_FILES`), fetched on first use.
+
+    ``npm pack onnxruntime-web@VERSION`` downloads the package tarball (no install scripts run); offline,
+    put that tarball in the cache folder yourself. The tarball must match ``integrity`` (the pinned one for
+    the pinned version)."""
+    root = cache_dir() / "onnxruntime-web"
+    folder, done = root / version, root / version / ".complete"
+    if done.is_file() and all((folder / f).is_file() for f in ORT_FILES):
+        return folder
+    tgz = root / f"onnxruntime-web-{version}.tgz"
+    if not tgz.is_file():
+        _npm_pack(version, root)
+    got = integrity_of(tgz)
+    if integrity is not None and got != integrity:
+        raise WebBundleError(f"{tgz} does not match onnxruntime-web {version}'s pinned integrity ({got[:23]}... != "
+                             f"{integrity[:23]}...); delete it and export again")
+    tmp = root / f".{version}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with tarfile.open(tgz) as tar:
+        for name in ORT_FILES:
+            member = tar.getmember(f"package/dist/{name}")
+            with tar.extractfile(member) as src, open(tmp / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    write_text(tmp / ".complete", f"onnxruntime-web {version} {got}\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def _npm_pack(version: str, dest: Path) -> None:
+    npm = shutil.which("npm")
+    spec = f"onnxruntime-web@{version}"
+    if npm is None:
+        raise DependencyError(f"the web target fetches {spec} once with npm, which is not installed: apt-get install "
+                              f"npm (or put the tarball of `npm pack {spec}` in {dest})")
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.run([npm, "pack", spec, "--pack-destination", str(dest), "--silent"], capture_output=True,
+                              text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        raise WebBundleError(f"npm pack {spec} timed out after 900 s") from None
+    if proc.returncode != 0 or not (dest / f"onnxruntime-web-{version}.tgz").is_file():
+        why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise WebBundleError(f"npm pack {spec} failed: {why}")
+
+
+# -- the bundle --------------------------------------------------------------------------------------
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)  # same file system: no copy of the 15-30 MB WebAssembly files
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _model_file(src: Path, folder: Path, ort_format: bool) -> dict[str, Any]:
+    """Put the model in ``folder``: the ORT-format file when it is smaller, else a copy of the ONNX file."""
+    onnx_bytes = src.stat().st_size
+    info: dict[str, Any] = {"from": src.name, "onnx_bytes": onnx_bytes, "ort_bytes": None}
+    if ort_format:
+        import onnxruntime as ort
+
+        target = folder / "model.ort"
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # provider-independent rewrites
+        opts.optimized_model_filepath = str(target)
+        opts.add_session_config_entry("session.save_model_format", "ORT")
+        try:
+            ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+            info["ort_bytes"] = target.stat().st_size
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types; the ONNX file is used
+            info["ort_error"] = first_line(exc, 200)
+            target.unlink(missing_ok=True)
+        if info["ort_bytes"] is not None and info["ort_bytes"] < onnx_bytes:
+            return {**info, "file": "model.ort", "format": "ort", "bytes": info["ort_bytes"]}
+        target.unlink(missing_ok=True)
+    shutil.copy2(src, folder / "model.onnx")
+    return {**info, "file": "model.onnx", "format": "onnx", "bytes": onnx_bytes}
+
+
+def make_bundle(src: str | Path, out: str | Path, check: dict[str, Any] | None = None, card: ModelCard | None = None,
+                ort_format: bool = True) -> Path:
+    """Write the bundle ``out`` around the ONNX file ``src`` (replacing ``out`` whole, or leaving it as it was)."""
+    from edgekit.runtime.metadata import read_card
+
+    src, out = Path(src), Path(out)
+    card = card or read_card(src)
+    if card.input.frames:
+        raise ConfigError(f"{src} is a clip model ({card.input.frames} frames per input); the web page takes single "
+                          "images")
+    runtime = onnxruntime_web()
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "ort").mkdir(parents=True)
+    for name in PAGE_FILES:
+        shutil.copy2(PAGE / name, tmp / name)
+    for name in ORT_FILES:
+        _link_or_copy(runtime / name, tmp / "ort" / name)
+    write_text(tmp / "ort" / "NOTICE.txt", f"onnxruntime-web {ORT_WEB} (MIT License, Copyright (c) Microsoft "
+               f"Corporation), from the npm registry; tarball integrity {ORT_WEB_INTEGRITY}\n")
+    model = _model_file(src, tmp, ort_format)
+    web = {"onnxruntime_web": ORT_WEB, "integrity": ORT_WEB_INTEGRITY, "wraps": src.name, "model_file": model["file"],
+           "model_format": model["format"]}
+    write_text(tmp / "card.json", card.derive(format="web", web=web).to_json())
+    if check:
+        write_json(tmp / "check.json", check)
+    write_text(tmp / "_headers", "/*\n" + "".join(f"  {k}: {v}\n" for k, v in _isolation().items()))
+    files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+    write_json(tmp / "manifest.json", {
+        "edgekit": __version__, "model": model, "precision": card.provenance.get("precision", "fp32"),
+        "onnxruntime_web": {"version": ORT_WEB, "integrity": ORT_WEB_INTEGRITY, "source": "npm registry"},
+        "check": {"inputs": len(check["inputs"]), "source": check.get("source")} if check else None,
+        "files": files})
+    for p in tmp.rglob("*"):  # readable by a web server running as another user
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def _isolation() -> dict[str, str]:
+    from edgekit.runtime.webserve import ISOLATION_HEADERS
+
+    return ISOLATION_HEADERS
+
+
+# -- check inputs ------------------------------------------------------------------------------------
+
+
+def png_b64(rgb: np.ndarray) -> str:
+    import cv2
+
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    if not ok:
+        raise WebBundleError("could not encode a check image as PNG")
+    return base64.b64encode(data.tobytes()).decode()
+
+
+def decode_png(b64: str) -> np.ndarray:
+    """A base64 PNG -> HxWx3 uint8 RGB."""
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise WebBundleError("a check input is not a PNG image")
+    return img[:, :, ::-1]
+
+
+def golden_check(card: ModelCard) -> dict[str, Any] | None:
+    """The card's golden inputs and reference outputs, when it has image ones."""
+    golden = getattr(card, "golden", None)
+    if isinstance(golden, dict) and golden.get("kind") == "image" and golden.get("inputs"):
+        return {"kind": "image", "inputs": list(golden["inputs"]), "outputs": golden.get("outputs") or {},
+                "source": "the card's golden inputs"}
+    return None
+
+
+def reference_check(module, x: np.ndarray, source: ModelCard, card: ModelCard) -> dict[str, Any]:
+    """Validation images (``x``: normalized NCHW as ``source`` says) as PNGs at the input size, with the
+    PyTorch module's outputs on exactly those pixels."""
+    import torch
+
+    from edgekit.runtime.preprocess import preprocess
+
+    mean = np.asarray(source.input.mean, np.float64).reshape(1, 3, 1, 1)
+    std = np.asarray(source.input.std, np.float64).reshape(1, 3, 1, 1)
+    pixels = np.clip(np.rint((x.astype(np.float64) * std + mean) * 255.0), 0, 255).astype(np.uint8)
+    rgb = [p.transpose(1, 2, 0) for p in pixels]
+    feed = preprocess(rgb, card.input, color="RGB")
+    if card.input.layout == "NHWC":
+        feed = feed.transpose(0, 3, 1, 2)
+    with torch.no_grad():
+        outs = module(torch.from_numpy(np.ascontiguousarray(feed)))
+    return {"kind": "image", "inputs": [png_b64(p) for p in rgb],
+            "outputs": {h: o.float().numpy().tolist() for h, o in zip(card.head_names, outs, strict=True)},
+            "source": f"{len(rgb)} validation images picked at export"}
+
+
+# -- the export target ---------------------------------------------------------------------------------
+
+
+def build(job, precision: str, card: ModelCard, path: str | Path) -> Path:
+    """The bundle of ``precision`` around the ONNX file of the same precision made by this export."""
+    from edgekit import formats
+    from edgekit.runtime.metadata import read_card
+
+    path = Path(path)
+    src = path.parent / formats.FORMATS["onnx"].file(precision)
+    if not src.is_file():
+        raise WebBundleError(f"not made: the ONNX file it wraps ({src.name}) was not made")
+    wrapped = read_card(src)
+    if wrapped.input.frames:
+        raise ConfigError(f"{wrapped.name} is a clip model ({wrapped.input.frames} frames per input); the web page "
+                          "takes single images")
+    if wrapped.provenance.get("exported") != card.provenance.get("exported"):
+        raise WebBundleError(f"not made: {src.name} is left from another export")
+    check = golden_check(wrapped)
+    if check is None and getattr(job, "check", None) is not None:
+        check = reference_check(job.module, job.check, card, wrapped)
+    return make_bundle(src, path, check=check, card=wrapped)
+
+
+# -- the page's check mode against native onnxruntime ------------------------------------------------
+
+
+def native_predictor(path: str | Path, threads: int | None = None):
+    """The bundle's own model file (``.onnx`` or ``.ort``) in native onnxruntime, with the bundle's card."""
+    from edgekit.runtime.backends import OnnxBackend
+    from edgekit.runtime.predictor import Predictor
+    from edgekit.runtime.web import bundle_card
+
+    path = Path(path)
+    model = path / json.loads((path / "manifest.json").read_text())["model"]["file"]
+    return Predictor(OnnxBackend(model, device="cpu", threads=threads), bundle_card(path), model)
+
+
+def check_bundle(path: str | Path, page=None, threads: int | None = None) -> dict[str, Any]:
+    """The page's check mode (its own decoding, preprocessing and model on ``check.json``'s inputs) against
+    native onnxruntime on the same inputs and against the reference outputs stored with them.
+
+    ``page``: a :class:`~edgekit.runtime.web.WebPage` already open on the bundle (else one is opened, on
+    WebAssembly). FP32 bundles pass at a relative error of at most 1e-4 against both."""
+    from edgekit.export.verify import FP32_TOLERANCE, compare_outputs
+    from edgekit.runtime.web import WebPage, bundle_card, usable_cores
+
+    path = Path(path)
+    card = bundle_card(path)
+    if not (path / "check.json").is_file():
+        return {"passed": None, "note": "the bundle has no check inputs (export it with edgekit export --target web)"}
+    check = json.loads((path / "check.json").read_text())
+    own = page is None
+    page = page or WebPage(path, "wasm", threads or usable_cores())
+    try:
+        result = page.call("check")
+        info = page.info
+    finally:
+        if own:
+            page.close()
+    if "error" in result:
+        return {"passed": False, "failures": [f"the page's check failed: {result['error']}"]}
+    got = {h: np.asarray(v, np.float32) for h, v in result["outputs"].items()}
+    native = native_predictor(path, threads)
+    images = [decode_png(b) for b in check["inputs"]]
+    expected = native.run(native.preprocess(images, color="RGB"))
+    out: dict[str, Any] = {"inputs": len(images), "source": check.get("source"),
+                           "browser": {k: info.get(k) for k in ("backend", "threads", "fallback", "runtime")},
+                           "native": {"runtime": "onnxruntime", "file": native.path.name},
+                           "vs_native": compare_outputs(card, expected, got)}
+    refs = {h: np.asarray(v, np.float32) for h, v in (check.get("outputs") or {}).items()}
+    if set(refs) >= set(card.head_names):
+        out["vs_reference"] = compare_outputs(card, refs, got)
+    precision = card.provenance.get("precision", "fp32")
+    failures = []
+    for against in ("vs_native", "vs_reference"):
+        if against in out and precision == "fp32":
+            worst = max(s["rel"] for s in out[against].values())
+            if worst > FP32_TOLERANCE:
+                failures.append(f"{against.replace('_', ' ')}: relative error {worst:.1e} > {FP32_TOLERANCE:.0e}")
+    out["failures"] = failures
+    out["passed"] = not failures
+    return out
