@@ -57,7 +57,8 @@ Cross = Annotated[bool, typer.Option("--cross-attention",
                                      help="Clips with two heads (verb, noun): cross-task attention.")]
 Ckpt = Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")]
 Target = Annotated[str, typer.Option(
-    help="onnx, tflite, coreml, executorch, all (every installed one), or a comma list.")]
+    help="onnx, tflite, coreml, executorch, web (a browser bundle around the ONNX file), all (every installed "
+         "file target), or a comma list.")]
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
 MaxDrop = Annotated[float | None, typer.Option(
@@ -201,7 +202,8 @@ def reparam(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt) 
 @app.command(epilog="Examples:\n\n"
              "  edgekit export runs/reparam/digits-mobileone_s0/model.pt --target all\n\n"
              "  edgekit export best.pt --target onnx --dynamic-batch --fp16\n\n"
-             "  edgekit export best.pt --target tflite --int8 --calib 512")
+             "  edgekit export best.pt --target tflite --int8 --calib 512\n\n"
+             "  edgekit export best.pt --target web --int8   # model.web/ + model.int8.web/, checked in Chromium")
 def export(ckpt: Ckpt,
            target: Target = "all",
            int8: Annotated[bool, typer.Option("--int8", help="Also write INT8 files (PTQ, see edgekit quantize).")]
@@ -349,11 +351,13 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpacka
              "  edgekit bench model.int8.onnx model.int8.tflite --batch 1,8,32\n\n"
              "  edgekit bench resnet18 mobilenetv3_large_100 --imgsz 224 --backend torch,ort --data none\n\n"
              "  edgekit bench best.pt --device cuda\n\n"
+             "  edgekit bench model.onnx --backend web --batch 1   # the browser (WebAssembly) vs native\n\n"
              "  edgekit bench not_edgekit.onnx --shape images:1,3,640,640 --data none   # no card: synthesized inputs")
 def bench(models: Annotated[list[str] | None, typer.Argument(
               help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage, .pte) or timm model names.")] = None,
           backend: Annotated[str, typer.Option(
-              help="torch, ort, tflite, coreml, executorch, all (all but executorch), or a comma list.")] = "all",
+              help="torch, ort, tflite, coreml, executorch, web (headless Chromium, next to native onnxruntime at "
+                   "the same threads), all (all but executorch and web), or a comma list.")] = "all",
           device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
           batch: Annotated[str, typer.Option(help="Batch sizes, comma separated.")] = "1,8,32",
           imgsz: Annotated[int | None, typer.Option(help="Input size (default: each model's own).")] = None,
@@ -442,8 +446,8 @@ def report(runs: Annotated[list[Path], typer.Argument(
 
 
 # -- demos: the apps run exported models through edgekit.runtime (no torch) -----------------------
-demo_app = typer.Typer(help="Demos on exported models (no torch): a webcam classifier and a retail-kiosk "
-                            "face analyzer.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demos on exported models (no torch): a webcam classifier, a retail-kiosk "
+                            "face analyzer and the browser page of a web bundle.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 
 DemoModel = Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx, .tflite (or .mlpackage).")]
@@ -497,14 +501,59 @@ def kiosk(model: DemoModel, source: DemoSource = "0", headless: Headless = False
                    "around tracked faces.")] = 5,
           threads: Threads = None, device: DemoDevice = "auto", max_frames: MaxFrames = None,
           min_hits: Annotated[int, typer.Option(help="Detections before a tracked face counts as a visitor.")] = 3,
+          dashboard: Annotated[int | None, typer.Option(
+              help="Serve a live dashboard on this port (visitors, age bands, gender, emotion, dwell, FPS, notices; "
+                   "no face image) while the kiosk runs.")] = None,
+          dashboard_host: Annotated[str, typer.Option(
+              help="Address the dashboard binds to; another than 127.0.0.1 shares it on the network.")] = "127.0.0.1",
           quiet: Quiet = False) -> None:
     """Detect faces, estimate age / gender / emotion per face, count visitors and dwell time (report + panel)."""
     from edgekit.apps.kiosk import KioskOptions, run_kiosk
 
-    run_kiosk(model, source, KioskOptions(
-        headless=headless, out=out, log=log, report=report, detector=detector, save_crops=save_crops,
-        show_faces=show_faces, every=every, scan_every=scan_every, min_hits=min_hits, threads=threads, device=device,
-        max_frames=max_frames, verbose=not quiet))
+    board = _dashboard(dashboard, dashboard_host) if dashboard is not None else None
+    try:
+        run_kiosk(model, source, KioskOptions(
+            headless=headless, out=out, log=log, report=report, detector=detector, save_crops=save_crops,
+            show_faces=show_faces, every=every, scan_every=scan_every, min_hits=min_hits, threads=threads,
+            device=device, max_frames=max_frames, verbose=not quiet, publish=board.publish if board else None))
+    finally:
+        if board:
+            board.stop()
+
+
+def _dashboard(port: int, host: str):
+    from edgekit.apps.dashboard import Dashboard
+
+    board = Dashboard(port, host)
+    url = board.start()
+    where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else \
+        f"every machine that can reach {host}: visitor counts are shared on the network"
+    typer.echo(f"dashboard: {url} (bound to {host}: {where})", err=True)
+    return board
+
+
+@demo_app.command(epilog="Examples:\n\n"
+                  "  edgekit demo web -m runs/export/digits/model.web     # serve a bundle\n\n"
+                  "  edgekit demo web -m model.int8.onnx                    # bundle it (model.int8.web), serve it\n\n"
+                  "  edgekit demo web -m model.web --port 9000 --host 0.0.0.0   # on the network, said at start\n\n"
+                  "In the page: Camera, a video file or images; ?backend=wasm|webgpu|webnn&threads=N in the address; "
+                  "?source=camera starts the camera at once (a kiosk window).")
+def web(model: Annotated[Path, typer.Option("--model", "-m", help="A .web bundle, or an edgekit .onnx file to "
+                                                                    "bundle first.")],
+        port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 8000,
+        host: Annotated[str, typer.Option(help="Address to bind; another than 127.0.0.1 serves the network.")]
+        = "127.0.0.1",
+        out: Annotated[Path | None, typer.Option(help="Where to write the bundle of an .onnx file (default: "
+                                                      "beside it, .web).")] = None) -> None:
+    """Serve a model's web page locally (cross-origin isolated for WebAssembly threads) and print its address."""
+    from edgekit.export.web import bundle_for
+    from edgekit.runtime.webserve import serve_bundle
+
+    bundle = bundle_for(model, out)
+    where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else \
+        f"every machine that can reach {host}"
+    serve_bundle(bundle, host, port, on_start=lambda url: typer.echo(
+        f"serving {bundle} at {url} (bound to {host}: {where}); Ctrl-C to stop"))
 
 
 # -- parsing CLI strings (the library takes lists; these turn flags into them) ---------------------

@@ -132,7 +132,8 @@ def _sha256(path: Path) -> str:
 def _model_file(src: Path, folder: Path, ort_format: bool) -> dict[str, Any]:
     """Put the model in ``folder``: the ORT-format file when it is smaller, else a copy of the ONNX file."""
     onnx_bytes = src.stat().st_size
-    info: dict[str, Any] = {"from": src.name, "onnx_bytes": onnx_bytes, "ort_bytes": None}
+    info: dict[str, Any] = {"from": src.name, "source_sha256": _sha256(src), "onnx_bytes": onnx_bytes,
+                            "ort_bytes": None}
     if ort_format:
         import onnxruntime as ort
 
@@ -202,6 +203,28 @@ def _isolation() -> dict[str, str]:
     from edgekit.runtime.webserve import ISOLATION_HEADERS
 
     return ISOLATION_HEADERS
+
+
+def bundle_for(model: str | Path, out: str | Path | None = None) -> Path:
+    """A bundle to serve: ``model`` itself when it is one, else the bundle around the ONNX file ``model``
+    (``out``, default beside it: ``model.int8.onnx`` -> ``model.int8.web``), remade when the ONNX file changed."""
+    from edgekit.runtime.metadata import read_card
+
+    model = Path(model)
+    if model.suffix == ".web":
+        if not (model / "index.html").is_file() or not (model / "manifest.json").is_file():
+            raise ConfigError(f"{model} is not a web bundle (no index.html / manifest.json)")
+        return model
+    if model.suffix.lower() != ".onnx" or not model.is_file():
+        raise ConfigError(f"{model}: expected an .onnx file edgekit exported or a .web bundle")
+    out = Path(out) if out else model.with_suffix(".web")
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        made = json.loads(manifest.read_text())
+        if made["model"].get("source_sha256") == _sha256(model) and made["onnxruntime_web"]["version"] == ORT_WEB:
+            return out
+    card = read_card(model)
+    return make_bundle(model, out, check=golden_check(card), card=card)
 
 
 # -- check inputs ------------------------------------------------------------------------------------

@@ -260,8 +260,8 @@ def _web_backend(path: Path, device: str = "auto", threads: int | None = None) -
     return WebBackend(path, device=device, threads=threads)
 
 
-BACKENDS = {".onnx": OnnxBackend, ".tflite": TFLiteBackend, ".mlpackage": CoreMLBackend, ".mlmodel": CoreMLBackend,
-            ".pte": _executorch_backend, ".web": _web_backend}
+BACKENDS = {".onnx": OnnxBackend, ".ort": OnnxBackend, ".tflite": TFLiteBackend, ".mlpackage": CoreMLBackend,
+            ".mlmodel": CoreMLBackend, ".pte": _executorch_backend, ".web": _web_backend}
 
 
 def register_backend(suffix: str, factory) -> None:

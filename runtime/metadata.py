@@ -45,7 +45,7 @@ def read_card(path: str | Path, session=None) -> ModelCard:
 
 def _embedded(path: Path, session=None) -> str | None:
     suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    if suffix in (".onnx", ".ort"):  # .ort: onnxruntime's own format (what web bundles may ship) keeps it too
         if session is None:
             import onnxruntime as ort
 
