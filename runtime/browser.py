@@ -36,12 +36,25 @@ def chromium_path() -> str:
                           "to a Chrome/Chromium binary)")
 
 
+_DRIVER: list = []  # Playwright's sync driver: one per process (a second one in the same thread is refused)
+
+
+def driver():
+    """Playwright's driver, started once and stopped at exit."""
+    if not _DRIVER:
+        import atexit
+
+        sync_api = require("playwright.sync_api", "web")
+        _DRIVER.append(sync_api.sync_playwright().start())
+        atexit.register(lambda: _DRIVER and _DRIVER.pop().stop())
+    return _DRIVER[0]
+
+
 class Browser:
     """A headless Chromium with a fresh profile: ``page()`` opens a tab; ``close()`` ends it all."""
 
     def __init__(self, camera: str | Path | None = None, gpu: bool = False, headless: bool = True,
                  args: tuple[str, ...] = ()) -> None:
-        sync_api = require("playwright.sync_api", "web")
         flags = [f for f in FLAGS if not (gpu and f == "--disable-gpu")] + list(args)
         if gpu:
             flags += ["--enable-unsafe-webgpu", "--ignore-gpu-blocklist"]
@@ -52,12 +65,10 @@ class Browser:
                       f"--use-file-for-fake-video-capture={Path(camera).resolve()}"]
         self.executable = chromium_path()
         self._profile = tempfile.mkdtemp(prefix="edgekit-chromium-")
-        self._pw = sync_api.sync_playwright().start()
         try:
-            self.context = self._pw.chromium.launch_persistent_context(
+            self.context = driver().chromium.launch_persistent_context(
                 self._profile, executable_path=self.executable, headless=headless, args=flags)
         except Exception as exc:
-            self._pw.stop()
             shutil.rmtree(self._profile, ignore_errors=True)
             raise DependencyError(f"could not start {self.executable}: {str(exc).strip().splitlines()[0]}") from None
 
@@ -68,7 +79,6 @@ class Browser:
         try:
             self.context.close()
         finally:
-            self._pw.stop()
             shutil.rmtree(self._profile, ignore_errors=True)
 
     def __enter__(self) -> Browser:

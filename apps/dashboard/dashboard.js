@@ -28,6 +28,7 @@ function group(title, counts, key) {
     bar.appendChild(fill);
     const count = Object.assign(document.createElement('span'), { className: 'count', textContent: String(n) });
     count.dataset.key = `totals.${key}.${name}`;
+    count.dataset.value = JSON.stringify(n);
     row.append(Object.assign(document.createElement('span'), { textContent: name }), bar, count);
     box.appendChild(row);
   }
@@ -37,7 +38,11 @@ function group(title, counts, key) {
 function render(s) {
   window.dashboard.state = s;
   window.dashboard.updates += 1;
-  for (const el of document.querySelectorAll('.numbers [data-key]')) el.textContent = fmt(get(s, el.dataset.key));
+  for (const el of document.querySelectorAll('.numbers [data-key]')) {
+    const v = get(s, el.dataset.key);
+    el.textContent = fmt(v);
+    el.dataset.value = JSON.stringify(v ?? null);
+  }
   $('about').textContent = `${s.model} on ${s.source} · ${s.processed_frames} frames analysed`;
   const groups = [];
   for (const [key, value] of Object.entries(s.totals)) {
@@ -53,6 +58,7 @@ function render(s) {
       p.className = 'row';
       const value = Object.assign(document.createElement('span'), { className: 'count', textContent: fmt(v) });
       value.dataset.key = `totals.${k}`;
+      value.dataset.value = JSON.stringify(v ?? null);
       p.append(Object.assign(document.createElement('span'), { textContent: k.replace(/_/g, ' ') }), document.createElement('span'), value);
       box.appendChild(p);
     }

@@ -198,15 +198,16 @@ window.edgekit = {
     const heads = byHead(out, session.outputNames, card);
     return Object.fromEntries(Object.entries(heads).map(([h, v]) => [h, { b64: toB64(v.data), width: v.width }]));
   },
-  /** Time session.run on one batch in the page: warm-up, then until both minRuns and minSeconds. */
-  async bench({ type, b64, dims, warmup = 10, minRuns = 50, minSeconds = 1, maxRuns = 5000 }) {
+  /** Time session.run on one batch in the page (`repeats` runs per sample: a fixed-batch file in chunks):
+   *  warm-up, then until both minRuns and minSeconds. */
+  async bench({ type, b64, dims, repeats = 1, warmup = 10, minRuns = 50, minSeconds = 1, maxRuns = 5000 }) {
     const x = { type, data: fromB64(b64, type), dims };
     for (let i = 0; i < warmup; i++) await run(session, x);
     const samples = [];
     const t0 = performance.now();
     while (samples.length < maxRuns && (samples.length < minRuns || performance.now() - t0 < minSeconds * 1000)) {
       const t = performance.now();
-      await run(session, x);
+      for (let r = 0; r < repeats; r++) await run(session, x);
       samples.push(performance.now() - t);
     }
     return { samples_ms: samples, info };
