@@ -42,7 +42,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     model = load(spec["path"], device=spec.get("device", "auto"), threads=spec.get("threads"))
     backend = model.backend
     result: dict[str, Any] = {"load_ms": (time.perf_counter() - t0) * 1e3, "device": backend.device,
-                              "threads": backend.threads, "fixed_batch": backend.batch, "peak_rss_mb": None,
+                              "threads": backend.threads, "threads_from": backend.threads_from,
+                              "fixed_batch": backend.batch, "peak_rss_mb": None,
                               "browser": {k: backend.info.get(k) for k in ("backend", "threads", "runtime",
                                                                             "cross_origin_isolated")},
                               "residency": {"device": backend.describe()},
@@ -96,6 +97,7 @@ def native_twin(bench, web_row: dict[str, Any], measure: Callable[[Any, int], di
                    precisions={"ort": bench.precisions.get("web", "fp32")})
     row = measure(twin, int(web_row["threads"]))
     row["twin_of"] = "web"
-    row["note"] = (f"native onnxruntime on the bundle's {Path(row['file']).name} at the {web_row['threads']} "
-                   "thread(s) the browser ran")
+    said = (f"native onnxruntime on the bundle's {Path(row['file']).name} at the {web_row['threads']} "
+            "thread(s) the browser ran")
+    row["note"] = f"{row['note']}; {said}" if row.get("note") else said
     return row

@@ -8,8 +8,8 @@ A bundle wraps the ONNX file of its precision (the exporter makes the ONNX targe
   only, and neither onnxruntime-web nor native onnxruntime re-applies the fusions at load, so the
   file is 3-18% smaller but slower: a tiny INT8 model ran 0.43 ms instead of 0.14 ms in Chromium
   (195 unfused QDQ nodes instead of 58 QLinear ones), the FP32 one 0.35 instead of 0.335 ms;
-- ``card.json`` (preprocessing, heads, provenance) and ``check.json``: the card's golden inputs,
-  or a few validation images the exporter picked, with the PyTorch outputs on them;
+- ``card.json`` (preprocessing, heads, provenance) and ``check.json``: the card's golden inputs
+  (validation images at the input size) with PyTorch's outputs on them;
 - onnxruntime-web's JavaScript and WebAssembly (``ort/``): fetched once with ``npm pack`` at the
   pinned version, checked against the pinned integrity, cached in ``~/.cache/edgekit``; never a CDN;
 - the page (``index.html`` + JS modules, no build step) and ``_headers`` for static hosts that read
@@ -45,7 +45,6 @@ ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-th
              "ort.min.mjs", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm")
 PAGE = Path(__file__).with_name("webpage")
 PAGE_FILES = ("index.html", "style.css", "app.js", "engine.js", "preprocess.js", "resize.js", "heads.js", "check.js")
-CHECK_IMAGES = 8  # validation images put in check.json when the card has no golden inputs
 
 
 class WebBundleError(EdgekitError):
@@ -233,53 +232,16 @@ def bundle_for(model: str | Path, out: str | Path | None = None) -> Path:
 # -- check inputs ------------------------------------------------------------------------------------
 
 
-def png_b64(rgb: np.ndarray) -> str:
-    import cv2
-
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
-    if not ok:
-        raise WebBundleError("could not encode a check image as PNG")
-    return base64.b64encode(data.tobytes()).decode()
-
-
-def decode_png(b64: str) -> np.ndarray:
-    """A base64 PNG -> HxWx3 uint8 RGB."""
-    import cv2
-
-    img = cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise WebBundleError("a check input is not a PNG image")
-    return img[:, :, ::-1]
-
-
 def golden_check(card: ModelCard) -> dict[str, Any] | None:
-    """The card's golden inputs and reference outputs, when it has image ones."""
-    golden = getattr(card, "golden", None)
-    if isinstance(golden, dict) and golden.get("kind") == "image" and golden.get("inputs"):
-        return {"kind": "image", "inputs": list(golden["inputs"]), "outputs": golden.get("outputs") or {},
-                "source": "the card's golden inputs"}
+    """The card's golden inputs (PNG at the model's input size) and PyTorch's outputs on them, when it has
+    image ones (:mod:`edgekit.export.golden`)."""
+    from edgekit.runtime.golden import GOLDEN_KIND_IMAGES
+
+    golden = card.golden
+    if isinstance(golden, dict) and golden.get("kind") == GOLDEN_KIND_IMAGES and golden.get("inputs"):
+        return {"kind": GOLDEN_KIND_IMAGES, "inputs": list(golden["inputs"]), "outputs": golden.get("outputs") or {},
+                "source": f"the card's golden inputs ({golden.get('source', 'validation images')})"}
     return None
-
-
-def reference_check(module, x: np.ndarray, source: ModelCard, card: ModelCard) -> dict[str, Any]:
-    """Validation images (``x``: normalized NCHW as ``source`` says) as PNGs at the input size, with the
-    PyTorch module's outputs on exactly those pixels."""
-    import torch
-
-    from edgekit.runtime.preprocess import preprocess
-
-    mean = np.asarray(source.input.mean, np.float64).reshape(1, 3, 1, 1)
-    std = np.asarray(source.input.std, np.float64).reshape(1, 3, 1, 1)
-    pixels = np.clip(np.rint((x.astype(np.float64) * std + mean) * 255.0), 0, 255).astype(np.uint8)
-    rgb = [p.transpose(1, 2, 0) for p in pixels]
-    feed = preprocess(rgb, card.input, color="RGB")
-    if card.input.layout == "NHWC":
-        feed = feed.transpose(0, 3, 1, 2)
-    with torch.no_grad():
-        outs = module(torch.from_numpy(np.ascontiguousarray(feed)))
-    return {"kind": "image", "inputs": [png_b64(p) for p in rgb],
-            "outputs": {h: o.float().numpy().tolist() for h, o in zip(card.head_names, outs, strict=True)},
-            "source": f"{len(rgb)} validation images picked at export"}
 
 
 # -- the export target ---------------------------------------------------------------------------------
@@ -300,10 +262,7 @@ def build(job, precision: str, card: ModelCard, path: str | Path) -> Path:
                           "takes single images")
     if wrapped.provenance.get("exported") != card.provenance.get("exported"):
         raise WebBundleError(f"not made: {src.name} is left from another export")
-    check = golden_check(wrapped)
-    if check is None and getattr(job, "check", None) is not None:
-        check = reference_check(job.module, job.check, card, wrapped)
-    return make_bundle(src, path, check=check, card=wrapped)
+    return make_bundle(src, path, check=golden_check(wrapped), card=wrapped)
 
 
 # -- the page's check mode against native onnxruntime ------------------------------------------------
@@ -320,14 +279,20 @@ def native_predictor(path: str | Path, threads: int | None = None):
     return Predictor(OnnxBackend(model, device="cpu", threads=threads), bundle_card(path), model)
 
 
-def check_bundle(path: str | Path, page=None, threads: int | None = None) -> dict[str, Any]:
+def check_bundle(path: str | Path, page=None, threads: int | None = None,
+                 overrides: dict[str, float | None] | None = None) -> dict[str, Any]:
     """The page's check mode (its own decoding, preprocessing and model on ``check.json``'s inputs) against
-    native onnxruntime on the same inputs and against the reference outputs stored with them.
+    native onnxruntime on the same inputs and against PyTorch's outputs stored with them, each judged with
+    the gate of the bundle's precision (FP32: relative error <= 1e-4; FP16 / INT8: SQNR and top-1 agreement,
+    :mod:`edgekit.export.gates`, ``overrides`` applied).
 
     ``page``: a :class:`~edgekit.runtime.web.WebPage` already open on the bundle (else one is opened, on
-    WebAssembly). FP32 bundles pass at a relative error of at most 1e-4 against both."""
-    from edgekit.export.verify import FP32_TOLERANCE, compare_outputs
-    from edgekit.runtime.web import WebPage, bundle_card, usable_cores
+    WebAssembly)."""
+    from edgekit.export.gates import gate_for, judge
+    from edgekit.export.verify import compare_outputs
+    from edgekit.runtime.backends import check_threads
+    from edgekit.runtime.golden import decode_png
+    from edgekit.runtime.web import WebPage, bundle_card
 
     path = Path(path)
     card = bundle_card(path)
@@ -335,7 +300,7 @@ def check_bundle(path: str | Path, page=None, threads: int | None = None) -> dic
         return {"passed": None, "note": "the bundle has no check inputs (export it with edgekit export --target web)"}
     check = json.loads((path / "check.json").read_text())
     own = page is None
-    page = page or WebPage(path, "wasm", threads or usable_cores())
+    page = page or WebPage(path, "wasm", check_threads(threads))
     try:
         result = page.call("check")
         info = page.info
@@ -346,8 +311,8 @@ def check_bundle(path: str | Path, page=None, threads: int | None = None) -> dic
         return {"passed": False, "failures": [f"the page's check failed: {result['error']}"]}
     got = {h: np.asarray(v, np.float32) for h, v in result["outputs"].items()}
     native = native_predictor(path, threads)
-    images = [decode_png(b) for b in check["inputs"]]
-    expected = native.run(native.preprocess(images, color="RGB"))
+    images = [decode_png(b) for b in check["inputs"]]  # BGR, as OpenCV decodes
+    expected = native.run(native.preprocess(images, color="BGR"))
     out: dict[str, Any] = {"inputs": len(images), "source": check.get("source"),
                            "browser": {k: info.get(k) for k in ("backend", "threads", "fallback", "runtime")},
                            "native": {"runtime": "onnxruntime", "file": native.path.name},
@@ -355,13 +320,12 @@ def check_bundle(path: str | Path, page=None, threads: int | None = None) -> dic
     refs = {h: np.asarray(v, np.float32) for h, v in (check.get("outputs") or {}).items()}
     if set(refs) >= set(card.head_names):
         out["vs_reference"] = compare_outputs(card, refs, got)
-    precision = card.provenance.get("precision", "fp32")
+    gate = gate_for(card.provenance.get("precision", "fp32"), overrides)
+    out["gate"] = gate.to_dict()
     failures = []
     for against in ("vs_native", "vs_reference"):
-        if against in out and precision == "fp32":
-            worst = max(s["rel"] for s in out[against].values())
-            if worst > FP32_TOLERANCE:
-                failures.append(f"{against.replace('_', ' ')}: relative error {worst:.1e} > {FP32_TOLERANCE:.0e}")
+        if against in out:
+            failures += [f"{against.replace('_', ' ')}: {f}" for f in judge({"heads": out[against]}, gate)["failures"]]
     out["failures"] = failures
     out["passed"] = not failures
     return out

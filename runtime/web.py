@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,11 @@ import numpy as np
 
 from edgekit.card import ModelCard
 from edgekit.errors import DeviceError
-from edgekit.runtime.backends import Backend, ModelFileError
+from edgekit.runtime.backends import Backend, ModelFileError, check_threads
 
 DEVICES = {"auto": "auto", "cpu": "wasm", "wasm": "wasm", "webgpu": "webgpu", "webnn": "webnn"}
 CHUNK_BYTES = 8 << 20  # largest batch sent to the page in one message
 _BROWSERS: dict[bool, Any] = {}
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def shared_browser(gpu: bool = False):
@@ -115,11 +110,12 @@ class WebBackend(Backend):
             raise DeviceError(f"a web bundle runs on {', '.join(DEVICES)}, not '{device}'")
         self.card = bundle_card(path)
         want = DEVICES[device]
-        self.page = WebPage(path, want, threads or usable_cores())
+        self.page = WebPage(path, want, check_threads(threads))
         info = self.page.info
         self.info = info
         self.device = info["backend"]  # wasm | webgpu | webnn: what ran, not what was asked
-        self.threads = int(info["threads"])
+        # onnxruntime-web's env.wasm.numThreads after its start: 1 when the page is not cross-origin isolated
+        self.threads, self.threads_from = int(info["threads"]), "onnxruntime-web"
         self.fallback = info.get("fallback") or []
         batch = self.card.provenance.get("batch")
         self.batch = int(batch) if isinstance(batch, int) else None

@@ -34,13 +34,13 @@ def test_export_wraps_the_onnx_file_and_checks_the_page(web_export):
         assert entry["browser"]["backend"] == "wasm" and entry["browser"]["cross_origin_isolated"] is True
         assert entry["browser"]["threads"] == entry["page_check"]["browser"]["threads"] >= 1
         check = entry["page_check"]
-        assert check["passed"] and check["inputs"] == 8
+        card = json.loads((web_export.out_dir / bundle / "card.json").read_text())
+        assert check["passed"] and check["inputs"] == len(card["golden"]["inputs"]) >= 1
         if precision == "fp32":  # the page's own decoding + preprocessing + model against native onnxruntime
             assert max(s["rel"] for s in check["vs_native"].values()) <= 1e-4
             assert max(s["rel"] for s in check["vs_reference"].values()) <= 1e-4
         manifest = json.loads((web_export.out_dir / bundle / "manifest.json").read_text())
         assert manifest["model"]["from"] == bundle.replace(".web", ".onnx") and manifest["precision"] == precision
-        card = json.loads((web_export.out_dir / bundle / "card.json").read_text())
         assert card["provenance"]["web"]["onnxruntime_web"] == manifest["onnxruntime_web"]["version"]
 
 
