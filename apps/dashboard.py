@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,16 @@ class Dashboard:
         app.router.add_get("/", page)
         app.router.add_get("/{name}", page)
         return app
+
+
+def serve_dashboard(port: int, host: str = LOCAL, say: Callable[[str], Any] = print) -> Dashboard:
+    """Start a :class:`Dashboard` and say where it is and who can open it."""
+    from edgekit.runtime.webserve import reach
+
+    board = Dashboard(port, host)
+    url = board.start()
+    say(f"dashboard: {url} (bound to {host}: {reach(host)}; numbers only, no face image)")
+    return board
 
 
 def _plain(obj: Any) -> Any:

@@ -550,9 +550,11 @@ def kiosk(model: DemoModel, source: DemoSource = "0", headless: Headless = False
               help="Address the dashboard binds to; another than 127.0.0.1 shares it on the network.")] = "127.0.0.1",
           quiet: Quiet = False) -> None:
     """Detect faces, estimate age / gender / emotion per face, count visitors and dwell time (report + panel)."""
+    from edgekit.apps.dashboard import serve_dashboard
     from edgekit.apps.kiosk import KioskOptions, run_kiosk
 
-    board = _dashboard(dashboard, dashboard_host) if dashboard is not None else None
+    board = serve_dashboard(dashboard, dashboard_host, lambda line: typer.echo(line, err=True)) \
+        if dashboard is not None else None
     try:
         run_kiosk(model, source, KioskOptions(
             headless=headless, out=out, log=log, report=report, detector=detector, save_crops=save_crops,
@@ -561,17 +563,6 @@ def kiosk(model: DemoModel, source: DemoSource = "0", headless: Headless = False
     finally:
         if board:
             board.stop()
-
-
-def _dashboard(port: int, host: str):
-    from edgekit.apps.dashboard import Dashboard
-
-    board = Dashboard(port, host)
-    url = board.start()
-    where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else \
-        f"every machine that can reach {host}: visitor counts are shared on the network"
-    typer.echo(f"dashboard: {url} (bound to {host}: {where})", err=True)
-    return board
 
 
 @demo_app.command(epilog="Examples:\n\n"
@@ -589,13 +580,11 @@ def web(model: Annotated[Path, typer.Option("--model", "-m", help="A .web bundle
                                                       "beside it, .web).")] = None) -> None:
     """Serve a model's web page locally (cross-origin isolated for WebAssembly threads) and print its address."""
     from edgekit.export.web import bundle_for
-    from edgekit.runtime.webserve import serve_bundle
+    from edgekit.runtime.webserve import reach, serve_bundle
 
     bundle = bundle_for(model, out)
-    where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else \
-        f"every machine that can reach {host}"
     serve_bundle(bundle, host, port, on_start=lambda url: typer.echo(
-        f"serving {bundle} at {url} (bound to {host}: {where}); Ctrl-C to stop"))
+        f"serving {bundle} at {url} (bound to {host}: {reach(host)}); Ctrl-C to stop"))
 
 
 # -- parsing CLI strings (the library takes lists; these turn flags into them) ---------------------

@@ -28,6 +28,11 @@ TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=u
 LOCAL = "127.0.0.1"
 
 
+def reach(host: str) -> str:
+    """Who can open a page served on ``host`` (said when a server starts)."""
+    return "this machine only" if host in (LOCAL, "localhost", "::1") else f"every machine that can reach {host}"
+
+
 def bundle_app(folder: str | Path):
     """An aiohttp app serving ``folder`` (``/`` is its ``index.html``) with the isolation headers."""
     web = require("aiohttp.web", "web")

@@ -82,7 +82,7 @@ def test_cli_says_where_the_dashboard_is(face_model, kiosk_video, tmp_path, caps
     assert main(["demo", "kiosk", "-m", str(face_model), "--source", str(kiosk_video), "--headless", "--out",
                  str(tmp_path / "k.mp4"), "--max-frames", "6", "--dashboard", "0", "--quiet"]) == 0
     err = capsys.readouterr().err
-    assert "dashboard: http://127.0.0.1:" in err and "(bound to 127.0.0.1: this machine only)" in err
+    assert "dashboard: http://127.0.0.1:" in err and "(bound to 127.0.0.1: this machine only; numbers only" in err
 
 
 def test_dashboard_port_in_use_is_one_line(capsys):
