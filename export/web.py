@@ -181,8 +181,10 @@ def make_bundle(src: str | Path, out: str | Path, check: dict[str, Any] | None =
     web = {"onnxruntime_web": ORT_WEB, "integrity": ORT_WEB_INTEGRITY, "wraps": src.name, "model_file": model["file"],
            "model_format": model["format"]}
     write_text(tmp / "card.json", card.derive(format="web", web=web).to_json())
-    if check:
-        write_json(tmp / "check.json", check)
+    if check:  # the page judges its GPU / WebNN outputs on these with the gate edgekit uses (export/gates.py)
+        from edgekit.export.gates import gate_for
+
+        write_json(tmp / "check.json", {**check, "gate": gate_for(card.provenance.get("precision", "fp32")).to_dict()})
     write_text(tmp / "_headers", "/*\n" + "".join(f"  {k}: {v}\n" for k, v in _isolation().items()))
     files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     write_json(tmp / "manifest.json", {
@@ -329,3 +331,19 @@ def check_bundle(path: str | Path, page=None, threads: int | None = None,
     out["failures"] = failures
     out["passed"] = not failures
     return out
+
+
+def describe_check(entry: dict[str, Any]) -> str:
+    """One line for a verified bundle: what ran in Chromium, and its page check against native and PyTorch."""
+    b, check = entry["browser"], entry.get("page_check") or {}
+    ran = f"in Chromium: {b['backend']}" + (f", {b['threads']} thread(s)" if b["backend"] == "wasm" else "")
+    if check.get("passed") is None:
+        return f"{ran}; page check: {check.get('note', 'not run')}"
+
+    def worst(key: str) -> str:
+        stats = check.get(key) or {}
+        return f"{max(s['rel'] for s in stats.values()):.1e}" if stats else "n/a"
+
+    verdict = "ok" if check["passed"] else "FAILED: " + "; ".join(check["failures"])
+    return (f"{ran}; page check on {check['inputs']} golden input(s) {verdict}: relative error vs native "
+            f"onnxruntime {worst('vs_native')}, vs PyTorch {worst('vs_reference')}")

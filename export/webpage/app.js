@@ -6,7 +6,7 @@
 import { createSession, describeBackend, run } from './engine.js';
 import { byHead, decode, describe } from './heads.js';
 import { preprocess, rgbOf } from './preprocess.js';
-import { runCheck } from './check.js';
+import { runCheck, selfCheck } from './check.js';
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -18,7 +18,7 @@ const record = Number(params.get('record') || 0);
 const grabCanvas = document.createElement('canvas');
 const grab = grabCanvas.getContext('2d', { willReadFrequently: true });
 const view = $('view').getContext('2d');
-let card, session, info, stopLoop = null;
+let card, check, session, info, stopLoop = null;
 
 function fail(message) {
   state.status = 'error';
@@ -34,11 +34,19 @@ async function start() {
     $('title').textContent = `${card.name} · ${card.provenance.precision || 'fp32'}`;
     const want = params.get('backend') || 'auto';
     $('want').value = want;
-    ({ session, info } = await createSession(manifest.model.file, { want, threads: Number(params.get('threads')) || null }));
+    check = manifest.check ? await (await fetch('check.json')).json() : null;
+    const [h, w] = card.input.size;
+    const probe = preprocess([{ data: new Uint8Array(h * w * 3), width: w, height: h }], card.input);
+    const verify = check && check.outputs ? (s) => selfCheck(s, card, check) : null;
+    ({ session, info } = await createSession(manifest.model.file,
+      { want, probe, verify, threads: Number(params.get('threads')) || null }));
     info.precision = card.provenance.precision || 'fp32';
     state.info = info;
     $('backend').textContent = `${describeBackend(info)} · ${info.runtime}`;
-    if (info.fallback.length) $('notice').textContent = `fell back to ${describeBackend(info)}: ${info.fallback.join('; ')}`;
+    const notices = [];
+    if (info.fallback.length) notices.push(`fell back to ${describeBackend(info)}: ${info.fallback.join('; ')}`);
+    if (String(info.self_check).startsWith('failed')) notices.push(`self-check on the golden inputs ${info.self_check}`);
+    $('notice').textContent = notices.join(' · ');
     modelPanel(manifest);
     for (const el of document.querySelectorAll('button, input')) el.disabled = false;
     for (const el of document.querySelectorAll('.button')) el.setAttribute('aria-disabled', 'false');
@@ -166,7 +174,7 @@ async function doCheck() {
   stop();
   $('check-result').textContent = 'checking…';
   try {
-    state.check = await runCheck(session, card, info);
+    state.check = await runCheck(session, card, info, check);
     $('check-result').replaceChildren(state.check.table);
     delete state.check.table;
   } catch (e) {

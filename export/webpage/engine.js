@@ -28,9 +28,12 @@ async function webgpuAdapter() {
 
 /**
  * Create a session. `want`: auto | wasm | webgpu | webnn; `threads`: WebAssembly threads
- * (default: every logical core). Returns {session, info}; info says what ran and why.
+ * (default: every logical core); `probe`: an input ({type, data, dims}) run once on a GPU / WebNN
+ * session before it is kept, since some graphs fail only when they run; `verify(session)`: the
+ * self-check's failures on the golden inputs (check.js), [] when it passes: a GPU / WebNN session that
+ * misses them is dropped for WebAssembly; on WebAssembly they are reported. Returns {session, info}.
  */
-export async function createSession(modelUrl, { want = 'auto', threads = null } = {}) {
+export async function createSession(modelUrl, { want = 'auto', threads = null, probe = null, verify = null } = {}) {
   const t0 = performance.now();
   const response = await fetch(modelUrl);
   if (!response.ok) throw new Error(`cannot load ${modelUrl}: HTTP ${response.status}`);
@@ -52,14 +55,27 @@ export async function createSession(modelUrl, { want = 'auto', threads = null } 
   let session = null;
   if (providers[0] !== 'wasm') {
     const name = providers[0].name || providers[0];
+    let step = 'session creation';
     try {
       session = await ort.InferenceSession.create(model, { executionProviders: providers });
+      step = 'first run';
+      if (probe) await run(session, probe);
+      step = 'self-check';
+      const missed = verify ? await verify(session) : [];
+      if (missed.length) throw new Error(`wrong outputs on the golden inputs: ${missed.join('; ')}`);
     } catch (e) {
-      tried.push([name, `session creation failed: ${String(e.message || e).split('\n')[0]}`]);
+      tried.push([name, `${step} failed: ${String(e.message || e).split('\n')[0]}`]);
+      if (session) await session.release();
+      session = null;
       providers = ['wasm'];
     }
   }
-  if (!session) session = await ort.InferenceSession.create(model, { executionProviders: ['wasm'] });
+  let selfCheck = session ? 'passed' : null; // a GPU / WebNN session is kept only when it passed
+  if (!session) {
+    session = await ort.InferenceSession.create(model, { executionProviders: ['wasm'] });
+    const missed = verify ? await verify(session) : [];
+    selfCheck = verify ? (missed.length ? `failed: ${missed.join('; ')}` : 'passed') : null;
+  }
   const backend = providers[0].name || providers[0];
   const info = {
     backend,
@@ -68,6 +84,7 @@ export async function createSession(modelUrl, { want = 'auto', threads = null } 
     threads_requested: threads || navigator.hardwareConcurrency || 1,
     cross_origin_isolated: self.crossOriginIsolated === true,
     fallback: tried.map(([b, why]) => `${b}: ${why}`),
+    self_check: verify ? selfCheck : 'no golden inputs in this bundle',
     runtime: `onnxruntime-web ${ort.env.versions ? ort.env.versions.web : '?'} (${build === 'jsep' ? 'WebGPU/WebNN/WebAssembly' : 'WebAssembly'} build)`,
     inputs: session.inputNames,
     outputs: session.outputNames,

@@ -148,6 +148,62 @@ def test_webgpu_falls_back_to_webassembly_and_says_why(web_export, chromium):
         model.backend.close()
 
 
+def test_a_page_with_wrong_outputs_says_so(web_export, tmp_path, chromium):
+    """Golden reference outputs the model does not give (here: the bundle's, scaled): the page's start-up
+    self-check reports the gate's failures, and edgekit's page check fails the bundle."""
+    import shutil
+
+    from edgekit.export.web import check_bundle
+    from edgekit.runtime.web import WebPage
+
+    bundle = tmp_path / "wrong.web"
+    shutil.copytree(web_export.out_dir / "model.web", bundle)
+    check = json.loads((bundle / "check.json").read_text())
+    check["outputs"] = {h: (-3 * np.asarray(v)).tolist() for h, v in check["outputs"].items()}
+    (bundle / "check.json").write_text(json.dumps(check))
+    page = WebPage(bundle, "wasm", 1)
+    try:
+        assert page.info["backend"] == "wasm" and page.info["self_check"].startswith("failed: digit: relative error")
+        result = check_bundle(bundle, page)
+    finally:
+        page.close()
+    assert result["passed"] is False and result["failures"][0].startswith("vs reference: digit: relative error")
+    assert max(s["rel"] for s in result["vs_native"].values()) <= 1e-4  # the model itself still matches native
+
+
+@pytest.mark.slow  # SwiftShader compiles every WebGPU shader on the CPU: about 40 s
+def test_webgpu_outputs_are_checked_before_they_are_served(web_export, chromium):
+    """On a WebGPU adapter (SwiftShader's, the software one Chromium ships), each bundle either runs on WebGPU
+    and passes its gate, or the page's self-check caught wrong outputs and fell back to WebAssembly, saying
+    why; either way edgekit's page check passes. (Measured with onnxruntime-web 1.31.1 and Chromium 150:
+    FP32 ran on WebGPU within 1e-6; the FP16 and INT8 files gave wrong outputs there and fell back.)"""
+    from edgekit.export.web import check_bundle
+    from edgekit.runtime.browser import Browser
+    from edgekit.runtime.web import WebPage
+
+    with Browser(gpu=True, args=("--enable-unsafe-swiftshader", "--use-webgpu-adapter=swiftshader")) as browser:
+        bundle = web_export.out_dir / "model.web"
+        page = WebPage(bundle, "webgpu", 2, browser=browser)
+        try:
+            if page.info["backend"] != "webgpu" and "adapter" in " ".join(page.info["fallback"]):
+                pytest.skip(f"no WebGPU adapter here: {page.info['fallback']}")
+            ran = {bundle.name: (page.info, check_bundle(bundle, page))}
+        finally:
+            page.close()
+        bundle = web_export.out_dir / "model.int8.web"
+        page = WebPage(bundle, "webgpu", 2, browser=browser)
+        try:
+            ran[bundle.name] = (page.info, check_bundle(bundle, page))
+        finally:
+            page.close()
+    for name, (info, check) in ran.items():
+        assert check["passed"], (name, check["failures"])
+        if info["backend"] != "webgpu":
+            assert info["backend"] == "wasm" and info["fallback"][0].startswith("webgpu: "), name
+        else:
+            assert info["self_check"] == "passed" and not info["fallback"], name
+
+
 def test_bench_puts_the_browser_next_to_native_at_its_threads(web_export, tmp_path, chromium):
     assert main(["bench", str(web_export.out_dir / "model.web"), "--backend", "web", "--batch", "1", "--data", "none",
                  "--seconds", "0.2", "--threads", "1", "--out", str(tmp_path), "--quiet"]) == 0
