@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,20 @@ def serve_dashboard(port: int, host: str = LOCAL, say: Callable[[str], Any] = pr
     url = board.start()
     say(f"dashboard: {url} (bound to {host}: {reach(host)}; numbers only, no face image)")
     return board
+
+
+@contextmanager
+def live_dashboard(port: int | None, host: str = LOCAL, say: Callable[[str], Any] = print
+                   ) -> Iterator[Callable[[dict[str, Any]], None] | None]:
+    """``KioskOptions.publish`` of a dashboard served on ``port`` while the block runs (None: no dashboard)."""
+    if port is None:
+        yield None
+        return
+    board = serve_dashboard(port, host, say)
+    try:
+        yield board.publish
+    finally:
+        board.stop()
 
 
 def _plain(obj: Any) -> Any:

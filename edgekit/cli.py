@@ -398,7 +398,6 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpacka
              "  edgekit bench model.int8.onnx model.int8.tflite --batch 1,8,32\n\n"
              "  edgekit bench resnet18 mobilenetv3_large_100 --imgsz 224 --backend torch,ort --data none\n\n"
              "  edgekit bench best.pt --device cuda\n\n"
-             "  edgekit bench model.onnx --backend web --batch 1   # the browser (WebAssembly) vs native\n\n"
              "  edgekit bench not_edgekit.onnx --shape images:1,3,640,640 --data none   # no card: synthesized inputs")
 def bench(models: Annotated[list[str] | None, typer.Argument(
               help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage, .pte) or timm model names.")] = None,
@@ -517,6 +516,7 @@ Every = Annotated[int, typer.Option(help="Run the model on every N-th frame (oth
 Threads = Annotated[int | None, typer.Option(help="CPU threads of the backend (default: all).")]
 MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many frames.")]
 DemoDevice = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
+Host = Annotated[str, typer.Option(help="Address to bind; another than 127.0.0.1 serves the network (said at start).")]
 
 
 @demo_app.command(epilog="Examples:\n\n"
@@ -557,41 +557,28 @@ def kiosk(model: DemoModel, source: DemoSource = "0", headless: Headless = False
                    "around tracked faces.")] = 5,
           threads: Threads = None, device: DemoDevice = "auto", max_frames: MaxFrames = None,
           min_hits: Annotated[int, typer.Option(help="Detections before a tracked face counts as a visitor.")] = 3,
-          dashboard: Annotated[int | None, typer.Option(
-              help="Serve a live dashboard on this port (visitors, age bands, gender, emotion, dwell, FPS, notices; "
-                   "no face image) while the kiosk runs.")] = None,
-          dashboard_host: Annotated[str, typer.Option(
-              help="Address the dashboard binds to; another than 127.0.0.1 shares it on the network.")] = "127.0.0.1",
-          quiet: Quiet = False) -> None:
+          dashboard: Annotated[int | None, typer.Option(help="Serve a live dashboard on this port (visitors, age "
+                                                            "bands, gender, emotion, dwell, FPS, notices).")] = None,
+          dashboard_host: Host = "127.0.0.1", quiet: Quiet = False) -> None:
     """Detect faces, estimate age / gender / emotion per face, count visitors and dwell time (report + panel)."""
-    from edgekit.apps.dashboard import serve_dashboard
+    from edgekit.apps.dashboard import live_dashboard
     from edgekit.apps.kiosk import KioskOptions, run_kiosk
 
-    board = serve_dashboard(dashboard, dashboard_host, lambda line: typer.echo(line, err=True)) \
-        if dashboard is not None else None
-    try:
+    with live_dashboard(dashboard, dashboard_host, lambda line: typer.echo(line, err=True)) as publish:
         run_kiosk(model, source, KioskOptions(
             headless=headless, out=out, log=log, report=report, detector=detector, save_crops=save_crops,
             show_faces=show_faces, every=every, scan_every=scan_every, min_hits=min_hits, threads=threads,
-            device=device, max_frames=max_frames, verbose=not quiet, publish=board.publish if board else None))
-    finally:
-        if board:
-            board.stop()
+            device=device, max_frames=max_frames, verbose=not quiet, publish=publish))
 
 
-@demo_app.command(epilog="Examples:\n\n"
-                  "  edgekit demo web -m runs/export/digits/model.web     # serve a bundle\n\n"
-                  "  edgekit demo web -m model.int8.onnx                    # bundle it (model.int8.web), serve it\n\n"
-                  "  edgekit demo web -m model.web --port 9000 --host 0.0.0.0   # on the network, said at start\n\n"
+@demo_app.command(epilog="Examples:\n\n  edgekit demo web -m model.web   # serve a bundle\n\n"
+                  "  edgekit demo web -m model.int8.onnx --port 9000   # bundle it (model.int8.web), serve it\n\n"
                   "In the page: Camera, a video file or images; ?backend=wasm|webgpu|webnn&threads=N in the address; "
                   "?source=camera starts the camera at once (a kiosk window).")
-def web(model: Annotated[Path, typer.Option("--model", "-m", help="A .web bundle, or an edgekit .onnx file to "
-                                                                    "bundle first.")],
-        port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 8000,
-        host: Annotated[str, typer.Option(help="Address to bind; another than 127.0.0.1 serves the network.")]
-        = "127.0.0.1",
-        out: Annotated[Path | None, typer.Option(help="Where to write the bundle of an .onnx file (default: "
-                                                      "beside it, .web).")] = None) -> None:
+def web(model: Annotated[Path, typer.Option("--model", "-m", help="A .web bundle or an edgekit .onnx file.")],
+        port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 8000, host: Host = "127.0.0.1",
+        out: Annotated[Path | None, typer.Option(help="Bundle of an .onnx file (default: beside it, .web).")]
+        = None) -> None:
     """Serve a model's web page locally (cross-origin isolated for WebAssembly threads) and print its address."""
     from edgekit.export.web import bundle_for
     from edgekit.runtime.webserve import reach, serve_bundle
