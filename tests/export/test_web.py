@@ -238,7 +238,7 @@ def test_demo_web_bundles_an_onnx_file_and_serves_it(web_export, tmp_path):
             assert r.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
             assert r.headers["Cross-Origin-Opener-Policy"] == "same-origin"
         with pytest.raises(urllib.error.HTTPError):
-            urllib.request.urlopen(urls[0] + "..%2f..%2fm.onnx")
+            urllib.request.urlopen(urls[0] + "..%2fm.onnx")  # m.onnx is beside the bundle
     finally:
         stop.set()
         t.join(10)
