@@ -65,6 +65,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from edgekit.runtime.residency import what_ran
 
     result: dict[str, Any] = {"pid": os.getpid()}
+    if spec["path"].endswith(".web"):  # a browser bundle: the page times itself (benchmarks/web.py)
+        from edgekit.benchmarks.web import run as run_web
+
+        return {**result, **run_web(spec)}
     path, device, batch = spec["path"], spec.get("device", "auto"), int(spec["batch"])
     if path.lower().endswith((".pt", ".pth")):  # a checkpoint runs in eager torch: train opens it
         import edgekit.train.torch_backend  # noqa: F401 - registers the .pt backend

@@ -61,7 +61,8 @@ Domain = Annotated[str | None, typer.Option(
          "age/gender/emotion heads mean faces). The kiosk warns about models not trained on faces.")]
 Ckpt = Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")]
 Target = Annotated[str, typer.Option(
-    help="onnx, tflite, coreml, executorch, all (every installed one), or a comma list.")]
+    help="onnx, tflite, coreml, executorch, web (a browser bundle around the ONNX file), all (every installed "
+         "file target), or a comma list.")]
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
 MaxDrop = Annotated[float | None, typer.Option(
@@ -232,6 +233,7 @@ def reparam(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt) 
              "  edgekit export runs/reparam/digits-mobileone_s0/model.pt --target all\n\n"
              "  edgekit export best.pt --target onnx --dynamic-batch --fp16\n\n"
              "  edgekit export best.pt --target tflite --int8 --calib 512\n\n"
+             "  edgekit export best.pt --target web --int8   # model.web/ + model.int8.web/, checked in Chromium\n\n"
              "  edgekit export best.pt --target onnx --int8 --max-drop 0.5 --min-sqnr 15   # stricter gates\n\n"
              "  edgekit export best.pt --data /mnt/new/place/pets     # the training data has moved\n\n"
              "Every file is run through its own runtime on the val images and judged by its precision's gate "
@@ -400,7 +402,8 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpacka
 def bench(models: Annotated[list[str] | None, typer.Argument(
               help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage, .pte) or timm model names.")] = None,
           backend: Annotated[str, typer.Option(
-              help="torch, ort, tflite, coreml, executorch, all (all but executorch), or a comma list.")] = "all",
+              help="torch, ort, tflite, coreml, executorch, web (headless Chromium, next to native onnxruntime at "
+                   "the same threads), all (all but executorch and web), or a comma list.")] = "all",
           device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
           batch: Annotated[str, typer.Option(help="Batch sizes, comma separated.")] = "1,8,32",
           imgsz: Annotated[int | None, typer.Option(help="Input size (default: each model's own).")] = None,
@@ -498,8 +501,8 @@ def report(runs: Annotated[list[Path], typer.Argument(
 
 
 # -- demos: the apps run exported models through edgekit.runtime (no torch) -----------------------
-demo_app = typer.Typer(help="Demos on exported models (no torch): a webcam classifier and a retail-kiosk "
-                            "face analyzer.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demos on exported models (no torch): a webcam classifier, a retail-kiosk "
+                            "face analyzer and the browser page of a web bundle.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 
 DemoModel = Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx, .tflite (or .mlpackage).")]
@@ -513,6 +516,7 @@ Every = Annotated[int, typer.Option(help="Run the model on every N-th frame (oth
 Threads = Annotated[int | None, typer.Option(help="CPU threads of the backend (default: all).")]
 MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many frames.")]
 DemoDevice = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
+Host = Annotated[str, typer.Option(help="Address to bind; another than 127.0.0.1 serves the network (said at start).")]
 
 
 @demo_app.command(epilog="Examples:\n\n"
@@ -553,14 +557,35 @@ def kiosk(model: DemoModel, source: DemoSource = "0", headless: Headless = False
                    "around tracked faces.")] = 5,
           threads: Threads = None, device: DemoDevice = "auto", max_frames: MaxFrames = None,
           min_hits: Annotated[int, typer.Option(help="Detections before a tracked face counts as a visitor.")] = 3,
-          quiet: Quiet = False) -> None:
+          dashboard: Annotated[int | None, typer.Option(help="Serve a live dashboard on this port (visitors, age "
+                                                            "bands, gender, emotion, dwell, FPS, notices).")] = None,
+          dashboard_host: Host = "127.0.0.1", quiet: Quiet = False) -> None:
     """Detect faces, estimate age / gender / emotion per face, count visitors and dwell time (report + panel)."""
+    from edgekit.apps.dashboard import live_dashboard
     from edgekit.apps.kiosk import KioskOptions, run_kiosk
 
-    run_kiosk(model, source, KioskOptions(
-        headless=headless, out=out, log=log, report=report, detector=detector, save_crops=save_crops,
-        show_faces=show_faces, every=every, scan_every=scan_every, min_hits=min_hits, threads=threads, device=device,
-        max_frames=max_frames, verbose=not quiet))
+    with live_dashboard(dashboard, dashboard_host, lambda line: typer.echo(line, err=True)) as publish:
+        run_kiosk(model, source, KioskOptions(
+            headless=headless, out=out, log=log, report=report, detector=detector, save_crops=save_crops,
+            show_faces=show_faces, every=every, scan_every=scan_every, min_hits=min_hits, threads=threads,
+            device=device, max_frames=max_frames, verbose=not quiet, publish=publish))
+
+
+@demo_app.command(epilog="Examples:\n\n  edgekit demo web -m model.web   # serve a bundle\n\n"
+                  "  edgekit demo web -m model.int8.onnx --port 9000   # bundle it (model.int8.web), serve it\n\n"
+                  "In the page: Camera, a video file or images; ?backend=wasm|webgpu|webnn&threads=N in the address; "
+                  "?source=camera starts the camera at once (a kiosk window).")
+def web(model: Annotated[Path, typer.Option("--model", "-m", help="A .web bundle or an edgekit .onnx file.")],
+        port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 8000, host: Host = "127.0.0.1",
+        out: Annotated[Path | None, typer.Option(help="Bundle of an .onnx file (default: beside it, .web).")]
+        = None) -> None:
+    """Serve a model's web page locally (cross-origin isolated for WebAssembly threads) and print its address."""
+    from edgekit.export.web import bundle_for
+    from edgekit.runtime.webserve import reach, serve_bundle
+
+    bundle = bundle_for(model, out)
+    serve_bundle(bundle, host, port, on_start=lambda url: typer.echo(
+        f"serving {bundle} at {url} (bound to {host}: {reach(host)}); Ctrl-C to stop"))
 
 
 # -- parsing CLI strings (the library takes lists; these turn flags into them) ---------------------

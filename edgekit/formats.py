@@ -30,6 +30,7 @@ class Format:
     devices: tuple[str, ...]  # what --device can ask of its runtime
     default: bool = True  # part of `edgekit export --target all` when installed and of the default targets
     fixed_batch: bool = False  # files always have a fixed batch (no --dynamic-batch)
+    wraps: str | None = None  # a bundle around another target's file of the same precision (web: onnx)
 
     def file(self, precision: str = "fp32") -> str:
         """File name of a precision: ``model.onnx``, ``model.int8.onnx``, ``model.fp16.tflite``."""
@@ -59,6 +60,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "all", ("cpu", "mps"), fixed_batch=True),
     Format("executorch", ".pte", "executorch", "executorch", ("fp32", "int8"), ("executorch",), ("executorch",),
            "executorch", ("cpu",), default=False, fixed_batch=True),
+    # a folder: the ONNX file + onnxruntime-web + one page; run in Chromium (runtime/web.py)
+    Format("web", ".web", "web", "web", ("fp32", "fp16", "int8"), ("onnx", "onnxscript", "onnxruntime"),
+           ("playwright", "aiohttp"), "web", ("auto", "cpu", "wasm", "webgpu", "webnn"), default=False, wraps="onnx"),
 )}
 # the eager PyTorch checkpoint is a bench backend too, but no export target
 TORCH = Format("torch", ".pt", "torch", "torch", ("fp32",), ("torch",), ("torch",), "train", ("cpu", "cuda", "mps"),
@@ -70,7 +74,7 @@ SUFFIXES: dict[str, Format] = {f.suffix: f for f in (*FORMATS.values(), TORCH)} 
 def int8_targets() -> tuple[str, ...]:
     """Targets with a full INT8 file whose accuracy a runtime here can measure (CoreML's INT8 weights
     need macOS to run)."""
-    return tuple(n for n, f in FORMATS.items() if "int8" in f.precisions)
+    return tuple(n for n, f in FORMATS.items() if "int8" in f.precisions and not f.wraps)
 
 
 def targets() -> tuple[str, ...]:
@@ -83,8 +87,21 @@ def default_targets() -> tuple[str, ...]:
 
 
 def installed_targets() -> list[str]:
-    """``--target all``: every target whose export packages are installed (ExecuTorch is optional)."""
-    return [n for n, f in FORMATS.items() if f.default or not f.missing()]
+    """``--target all``: every target whose export packages are installed (ExecuTorch is optional); bundles
+    (web) are asked for by name."""
+    return [n for n, f in FORMATS.items() if (f.default or not f.missing()) and not f.wraps]
+
+
+def with_wrapped(targets) -> list[str]:
+    """``targets`` with the target each bundle wraps made first: ``["web"]`` -> ``["onnx", "web"]``."""
+    out: list[str] = []
+    for t in targets:
+        wrapped = FORMATS[t].wraps
+        if wrapped and wrapped not in out:
+            out.append(wrapped)
+        if t not in out:
+            out.append(t)
+    return out
 
 
 def bench_backends() -> tuple[str, ...]:

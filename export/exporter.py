@@ -144,6 +144,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
 
         check_input_size(trained.model, imgsz, frames=trained.card.input.frames)
         trained.card.input.size = [imgsz, imgsz]
+    targets = formats.with_wrapped(targets)  # a bundle (web) wraps another target's files, made first
     _check_targets_available(targets)
     fix_position_embeddings(trained.model, trained.card.input.size)  # every target gets a fixed-size graph
     if trained.card.input.frames:
@@ -364,8 +365,13 @@ def _describe(e: dict[str, Any]) -> str:
     status = "ok" if e["passed"] else "[red]FAILED[/]"
     ran = e.get("precision_ran", e.get("precision"))
     gate = f"{ran} gate" + ("" if e["passed"] else ": " + "; ".join(e.get("gate_failures") or []))
-    return (f"  {e['file']}: {status} ({gate})  {'; '.join(parts)}  ({e['export_seconds']:.1f}s, "
+    line = (f"  {e['file']}: {status} ({gate})  {'; '.join(parts)}  ({e['export_seconds']:.1f}s, "
             f"{e['size_bytes'] / 1e6:.2f} MB)")
+    if "browser" in e:  # a web bundle: what ran in Chromium, and its page's own check (export/web.py)
+        from edgekit.export.web import describe_check
+
+        line += "\n    " + describe_check(e)
+    return line
 
 
 def _check_targets_available(targets: Sequence[str]) -> None:

@@ -116,7 +116,16 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
     entry["heads"] = compare_outputs(card, reference, out, targets)
     entry["max_rel"] = max(h["rel"] for h in entry["heads"].values())
     entry["precision_ran"] = ran = precision_ran(precision, getattr(predictor.backend, "execution_precision", None))
-    return {**entry, **verdict(entry, ran, overrides)}
+    entry = {**entry, **verdict(entry, ran, overrides)}
+    if path.suffix == ".web":  # a browser bundle: also its page's own decoding and preprocessing (export/web.py)
+        from edgekit.export.web import check_bundle
+
+        entry["browser"] = predictor.backend.info
+        entry["page_check"] = page = check_bundle(path, predictor.backend.page, overrides=overrides)
+        if page["passed"] is False:
+            entry["passed"] = False
+            entry["gate_failures"] = [*entry["gate_failures"], *(f"page check: {f}" for f in page["failures"])]
+    return entry
 
 
 def precision_ran(precision: str, execution: str | None) -> str:

@@ -42,8 +42,14 @@ def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data
                 card = read_card(path)
             except NoCardError:
                 return _foreign(path, backend, imgsz, assume, role)
-            return Bench(name=_name(card, path), card=card, files={backend: path}, params=card.params, role=role,
-                         precisions={backend: card.provenance.get("precision", "fp32")})
+            bench = Bench(name=_name(card, path), card=card, files={backend: path}, params=card.params, role=role,
+                          precisions={backend: card.provenance.get("precision", "fp32")})
+            if backend == "ort" and "web" in backends:  # the browser runs it from a bundle made here
+                from edgekit.export.web import bundle_for
+
+                bench.files["web"] = bundle_for(path, work / f"{path.stem}.web")
+                bench.precisions["web"] = bench.precisions["ort"]
+            return bench
         return _from_checkpoint(path, backends, work, imgsz, role)
     from edgekit.train.models import create_backbone
 

@@ -213,3 +213,28 @@ def foreign_models(tmp_path_factory):
     litert_torch.convert(convert_pt2e(prepared, fold_quantize=False), (x,),
                          quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(out / "two.int8.tflite"))
     return out
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """The system's Chromium for the browser tests; skipped only where none is installed (CI installs it)."""
+    from edgekit.errors import DependencyError
+    from edgekit.runtime.browser import chromium_path
+
+    try:
+        return chromium_path()
+    except DependencyError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def ort_web():
+    """onnxruntime-web's browser files (npm fetches them once into ~/.cache/edgekit); skipped only where npm is
+    absent and nothing is cached (CI installs npm)."""
+    from edgekit.errors import DependencyError
+    from edgekit.export.web import onnxruntime_web
+
+    try:
+        return onnxruntime_web()
+    except DependencyError as exc:
+        pytest.skip(str(exc))
