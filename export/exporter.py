@@ -35,10 +35,16 @@ DEFAULT_TARGETS = formats.default_targets()  # the device formats that need no o
 
 @dataclass
 class Artifact:
+    """One written file. ``reference``: the PyTorch model this file is the exported form of, when it
+    is not the checkpoint (QAT: the fine-tuned model; NCHW tensor -> {head: output}), with a name
+    for reports. Its outputs are then the parity reference, while the task-level gates (accuracy
+    drop, MAE, mAP) still compare against the checkpoint's own numbers."""
     path: Path
     format: str
     precision: str
     seconds: float
+    reference: Any = None
+    reference_name: str = ""
 
     @property
     def size_bytes(self) -> int:
@@ -268,20 +274,24 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
     card saying it failed). With ``strict``, a failure raises :class:`ParityError`."""
     from edgekit.export.verify import verify_file
 
+    from edgekit.export.verify import compare_outputs
+
     x, targets = trained.images("val", limit=val_images)
-    with torch.no_grad():
-        ref_t = {h: [] for h in trained.card.head_names}
-        for i in range(0, len(x), 128):
-            for h, v in trained.model(torch.from_numpy(x[i: i + 128])).items():
-                ref_t[h].append(v.float().numpy())
-        reference = {h: np.concatenate(v) for h, v in ref_t.items()}
+    reference = _outputs(trained.model, trained.card.head_names, x)
+    own = {id(a.reference): _outputs(a.reference, trained.card.head_names, x) for a in report.artifacts
+           if a.reference is not None}
+    checkpoint_task = compare_outputs(trained.card, reference, reference, targets)  # its reference_* numbers
     from edgekit.export.end_to_end import check_file, raw_sample
 
     raw = raw_sample(trained, report.out_dir / ".raw-val")
     entries = []
     for art in report.artifacts:
         try:
-            entry = verify_file(art.path, reference, x, targets, trained.card, overrides)
+            if art.reference is None:
+                entry = verify_file(art.path, reference, x, targets, trained.card, overrides)
+            else:
+                entry = _verify_against(art, own[id(art.reference)], checkpoint_task, x, targets, trained.card,
+                                        overrides)
         except Exception as exc:  # noqa: BLE001 - the runtime cannot run this file: a failed check
             entry = {"file": art.path.name, "format": art.format, "precision": art.precision, "passed": False,
                      "error": f"verification failed: {_reason(exc)}"}
@@ -315,6 +325,34 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
         raise ParityError(f"{len(failed)} file(s) missed their gate: "
                           + "; ".join(f"{e['file']}: {_parity_reason(e)}" for e in failed)
                           + f"; details in {report.out_dir / 'parity.json'}")
+
+
+def _outputs(model: Any, heads: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
+    out: dict[str, list[np.ndarray]] = {h: [] for h in heads}
+    with torch.no_grad():
+        for i in range(0, len(x), 128):
+            for h, v in model(torch.from_numpy(x[i: i + 128])).items():
+                out[h].append(v.float().numpy())
+    return {h: np.concatenate(v) for h, v in out.items()}
+
+
+def _verify_against(art: Artifact, reference: dict[str, np.ndarray], checkpoint_task: dict[str, dict[str, Any]],
+                    x: np.ndarray, targets: dict[str, np.ndarray], card: ModelCard,
+                    overrides: dict[str, float | None] | None) -> dict[str, Any]:
+    """Parity (SQNR, agreement, relative error) against the artifact's own PyTorch model; task-level
+    numbers (accuracy drop, MAE increase, mAP drop) against the checkpoint's, then judged again."""
+    from edgekit.export.verify import verdict, verify_file
+
+    entry = verify_file(art.path, reference, x, targets, card, overrides)
+    if "heads" not in entry:
+        return entry
+    for head, stats in entry["heads"].items():
+        for key, value in checkpoint_task.get(head, {}).items():
+            if key.startswith("reference_"):
+                stats[f"{art.reference_name}_{key[len('reference_'):]}"] = stats.get(key)
+                stats[key] = value
+    entry["parity_reference"] = art.reference_name
+    return {**entry, **verdict(entry, entry.get("precision_ran", art.precision), overrides)}
 
 
 def _move_aside(path: Path) -> None:

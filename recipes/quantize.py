@@ -177,7 +177,10 @@ def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr:
                                              lr, verbose)
     for_onnx = qat_convert(copy.deepcopy(prepared), fold=True)  # int8 weights in the file
     converted = qat_convert(prepared)  # litert-torch wants the weights' Q/DQ unfolded
+    from edgekit.compress.qat import QATModel
     from edgekit.export.golden import golden_inputs
+
+    qat_model = QATModel(for_onnx, trained.card.head_names)  # what the files are the INT8 form of
 
     golden = golden_inputs(trained)
     arts = []
@@ -198,7 +201,8 @@ def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr:
         c = trained.card.derive(precision="int8", quantization={**quant, "backend": fmt})
         c.input.layout, c.golden = "NHWC", golden
         path = write(c, out / name)
-        arts.append(Artifact(path, fmt, "int8", time.perf_counter() - t1 + train_s))
+        arts.append(Artifact(path, fmt, "int8", time.perf_counter() - t1 + train_s, reference=qat_model,
+                             reference_name="qat"))
     return arts
 
 

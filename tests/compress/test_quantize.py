@@ -72,6 +72,11 @@ def test_quantize_writes_evaluated_int8_files(trained_run, tmp_path, method):
         head = info["heads"]["digit"]  # the numbers are the ones its runtime measured for parity.json
         int8, fp32 = parity[info["int8"]["file"]], parity[info["fp32"]["file"]]
         assert int8["passed"] and head["accuracy"] == int8["heads"]["digit"]["accuracy"]
+        # QAT files are the INT8 form of the fine-tuned model: parity against it, the accuracy drop against the
+        # checkpoint (the fine-tune moves the outputs, so against the checkpoint the SQNR would be meaningless)
+        assert int8.get("parity_reference") == ("qat" if method == "qat" else None)
+        ref_acc = int8["heads"]["digit"]["reference_accuracy"]
+        assert ref_acc == fp32["heads"]["digit"]["reference_accuracy"] == fp32["heads"]["digit"]["accuracy"]
         assert head["drop_points"] == pytest.approx((fp32["heads"]["digit"]["accuracy"] - head["accuracy"]) * 100)
         card = load(tmp_path / info["int8"]["file"]).card
         assert card.provenance["precision"] == "int8" and card.provenance["quantization"]["method"] == method

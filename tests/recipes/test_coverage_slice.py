@@ -32,7 +32,7 @@ def test_every_target_for_an_op_family(arch, size, photos, tmp_path):
     assert cells["coreml"]["passed"] and cells["coreml"]["latency"] == "n/a: needs macOS"
     for column, cell in cells.items():
         precision = next(c[2] for c in CELLS if c[0] == column)
-        if precision not in ("fp16", "int8"):
+        if precision not in ("fp16", "int8") or column == "coreml":  # CoreML on Linux: structure only (above)
             continue
         # every low-precision file is made and loads; its SQNR is measured, not assumed, and judged by the gate
         assert cell.get("sqnr_db") is not None and cell["sqnr_db"] < 200, (column, cell)
