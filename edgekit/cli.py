@@ -57,7 +57,7 @@ Cross = Annotated[bool, typer.Option("--cross-attention",
                                      help="Clips with two heads (verb, noun): cross-task attention.")]
 Ckpt = Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")]
 Target = Annotated[str, typer.Option(
-    help="onnx, tflite, coreml, executorch, all (every installed one), or a comma list.")]
+    help="onnx, tflite, coreml, executorch, openvino, all (every installed one), or a comma list.")]
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
 MaxDrop = Annotated[float | None, typer.Option(
@@ -201,7 +201,8 @@ def reparam(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt) 
 @app.command(epilog="Examples:\n\n"
              "  edgekit export runs/reparam/digits-mobileone_s0/model.pt --target all\n\n"
              "  edgekit export best.pt --target onnx --dynamic-batch --fp16\n\n"
-             "  edgekit export best.pt --target tflite --int8 --calib 512")
+             "  edgekit export best.pt --target tflite --int8 --calib 512\n\n"
+             "  edgekit export best.pt --target openvino --int8     # model.xml + model.int8.xml (NNCF)")
 def export(ckpt: Ckpt,
            target: Target = "all",
            int8: Annotated[bool, typer.Option("--int8", help="Also write INT8 files (PTQ, see edgekit quantize).")]
@@ -223,7 +224,8 @@ def export(ckpt: Ckpt,
            verify: Annotated[bool, typer.Option(help="Check each file against PyTorch on val images.")] = True,
            max_drop: MaxDrop = None,
            quiet: Quiet = False) -> None:
-    """Export to ONNX / CoreML / TFLite / ExecuTorch with the model card inside, and prove parity (parity.json).
+    """Export to ONNX / CoreML / TFLite / ExecuTorch / OpenVINO with the model card inside, and prove parity
+    (parity.json).
 
     Each target and precision succeeds or fails alone: every file that can be made is made and
     verified; failures are listed in parity.json, and the exit code is 2 when any requested file failed."""
@@ -323,11 +325,11 @@ Layout = Annotated[str | None, typer.Option(help="Card-less file: nchw or nhwc (
              "  edgekit predict model.onnx photos/ --json --topk 3\n\n"
              "  edgekit predict model.onnx clip.mp4 --stride 10\n\n"
              "  edgekit predict not_edgekit.onnx cat.jpg --labels labels.txt --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5")
-def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpackage or edgekit .pt")],
+def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .xml (OpenVINO), .mlpackage or edgekit .pt")],
             source: Annotated[Path, typer.Argument(help="An image, a folder of images, or a video file.")],
             json_: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
             topk: Annotated[int, typer.Option(help="Classes to list per classification head.")] = 1,
-            device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+            device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps; gpu or npu for OpenVINO.")] = "auto",
             threads: Annotated[int | None, typer.Option(help="CPU threads of the backend.")] = None,
             stride: Annotated[int, typer.Option(help="Video: every N-th frame.")] = 1,
             imgsz: Annotated[int | None, typer.Option(help="Card-less file with dynamic H, W: input size "
@@ -351,10 +353,13 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpacka
              "  edgekit bench best.pt --device cuda\n\n"
              "  edgekit bench not_edgekit.onnx --shape images:1,3,640,640 --data none   # no card: synthesized inputs")
 def bench(models: Annotated[list[str] | None, typer.Argument(
-              help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage, .pte) or timm model names.")] = None,
+              help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage, .pte, .xml) or timm model names.")]
+          = None,
           backend: Annotated[str, typer.Option(
-              help="torch, ort, tflite, coreml, executorch, all (all but executorch), or a comma list.")] = "all",
-          device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+              help="torch, ort, tflite, coreml, executorch, openvino, all (all but executorch; openvino when "
+                   "installed), or a comma list.")] = "all",
+          device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps; gpu or npu with --backend openvino.")]
+          = "auto",
           batch: Annotated[str, typer.Option(help="Batch sizes, comma separated.")] = "1,8,32",
           imgsz: Annotated[int | None, typer.Option(help="Input size (default: each model's own).")] = None,
           data: Annotated[str, typer.Option(help="Accuracy dataset ('digits', a folder, a CSV) or 'none'.")]
@@ -384,7 +389,8 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
              "  edgekit check model.int8.tflite --max-latency-ms 5 --min-accuracy 95 --max-size-mb 2\n\n"
              "  edgekit check model.onnx --max-size-mb 10     # size only: no model is run\n\n"
              "Exit code: 0 every gate passed, 1 a gate failed, 2 bad input.")
-def check(model: Annotated[Path, typer.Argument(help="Model file: .onnx, .tflite, .pte (.mlpackage: size only).")],
+def check(model: Annotated[Path, typer.Argument(
+              help="Model file: .onnx, .tflite, .pte, .xml (.mlpackage: size only).")],
           max_latency_ms: Annotated[float | None, typer.Option(help="Gate: batch-1 p50 latency on this machine.")]
           = None,
           min_accuracy: Annotated[float | None, typer.Option(
@@ -446,7 +452,7 @@ demo_app = typer.Typer(help="Demos on exported models (no torch): a webcam class
                             "face analyzer.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 
-DemoModel = Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx, .tflite (or .mlpackage).")]
+DemoModel = Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx, .tflite, .xml (or .mlpackage).")]
 DemoSource = Annotated[str, typer.Option(help="Camera index (0), a video file or a folder of images.")]
 Headless = Annotated[bool, typer.Option("--headless", help="No window: write the annotated video, log and summary.")]
 DemoOut = Annotated[Path | None, typer.Option(
@@ -456,7 +462,7 @@ DemoLog = Annotated[Path | None, typer.Option(help="JSON-lines log, one record p
 Every = Annotated[int, typer.Option(help="Run the model on every N-th frame (others reuse the last result).")]
 Threads = Annotated[int | None, typer.Option(help="CPU threads of the backend (default: all).")]
 MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many frames.")]
-DemoDevice = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
+DemoDevice = Annotated[str, typer.Option(help="auto, cpu, cuda, mps; gpu or npu for OpenVINO.")]
 
 
 @demo_app.command(epilog="Examples:\n\n"
@@ -522,12 +528,13 @@ def parse_targets(target: str) -> list[str]:
 
 
 def parse_backends(text: str) -> list[str]:
-    """``--backend``: ``all`` is eager torch and the default formats; ExecuTorch is asked for by name."""
+    """``--backend``: ``all`` is eager torch, the default formats and OpenVINO when installed; ExecuTorch is
+    asked for by name."""
     from edgekit import formats
     from edgekit.config import parse_choices
 
     if text.strip() == "all":
-        return [formats.TORCH.bench, *(formats.FORMATS[t].bench for t in formats.default_targets())]
+        return formats.all_bench_backends()
     return parse_choices(text, formats.bench_backends(), "--backend")
 
 

@@ -42,9 +42,7 @@ class Artifact:
 
     @property
     def size_bytes(self) -> int:
-        if self.path.is_dir():
-            return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-        return self.path.stat().st_size
+        return formats.size_bytes(self.path)  # an IR's .bin counts
 
 
 @dataclass
@@ -59,6 +57,7 @@ class ExportJob:
     skip: list[str] = field(default_factory=list)  # module names kept in float with INT8
     dynamic_batch: bool = False
     fp32: Path | None = None
+    scratch: dict[str, Any] = field(default_factory=dict)  # what a target's FP32 step leaves for its variants
 
     def like(self, card: ModelCard) -> ModelCard:
         """The card of the FP32 file (its layout, opset...) with ``card``'s precision: the FP16 / INT8
@@ -248,9 +247,9 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
                                                 "artifacts": entries, "failures": report.failures})
     failed = [e for e in entries if not e["passed"]]
     for e in failed:  # never leave a file that failed its check where a deploy script would pick it up
-        path = report.out_dir / e["file"]
-        if path.exists():
-            shutil.move(str(path), str(path) + ".failed")
+        for path in formats.model_files(report.out_dir / e["file"]):  # with an IR's .bin
+            if path.exists():
+                shutil.move(str(path), str(path) + ".failed")
     if failed and strict:
         worst = ", ".join(f"{e['file']} (relative error {e.get('max_rel', float('nan')):.1e})" for e in failed)
         raise ParityError(f"export does not match PyTorch: {worst}; moved aside as *.failed, details in "

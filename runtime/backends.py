@@ -254,8 +254,14 @@ def _executorch_backend(path: Path, device: str = "auto", threads: int | None = 
     return ExecuTorchBackend(path, device=device, threads=threads)
 
 
+def _openvino_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:
+    from edgekit.runtime.openvino import OpenVINOBackend  # openvino loads only when an IR is opened
+
+    return OpenVINOBackend(path, device=device, threads=threads)
+
+
 BACKENDS = {".onnx": OnnxBackend, ".tflite": TFLiteBackend, ".mlpackage": CoreMLBackend, ".mlmodel": CoreMLBackend,
-            ".pte": _executorch_backend}
+            ".pte": _executorch_backend, ".xml": _openvino_backend}
 
 
 def register_backend(suffix: str, factory) -> None:
