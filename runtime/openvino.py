@@ -4,8 +4,8 @@
   CPU (OpenVINO's own AUTO plugin starts on the CPU and moves to an accelerator once it has compiled
   for it, so its latency depends on when one looks). A device OpenVINO does not see is a one-line
   :class:`~edgekit.errors.DeviceError`.
-- Threads: ``INFERENCE_NUM_THREADS`` (default: the cores this process may use), read back from the
-  compiled model into :attr:`OpenVINOBackend.threads`.
+- Threads: ``INFERENCE_NUM_THREADS`` (default: the cores this process may use, as every backend), read
+  back from the compiled model into :attr:`OpenVINOBackend.threads`.
 - Precision: OpenVINO's CPU plugin runs a float IR at its ``INFERENCE_PRECISION_HINT``, which is
   bf16 by default on CPUs with bf16 instructions (AVX-512 BF16, AMX): "FP32" is then not FP32.
   :attr:`OpenVINOBackend.execution_precision` is read from the compiled graph
@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import DeviceError, first_line, option, require
-from edgekit.runtime.backends import Backend, ModelFileError
+from edgekit.runtime.backends import Backend, ModelFileError, check_threads
 
 CARD_PATH = ["edgekit", "card"]  # rt_info path of the card's JSON
 DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
@@ -104,7 +103,7 @@ class OpenVINOBackend(Backend):
         self.model = read_ir(path, core)
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if target == "CPU":
-            config["INFERENCE_NUM_THREADS"] = int(threads or len(os.sched_getaffinity(0)))
+            config["INFERENCE_NUM_THREADS"] = check_threads(threads)
         if precision is not None:
             if precision not in HINTS:
                 raise DeviceError(f"OpenVINO precision hint must be one of {', '.join(HINTS)}, got '{precision}'")
@@ -116,7 +115,8 @@ class OpenVINOBackend(Backend):
         self.request = self.compiled.create_infer_request()
         self.device = target.lower()
         self.hint = precision
-        self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS")) if target == "CPU" else None
+        if target == "CPU":
+            self.threads, self.threads_from = int(self.compiled.get_property("INFERENCE_NUM_THREADS")), "compiled model"
         shape = self.model.inputs[0].get_partial_shape()
         self.batch = shape[0].get_length() if shape.rank.is_static and shape[0].is_static else None
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]

@@ -63,6 +63,9 @@ def prepare(cfg: RunConfig) -> Setup:
     check_input_size(model, tfs.input.size[0])
     card = ModelCard(name=cfg.name, arch=cfg.model.arch, heads=data.heads, input=tfs.input,
                      provenance={"stage": cfg.stage, "edgekit": __version__, "data": cfg.data.source,
+                                 # how its val split was drawn: parity, bench and check measure on that split
+                                 # (whole: data.limit is a smoke-run knob, verification takes every val image)
+                                 "data_split": {"val": cfg.data.val, "val_fraction": cfg.data.val_fraction},
                                  "domain": data.kind,  # the kiosk warns when a model was not trained on faces
                                  "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                  "seed": cfg.train.seed, "augment": tfs.augment,
