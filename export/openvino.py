@@ -117,8 +117,10 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
         raise ConfigError(f"{option('calib_method', method)}: OpenVINO INT8 (NNCF) calibrates with "
                           f"{' or '.join(CALIBRATION)} only")
     model = read_ir(fp32_path)
-    names = {op.get_friendly_name() for op in model.get_ops()}
-    ignored = [n for n in float_nodes if n in names]
+    # OpenVINO's ONNX frontend names an op after its ONNX node, or splits it (Conv with a bias: the Convolution
+    # "node_conv2d/WithoutBiases", then the Add "node_conv2d"): every op of a float node is ignored
+    wanted = set(float_nodes)
+    ignored = sorted(n for n in (op.get_friendly_name() for op in model.get_ops()) if n.split("/")[0] in wanted)
     types = sorted({t for op in float_ops for t in OV_FLOAT_OPS.get(op, ())})
     shape = model.inputs[0].get_partial_shape()
     batch = shape[0].get_length() if shape[0].is_static else 1
