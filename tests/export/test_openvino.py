@@ -195,3 +195,31 @@ def test_nncf_calibrates_with_minmax_only(ov_export, tmp_path):
         to_int8(ov_export.out_dir / "model.xml", card, tmp_path / "x.xml", np.zeros((2, 3, 24, 24), np.float32),
                 method="entropy")
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_predict_bench_and_check_take_an_ir(ov_export, tmp_path, capsys):
+    from PIL import Image
+
+    from edgekit.cli import main
+
+    out = ov_export.out_dir
+    Image.fromarray(np.full((30, 30, 3), 140, np.uint8)).save(tmp_path / "x.png")
+    assert main(["predict", str(out / "model.int8.xml"), str(tmp_path / "x.png"), "--json", "--threads", "1"]) == 0
+    pred = json.loads(capsys.readouterr().out)[0]["predictions"]
+    assert set(pred) == set(HEADS) and "value" in pred["âge group"] and pred["class"]["label"] in {"a", "b", "c"}
+    assert main(["predict", str(out / "model.xml"), str(tmp_path / "x.png"), "--device", "npu"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --device npu: OpenVINO sees no NPU")
+    assert main(["bench", str(out / "model.xml"), str(out / "model.int8.xml"), "--batch", "1", "--seconds", "0.05",
+                 "--data", "none", "--threads", "1", "--out", str(tmp_path / "bench"), "--quiet"]) == 0
+    capsys.readouterr()  # the report paths bench prints
+    rows = json.loads((tmp_path / "bench" / "bench.json").read_text())["rows"]
+    assert [(r["backend"], r["precision"]) for r in rows] == [("openvino", "fp32"), ("openvino", "int8")]
+    assert all(r["threads"] == 1 and r["residency"]["layers"] > 0 and "execution_precision" in r for r in rows)
+    rec = json.loads((tmp_path / "bench" / "recommendation.json").read_text())
+    fastest = min(rows, key=lambda r: r["p50_ms"])
+    assert [p["file"] for p in rec["picks"]] == [fastest["file"]]  # both passed their gates: the faster one
+    report = json.loads((out / "model.int8.xml.report.json").read_text())
+    assert report["recommendation"]["picks"][0]["this_file"] == (fastest["file"] == str(out / "model.int8.xml"))
+    assert report["size_mb"] * 1e6 > (out / "model.int8.bin").stat().st_size  # the weights count
+    assert main(["check", str(out / "model.xml"), "--max-size-mb", "100", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["passed"]
