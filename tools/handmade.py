@@ -7,9 +7,9 @@ tool's documented default recipe, so that ``edgekit bench`` can measure edgekit'
 - ``aeq.int8.tflite``: ai-edge-quantizer's ``static_wi8_ai8`` recipe on the FP32 .tflite (``--tflite``).
 
 Calibration: ``--calib`` training images of ``--data`` (the model's own data by default, as its card names it),
-preprocessed by the edgekit runtime from the card. Each file gets a ``FILE.card.json`` sidecar (the source's
-card, its precision and how the file was made), so bench preprocesses it the same way; none of them has a
-parity record, so the recommendation never picks them.
+preprocessed by the edgekit runtime from the card. Each file gets the source's card with its own precision
+and how it was made, so bench preprocesses it the same way; none of them has a parity record, so the
+recommendation never picks them.
 
     python tools/handmade.py runs/export/x/model.onnx --tflite runs/export/x/model.tflite --out handmade/x
     python tools/handmade.py --compare runs/bench/ov/bench.json [more bench.json: the median of each file]
@@ -43,14 +43,18 @@ def calibration(onnx_path: Path, data: str | None, n: int, layout: str = "NCHW")
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
 
 
-def sidecar(src: Path, dst: Path, precision: str, fmt: str, how: str) -> None:
-    """``dst.card.json``: the source's card, with the precision and the recipe of the hand-made file."""
+def label(src: Path, dst: Path, precision: str, fmt: str, how: str) -> None:
+    """Give ``dst`` the source's card with its own precision and recipe (``provenance.handmade``), embedded as
+    edgekit embeds cards, so bench preprocesses it as the source: the quantizers copy the source's metadata
+    (an FP32 card) into their output, which would otherwise say FP32."""
+    import importlib
+
     from edgekit.runtime.metadata import read_card
 
     card = read_card(src).derive(precision=precision, format=fmt, handmade=how)
-    card.provenance.pop("gate", None)  # the source's verdict is not this file's
-    card.provenance.pop("quantization", None)
-    Path(str(dst) + ".card.json").write_text(json.dumps(card.to_dict()))
+    for key in ("gate", "quantization"):  # the source's verdict and record are not this file's
+        card.provenance.pop(key, None)
+    importlib.import_module(f"edgekit.export.{fmt}").rewrite_card(dst, card)
 
 
 def make(onnx_path: Path, out: Path, tflite: Path | None, data: str | None, n: int) -> list[Path]:
@@ -63,7 +67,7 @@ def make(onnx_path: Path, out: Path, tflite: Path | None, data: str | None, n: i
     t0 = time.perf_counter()
     ir = ov.convert_model(str(onnx_path))
     ov.save_model(ir, str(out / "ov.xml"), compress_to_fp16=False)
-    sidecar(onnx_path, out / "ov.xml", "fp32", "openvino", "openvino.convert_model(onnx) + save_model(fp32)")
+    label(onnx_path, out / "ov.xml", "fp32", "openvino", "openvino.convert_model(onnx) + save_model(fp32)")
     made.append(out / "ov.xml")
     print(f"ov.xml ({time.perf_counter() - t0:.1f}s)", flush=True)
 
@@ -73,7 +77,7 @@ def make(onnx_path: Path, out: Path, tflite: Path | None, data: str | None, n: i
     items = [x[i: i + batch] for i in range(0, len(x), batch)]
     q = nncf.quantize(ov.Core().read_model(str(out / "ov.xml")), nncf.Dataset(items), subset_size=len(items))
     ov.save_model(q, str(out / "nncf.int8.xml"), compress_to_fp16=False)
-    sidecar(onnx_path, out / "nncf.int8.xml", "int8", "openvino", f"nncf.quantize defaults, {len(items)} images")
+    label(onnx_path, out / "nncf.int8.xml", "int8", "openvino", f"nncf.quantize defaults, {len(items)} images")
     made.append(out / "nncf.int8.xml")
     print(f"nncf.int8.xml ({time.perf_counter() - t0:.1f}s)", flush=True)
 
@@ -95,7 +99,7 @@ def make(onnx_path: Path, out: Path, tflite: Path | None, data: str | None, n: i
     quant_pre_process(str(onnx_path), str(pre))
     quantize_static(str(pre), str(out / "ort.int8.onnx"), Reader(name))
     pre.unlink()
-    sidecar(onnx_path, out / "ort.int8.onnx", "int8", "onnx", "quant_pre_process + quantize_static defaults (QDQ)")
+    label(onnx_path, out / "ort.int8.onnx", "int8", "onnx", "quant_pre_process + quantize_static defaults (QDQ)")
     made.append(out / "ort.int8.onnx")
     print(f"ort.int8.onnx ({time.perf_counter() - t0:.1f}s)", flush=True)
 
@@ -111,7 +115,7 @@ def make(onnx_path: Path, out: Path, tflite: Path | None, data: str | None, n: i
         qt = quantizer.Quantizer(str(tflite), recipe.static_wi8_ai8())
         result = qt.calibrate({signature: [{input_name: xs[i: i + 1]} for i in range(len(xs))]})
         qt.quantize(result).export_model(str(out / "aeq.int8.tflite"), overwrite=True)
-        sidecar(tflite, out / "aeq.int8.tflite", "int8", "tflite", "ai-edge-quantizer static_wi8_ai8 (min/max)")
+        label(tflite, out / "aeq.int8.tflite", "int8", "tflite", "ai-edge-quantizer static_wi8_ai8 (min/max)")
         made.append(out / "aeq.int8.tflite")
         print(f"aeq.int8.tflite ({time.perf_counter() - t0:.1f}s)", flush=True)
     return made

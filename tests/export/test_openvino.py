@@ -144,7 +144,7 @@ def test_residency_and_precision_are_read_from_the_compiled_graph(ov_export):
     assert what_ran(path, forced)["quant"] is None  # a float IR has no integer layers
 
 
-def test_skip_layers_become_the_ignored_scope_and_a_wrong_name_fails_that_file_alone(odd_run, tmp_path):
+def test_skip_layers_become_the_ignored_scope_and_a_wrong_name_fails_that_file_alone(odd_run, ov_export, tmp_path):
     from edgekit.export.exporter import export_checkpoint
     from edgekit.runtime.metadata import read_card
     from edgekit.runtime.openvino import OpenVINOBackend
@@ -158,9 +158,8 @@ def test_skip_layers_become_the_ignored_scope_and_a_wrong_name_fails_that_file_a
                             skip_layers=["backbone.nope"], verify=False, verbose=False, strict=False)
     assert [a.path.name for a in bad.artifacts] == ["model.xml"]  # FP32 made, INT8 refused in one line
     assert "no layer named backbone.nope" in bad.failures[0]["error"] and "\n" not in bad.failures[0]["error"]
-    plain = export_checkpoint(odd_run.run_dir / "best.pt", ["openvino"], tmp_path / "plain", int8=True,
-                              calib_images=16, verify=False, verbose=False)
-    assert floats > (OpenVINOBackend(plain.out_dir / "model.int8.xml", threads=1).quant()["float"]["layers"])
+    plain = OpenVINOBackend(ov_export.out_dir / "model.int8.xml", threads=1).quant()["float"]["layers"]
+    assert floats > plain  # the head's layers run in float
 
 
 def test_a_file_that_fails_at_its_stored_precision_is_moved_aside_with_its_weights(odd_run, tmp_path, monkeypatch):
