@@ -133,6 +133,7 @@ def test_residency_and_precision_are_read_from_the_compiled_graph(ov_export):
     res = forced.residency()
     assert forced.execution_precision == "fp32" and forced.inference_hint() == "f32"
     assert set(res["precisions"]) <= {"f32", "i32", "i64"} and res["layers"] == sum(res["precisions"].values())
+    assert res["pinning"] is False and res["threads"] == 1  # read back from the compiled model
     default = OpenVINOBackend(path, threads=1)
     if default.inference_hint() == "bf16":  # this CPU has bf16 instructions: OpenVINO's FP32 IR runs bf16
         assert default.execution_precision == "bf16" and default.residency()["precisions"].get("bf16", 0) > 0
