@@ -380,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="redo architectures that already have results")
     ap.add_argument("--render", action="store_true", help="only write the report from the results there are")
     ap.add_argument("--only", help="targets whose columns to run, added to the rows there are (e.g. openvino)")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per architecture before its row fails")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # the per-architecture child process
     ap.add_argument("--data", default="digits", help=argparse.SUPPRESS)  # its images (the parent passes the photos)
     args = ap.parse_args(argv)
@@ -396,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         _write(cached, row)
         return 0
     run_matrix([a.strip() for a in args.archs.split(",") if a.strip()], args.work, args.out, args.imgsz, args.fresh,
-               render_only=args.render, only=[t for t in (args.only or "").split(",") if t] or None)
+               args.timeout, render_only=args.render, only=[t for t in (args.only or "").split(",") if t] or None)
     print(args.out / "coverage.md")
     return 0
 
