@@ -67,9 +67,8 @@ def check_device(device: str, backends: list[str]) -> None:
             raise EdgekitError(f"{option('device', 'cuda')}: onnxruntime has no CUDAExecutionProvider "
                                "(pip install onnxruntime-gpu)")
     elif device.split(":")[0] in ("gpu", "npu"):  # OpenVINO's devices
-        if backends != ["openvino"]:
-            raise EdgekitError(f"{option('device', device)} is an OpenVINO device: add {option('backend', 'openvino')} "
-                               "alone")
+        if "openvino" not in backends:
+            raise EdgekitError(f"{option('device', device)} is an OpenVINO device: add {option('backend', 'openvino')}")
         from edgekit.runtime.openvino import openvino, ov_device
 
         ov_device(device, openvino().Core().available_devices)

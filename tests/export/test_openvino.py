@@ -223,3 +223,7 @@ def test_predict_bench_and_check_take_an_ir(ov_export, tmp_path, capsys):
     assert report["size_mb"] * 1e6 > (out / "model.int8.bin").stat().st_size  # the weights count
     assert main(["check", str(out / "model.xml"), "--max-size-mb", "100", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["passed"]
+    assert main(["demo", "webcam", "-m", str(out / "model.int8.xml"), "--source", str(tmp_path), "--headless",
+                 "--out", str(tmp_path / "demo.mp4"), "--threads", "1", "--quiet"]) == 0
+    summary = json.loads((tmp_path / "demo.summary.json").read_text())
+    assert summary["backend"] == "openvino" and summary["frames"] == 1
