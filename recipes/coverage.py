@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgekit.recipes.floors import add_floors, floor_lines, input_floors, judge_floors, pt2e_reference
+from edgekit.recipes.floors import add_floors, bf16_floor, floor_lines, input_floors, judge_floors, pt2e_reference
 from edgekit.recipes.probe import probe_head
 
 ARCHS = ("mobileone_s0", "mobileone_s2", "mobilevit_xxs", "mobilevitv2_050", "mobilenetv3_small_100",
@@ -105,6 +105,8 @@ def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int 
             trained = load_trained(fused.path)
     if not only:
         row["floors"] = {**input_floors(trained, val), "tflite_pt2e_db": pt2e_reference(trained, calib, val)}
+    if not only or "openvino" in only:  # OpenVINO runs FP32 IRs in bf16 on CPUs with bf16 instructions
+        row.setdefault("floors", {})["bf16_db"] = bf16_floor(trained, val)
     row["prepare_seconds"] = round(time.perf_counter() - t0, 1)
     parity: dict[str, dict] = {}
     for targets, extra in GROUPS:
@@ -235,7 +237,8 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
                 _write(cached, row)
             print(f"[coverage] {arch} done in {time.perf_counter() - t0:.0f}s", flush=True)
         row = json.loads(cached.read_text())
-        if not {"tflite_pt2e_db", "fp32_rel"} <= set(row.get("floors") or {}) and not render_only:
+        needed = {"tflite_pt2e_db", "fp32_rel"} | ({"bf16_db"} if "openvino fp32" in row["cells"] else set())
+        if not needed <= set(row.get("floors") or {}) and not render_only:
             row["floors"] = add_floors(work, arch, row.get("floors"))
             _write(cached, row)
         rows.append(row)
@@ -255,7 +258,7 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
 
 def render(result: dict[str, Any]) -> str:
     cols = result["columns"]
-    cells = [r["cells"][c] for r in result["rows"] for c in cols if c in r["cells"]]
+    cells = [r["cells"].get(c, {"passed": False, "owner": "not run"}) for r in result["rows"] for c in cols]
     ran = [c for c in cells if c.get("owner") != "not run"]
     passed = sum(bool(c.get("passed")) for c in cells)
     lines = ["# Coverage matrix", "",
@@ -279,7 +282,8 @@ def render(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         params = f"{r['params'] / 1e6:.1f} M" if r.get("params") else "?"
         lines.append(f"| {r['arch']} | {params} | " + " | ".join(_short(r["cells"].get(c)) for c in cols) + " |")
-    rates = [[bool((r["cells"].get(c) or {}).get("passed")) for r in result["rows"]] for c in cols]
+    rates = [[bool(x.get("passed")) for r in result["rows"] for x in [r["cells"].get(c)]
+              if x is not None and x.get("owner") != "not run"] for c in cols]  # of the rows that ran the column
     lines.append("| **pass rate** | | " + " | ".join(f"{sum(x)}/{len(x)}" for x in rates) + " |")
     lines += ["", "Cell: latency in ms (p50, batch 1) and SQNR in dB; `ok` = CoreML structure verified; "
               "`FAIL` = see below.", "", "## Failures", ""]
@@ -393,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         cached = args.work / args.one / "row.json"
         if only and cached.exists():  # the new columns join the row that has the others (and its floors)
             old = json.loads(cached.read_text())
-            row = {**old, "cells": {**old["cells"], **row["cells"]}}
+            row = {**old, "cells": {**old["cells"], **row["cells"]}, "floors": {**(old.get("floors") or {}),
+                                                                               **row.get("floors", {})}}
         _write(cached, row)
         return 0
     run_matrix([a.strip() for a in args.archs.split(",") if a.strip()], args.work, args.out, args.imgsz, args.fresh,
