@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import cv2
 
-from edgekit.apps.analytics import panel_rows, totals, visitor_record, write_report
+from edgekit.apps.analytics import Votes, panel_rows, totals, visitor_record, write_report
 from edgekit.apps.capture import Frame, Source, open_source
+from edgekit.apps.dashboard import live_state
 from edgekit.apps.faces import crop, make_detector
 from edgekit.apps.loop import loop_summary, run_frames, summary_line
 from edgekit.apps.output import JsonLines, Window, plan_outputs
@@ -51,6 +53,8 @@ def faces_notice(card: ModelCard) -> list[str] | None:
     domain = card.provenance.get("domain")
     if domain == "faces":
         return None
+    if domain is None and {h.name.lower() for h in card.heads} & set(FACE_HEADS):
+        return None  # an older card without a domain, whose heads say it is a face model
     return [f"model not trained on faces (domain: {domain or 'unknown'}):",
             "its outputs are not face attributes"]
 
@@ -94,6 +98,7 @@ class KioskOptions:
     max_frames: int | None = None
     prefetch: bool = True  # decode the next frame while this one is processed
     verbose: bool = True
+    publish: Callable[[dict[str, Any]], None] | None = None  # live state, e.g. Dashboard.publish (apps/dashboard.py)
 
     def __post_init__(self) -> None:
         small = [name for name in ("every", "scan_every", "min_hits", "max_frames")
@@ -126,7 +131,7 @@ class Kiosk:
         self.refresh = max(1, round(src.fps / options.every / 2))  # the panel: ~2 times a second
         self.shown: list[tuple[Any, dict[str, Any]]] = []  # (track, prediction) drawn on every frame
         self.processed = self.scans = self.detections = self.crops = self.visitors = 0
-        self.latency = 0.0
+        self.latency = self.fps = 0.0
         self.panel = panel_rows(totals([], self.heads), 0)
         self._ended: dict[int, dict[str, Any]] = {}  # records of tracks that ended never change: computed once
 
@@ -173,15 +178,20 @@ class Kiosk:
         with self.clock("track"):
             tracks = tracker.update([f.box for f in found], time)
             for t, p in zip(tracks, preds, strict=True):
-                t.predictions.append(p)
+                if t.votes is None:
+                    t.votes = Votes(self.heads)
+                t.votes.add(p)
             visitors = sum(tracker.is_visitor(t) for t in tracker.finished + tracker.active)
             if visitors != self.visitors or self.processed % self.refresh == 0:
-                self.panel = panel_rows(totals(self.current_visitors(), self.heads), len(tracker.active))
+                summary = totals(self.current_visitors(), self.heads)
+                self.panel = panel_rows(summary, len(tracker.active))
                 self.visitors = visitors
+                if self.opt.publish:
+                    self.opt.publish(live_state(self, summary))
         return tracks
 
     def step(self, frame: Frame, live_fps: float) -> None:
-        image = frame.image
+        image, self.fps = frame.image, live_fps
         if frame.index % self.opt.every == 0:
             found = self.detect(image)
             crops, preds = self.analyse(image, found) if found else ([], [])
@@ -260,6 +270,8 @@ def run_kiosk(model: str | os.PathLike, source: str | int = "0", options: KioskO
     summary = loop_summary("kiosk", predictor, src, result, o.prefetch)
     session = kiosk.session(result, visitors, summary["fps"])
     json_path, csv_path = write_report(report, session, visitors)
+    if o.publish:  # the final state carries the report's totals
+        o.publish(live_state(kiosk, session["totals"], final=True, fps=session["fps"]))
     summary.update(processed=kiosk.processed, face_detections=kiosk.detections, every=o.every,
                    totals=session["totals"], notice=session["notice"], warnings=session["warnings"],
                    report=[str(json_path), str(csv_path)], crops_saved=kiosk.crops,

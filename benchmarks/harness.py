@@ -160,6 +160,15 @@ def run_all(benches: list[Bench], backends: list[str], batches: list[int], devic
                 rows.append(row)
                 if verbose:
                     say(_line(row))
+                if backend == "web":  # native onnxruntime beside the browser, at the thread count the page ran
+                    from edgekit.benchmarks.web import native_twin
+
+                    twin = native_twin(bench, row, lambda b, t, n=batch, d=dataset: measure(b, "ort", n, "cpu", t, d,
+                                                                                            work, min_seconds))
+                    if twin:
+                        rows.append(twin)
+                        if verbose:
+                            say(_line(twin))
     add_ratios(rows)
     return rows
 
@@ -205,4 +214,5 @@ def _line(r: dict[str, Any]) -> str:
     ran += f", {cell(r, 'residency')}" if r.get("residency") else ""
     ran += f", [red]fell back: {escape(r['fallback'])}[/]" if r.get("fallback") else ""
     return (f"  {what}: p50 {r['p50_ms']:.3f} ms (p99 {r['p99_ms']:.3f}, spread {r['spread_pct']:.0f}%), "
-            f"{r['throughput_ips']:.0f} img/s, peak RSS {r['peak_rss_mb']:.0f} MB{', acc ' + acc if acc else ''}{ran}")
+            f"{r['throughput_ips']:.0f} img/s, peak RSS {cell(r, 'peak_rss_mb')} MB"
+            f"{', acc ' + acc if acc else ''}{ran}")

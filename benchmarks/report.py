@@ -17,8 +17,8 @@ COLUMNS = [("model", "model"), ("backend", "backend"), ("precision", "prec"), ("
            ("peak_rss_mb", "peak RSS MB"), ("accuracy", "accuracy"), ("speedup_vs_teacher_torch", "x teacher"),
            ("compression_vs_teacher", "compression"), ("load_ms", "load ms"), ("first_run_ms", "1st run ms"),
            ("model_rss_mb", "model MB"), ("residency", "residency"), ("quant", "int8 layers")]
-MEASURED = ("threads", "p50_ms", "p90_ms", "p99_ms", "spread_pct", "throughput_ips", "peak_rss_mb", "accuracy", "load_ms",
-            "first_run_ms", "model_rss_mb", "residency")
+MEASURED = ("threads", "p50_ms", "p90_ms", "p99_ms", "spread_pct", "throughput_ips", "peak_rss_mb", "accuracy",
+            "load_ms", "first_run_ms", "model_rss_mb", "residency")
 
 
 def cell(row: dict[str, Any], key: str) -> str:
@@ -37,7 +37,10 @@ def cell(row: dict[str, Any], key: str) -> str:
     if key == "params":
         return f"{v / 1e6:.2f}"
     if key == "accuracy":
-        return ", ".join(f"{h} {a * 100:.2f}%" for h, a in v.items()) if v else "n/a"
+        parts = [f"{h} {a * 100:.2f}%" for h, a in v.items()]
+        parts += [f"{h} {m.upper()} {x * 100:.2f}%" if m == "map" else f"{h} {m.upper()} {x:.3g}"
+                  for h, ms in (row.get("metrics") or {}).items() for m, x in ms.items() if isinstance(x, float)]
+        return ", ".join(parts) if parts else "n/a"
     if key in ("speedup_vs_teacher_torch", "compression_vs_teacher"):
         return f"{v:.1f}x"
     if key == "gflops":

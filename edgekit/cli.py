@@ -7,6 +7,7 @@ becomes a one-line ``error: ...`` on stderr and exit code 2.
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,7 @@ from typing import Annotated
 import typer
 
 from edgekit import __version__
+from edgekit.cli_demo import demo_app
 from edgekit.errors import EdgekitError, cli_messages
 
 app = typer.Typer(
@@ -55,9 +57,13 @@ Frames = Annotated[int | None, typer.Option(help="Clips: frames per clip (defaul
 Temporal = Annotated[str | None, typer.Option(help="Clips: how frames are pooled: mean, attention or transformer.")]
 Cross = Annotated[bool, typer.Option("--cross-attention",
                                      help="Clips with two heads (verb, noun): cross-task attention.")]
+Domain = Annotated[str | None, typer.Option(
+    help="What the images show, written in the card, e.g. 'faces' (default: inferred: FER2013/UTKFace data or "
+         "age/gender/emotion heads mean faces). The kiosk warns about models not trained on faces.")]
 Ckpt = Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")]
 Target = Annotated[str, typer.Option(
-    help="onnx, tflite, coreml, executorch, openvino, all (every installed one), or a comma list.")]
+    help="onnx, tflite, coreml, executorch, openvino, web (a browser bundle around the ONNX file), all (every "
+         "installed file target), or a comma list.")]
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
 MaxDrop = Annotated[float | None, typer.Option(
@@ -87,7 +93,7 @@ def _overrides(**kw) -> dict:
             "teacher_logits": "distill.teacher_logits", "teacher_epochs": "distill.teacher_epochs",
             "alpha": "distill.alpha", "beta": "distill.beta", "gamma": "distill.gamma",
             "temperature": "distill.temperature", "feature_loss": "distill.feature_loss", "views": "distill.views",
-            "frames": "data.frames", "temporal": "model.temporal"}
+            "frames": "data.frames", "temporal": "model.temporal", "domain": "data.domain"}
     out = {keys[k]: v for k, v in kw.items() if k in keys and v is not None}
     if kw.get("skip_bad"):
         out["data.skip_bad"] = True
@@ -114,8 +120,8 @@ def train(config: Config = None, data: Data = None, val: Val = None, model: Mode
           imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
           device: Device = None, seed: Seed = None, name: Name = None, out: Out = None, workers: Workers = None,
           skip_bad: SkipBad = False, no_augment: NoAug = False, resume: Resume = None, set_: Sets = None,
-          quiet: Quiet = False, frames: Frames = None, temporal: Temporal = None, cross_attention: Cross = False
-          ) -> None:
+          quiet: Quiet = False, frames: Frames = None, temporal: Temporal = None, cross_attention: Cross = False,
+          domain: Domain = None) -> None:
     """Train a model on labels. Writes runs/train/NAME/ (best.pt, last.pt, history.json, card.json)."""
     from edgekit.config import load_config
     from edgekit.train.supervised import resume_config
@@ -136,12 +142,16 @@ def train(config: Config = None, data: Data = None, val: Val = None, model: Mode
              "  edgekit distill --teacher open_clip:ViT-B-32 --teacher-weights open_clip_model.safetensors "
              "--model mobilevit_xxs --alpha 0.5 --beta 1 --gamma 1 --temperature 3\n\n"
              "  edgekit distill --seeds 3 --set data.fraction=0.1   # KD vs no KD over seeds 0-2: mean ± std, "
-             "gain; students see a stratified 10% of the labels, the teacher edgekit trains sees all of them")
+             "gain; students see a stratified 10% of the labels, the teacher edgekit trains sees all of them\n\n"
+             "  edgekit distill --seeds 3 --set data.fraction=0.1 --unlabeled rest   # + KD on the other 90% of the "
+             "images, unlabelled\n\n"
+             "  edgekit distill --data ~/pets --unlabeled ~/pets-unsorted/   # a folder of images nobody labelled")
 def distill(config: Config = None, data: Data = None, val: Val = None, model: Model = None, heads: Heads = None,
             imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
             device: Device = None, seed: Seed = None, name: Name = None, out: Out = None, workers: Workers = None,
             skip_bad: SkipBad = False, no_augment: NoAug = False, resume: Resume = None, set_: Sets = None,
             quiet: Quiet = False, frames: Frames = None, temporal: Temporal = None, cross_attention: Cross = False,
+            domain: Domain = None,
             teacher: Annotated[str | None, typer.Option(
                 help="timm:<name> or open_clip:<arch>[:<pretrained tag>] (default timm:resnet18).")] = None,
             teacher_weights: Annotated[str | None, typer.Option(
@@ -160,7 +170,11 @@ def distill(config: Config = None, data: Data = None, val: Val = None, model: Mo
                 help="Also train the student without KD (same epochs and seed) and compare.")] = True,
             seeds: Annotated[int, typer.Option(
                 min=1, help="Run KD and the no-KD baseline for seeds SEED..SEED+N-1 and report mean ± std of each, "
-                            "the gain and whether it exceeds the spread (seeds.json in the run folder).")] = 1
+                            "the gain and whether it exceeds the spread (seeds.json in the run folder).")] = 1,
+            unlabeled: Annotated[str | None, typer.Option(
+                help="Images the student learns from through the teacher only (its label loss stays on the "
+                     "labelled ones): 'rest' (the training images outside --set data.fraction=F) or a folder of "
+                     "unlabelled images. The no-KD baseline never sees them. With --seeds: a third arm.")] = None
             ) -> None:
     """Distill a frozen teacher into a small student: L = a*L_feat + b*L_resp + g*L_task."""
     from edgekit.compress.distill import distill as run_distill
@@ -180,11 +194,13 @@ def distill(config: Config = None, data: Data = None, val: Val = None, model: Mo
     if seeds > 1:
         from edgekit.compress.kd_seeds import kd_over_seeds, print_seeds
 
-        result = kd_over_seeds(cfg, seeds, None, verbose=not quiet, reuse=False)
+        result = kd_over_seeds(cfg, seeds, None, verbose=not quiet, reuse=False, unlabeled=unlabeled)
         if result is not None:  # None on DDP ranks other than 0
             print_seeds(result)
             typer.echo(f"{result['run_dir']}/seeds.json")
         return
+    if unlabeled is not None:
+        cfg.distill.unlabeled = unlabeled if unlabeled == "rest" else str(Path(unlabeled).resolve())
     report = run_distill(cfg, resume=resume is not None, verbose=not quiet)
     if report is not None:  # None on DDP ranks other than 0
         print_report(report)
@@ -219,6 +235,7 @@ def reparam(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt) 
              "  edgekit export best.pt --target onnx --dynamic-batch --fp16\n\n"
              "  edgekit export best.pt --target tflite --int8 --calib 512\n\n"
              "  edgekit export best.pt --target openvino --int8     # model.xml + model.int8.xml (NNCF)\n\n"
+             "  edgekit export best.pt --target web --int8   # model.web/ + model.int8.web/, checked in Chromium\n\n"
              "  edgekit export best.pt --target onnx --int8 --max-drop 0.5 --min-sqnr 15   # stricter gates\n\n"
              "  edgekit export best.pt --data /mnt/new/place/pets     # the training data has moved\n\n"
              "Every file is run through its own runtime on the val images and judged by its precision's gate "
@@ -363,7 +380,8 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .xml (Op
             json_: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
             topk: Annotated[int, typer.Option(help="Classes to list per classification head.")] = 1,
             device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps; gpu or npu for OpenVINO.")] = "auto",
-            threads: Annotated[int | None, typer.Option(help="CPU threads of the backend.")] = None,
+            threads: Annotated[int | None, typer.Option(
+                help="CPU threads of the backend (default: this machine's usable cores).")] = None,
             stride: Annotated[int, typer.Option(help="Video: every N-th frame.")] = 1,
             imgsz: Annotated[int | None, typer.Option(help="Card-less file with dynamic H, W: input size "
                                                            "(default 224).")] = None,
@@ -389,8 +407,9 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
               help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage, .pte, .xml) or timm model names.")]
           = None,
           backend: Annotated[str, typer.Option(
-              help="torch, ort, tflite, coreml, executorch, openvino, all (all but executorch; openvino when "
-                   "installed), or a comma list.")] = "all",
+              help="torch, ort, tflite, coreml, executorch, openvino, web (headless Chromium, next to native "
+                   "onnxruntime at the same threads), all (all but executorch and web; openvino when installed), or a "
+                   "comma list.")] = "all",
           device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps; gpu or npu with --backend openvino.")]
           = "auto",
           batch: Annotated[str, typer.Option(help="Batch sizes, comma separated.")] = "1,8,32",
@@ -436,7 +455,8 @@ def check(model: Annotated[Path, typer.Argument(
           data: Annotated[str, typer.Option(
               help="Accuracy dataset: 'auto' (the model's own validation data, as its card names it), 'digits', "
                    "a folder or a CSV.")] = "auto",
-          threads: Annotated[int | None, typer.Option(help="CPU threads of the backend (default: all).")] = None,
+          threads: Annotated[int | None, typer.Option(
+              help="CPU threads of the backend (default: this machine's usable cores).")] = None,
           parity: Annotated[bool, typer.Option(
               "--parity", help="Gate: the golden inputs inside the file's card, run here, must match PyTorch's "
                                "stored outputs within the file's precision gate.")] = False,
@@ -489,70 +509,8 @@ def report(runs: Annotated[list[Path], typer.Argument(
         typer.echo(str(p))
 
 
-# -- demos: the apps run exported models through edgekit.runtime (no torch) -----------------------
-demo_app = typer.Typer(help="Demos on exported models (no torch): a webcam classifier and a retail-kiosk "
-                            "face analyzer.", no_args_is_help=True)
+# -- demos (edgekit/cli_demo.py): the apps run exported models through edgekit.runtime (no torch) ----------
 app.add_typer(demo_app, name="demo")
-
-DemoModel = Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx, .tflite, .xml (or .mlpackage).")]
-DemoSource = Annotated[str, typer.Option(help="Camera index (0), a video file or a folder of images.")]
-Headless = Annotated[bool, typer.Option("--headless", help="No window: write the annotated video, log and summary.")]
-DemoOut = Annotated[Path | None, typer.Option(
-    help="Annotated video (.mp4); default with --headless: runs/demo/APP/annotated.mp4.")]
-DemoLog = Annotated[Path | None, typer.Option(help="JSON-lines log, one record per inference "
-                                                   "(default with --headless: next to the video).")]
-Every = Annotated[int, typer.Option(help="Run the model on every N-th frame (others reuse the last result).")]
-Threads = Annotated[int | None, typer.Option(help="CPU threads of the backend (default: all).")]
-MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many frames.")]
-DemoDevice = Annotated[str, typer.Option(help="auto, cpu, cuda, mps; gpu or npu for OpenVINO.")]
-
-
-@demo_app.command(epilog="Examples:\n\n"
-                  "  edgekit demo webcam --model model.int8.tflite                 # camera 0, in a window\n\n"
-                  "  edgekit demo webcam -m model.int8.onnx --source clip.mp4 --headless --out out.mp4\n\n"
-                  "  edgekit demo webcam -m model.onnx --source photos/ --headless --every 2 --topk 1")
-def webcam(model: DemoModel, source: DemoSource = "0", headless: Headless = False, out: DemoOut = None,
-           log: DemoLog = None, every: Every = 1,
-           topk: Annotated[int, typer.Option(help="Labels shown per classification head.")] = 3,
-           threads: Threads = None, device: DemoDevice = "auto", max_frames: MaxFrames = None,
-           quiet: Quiet = False) -> None:
-    """Classify camera / video / folder frames live: top-k labels, confidence, FPS and latency on each frame."""
-    from edgekit.apps.webcam import run_webcam
-
-    run_webcam(model, source, headless=headless, out=out, log=log, every=every, topk=topk, threads=threads,
-               device=device, max_frames=max_frames, verbose=not quiet)
-
-
-@demo_app.command(epilog="Examples:\n\n"
-                  "  edgekit demo kiosk --model faces.onnx                          # camera 0, Haar cascade\n\n"
-                  "  edgekit demo kiosk -m faces.int8.onnx --source store.mp4 --headless --report runs/kiosk/day1\n\n"
-                  "  edgekit demo kiosk -m faces.onnx --detector face_detection_yunet_2023mar.onnx "
-                  "--save-crops crops/")
-def kiosk(model: DemoModel, source: DemoSource = "0", headless: Headless = False, out: DemoOut = None,
-          log: DemoLog = None,
-          report: Annotated[Path | None, typer.Option(
-              help="Analytics report base path: writes PATH.json (totals, visitors) and PATH.csv (one row per "
-                   "visitor); default next to the video.")] = None,
-          detector: Annotated[Path | None, typer.Option(
-              help="YuNet face detector .onnx (cv2.FaceDetectorYN); default: OpenCV's Haar cascade.")] = None,
-          save_crops: Annotated[Path | None, typer.Option(
-              help="Save each face crop here (off by default: no face image is written).")] = None,
-          show_faces: Annotated[bool, typer.Option(
-              "--show-faces", help="Do not pixelate faces in the written video.")] = False,
-          every: Every = 1,
-          scan_every: Annotated[int, typer.Option(
-              help="Haar: scan the whole frame every N-th processed frame (new faces); in between, search only "
-                   "around tracked faces.")] = 5,
-          threads: Threads = None, device: DemoDevice = "auto", max_frames: MaxFrames = None,
-          min_hits: Annotated[int, typer.Option(help="Detections before a tracked face counts as a visitor.")] = 3,
-          quiet: Quiet = False) -> None:
-    """Detect faces, estimate age / gender / emotion per face, count visitors and dwell time (report + panel)."""
-    from edgekit.apps.kiosk import KioskOptions, run_kiosk
-
-    run_kiosk(model, source, KioskOptions(
-        headless=headless, out=out, log=log, report=report, detector=detector, save_crops=save_crops,
-        show_faces=show_faces, every=every, scan_every=scan_every, min_hits=min_hits, threads=threads, device=device,
-        max_frames=max_frames, verbose=not quiet))
 
 
 # -- parsing CLI strings (the library takes lists; these turn flags into them) ---------------------
@@ -617,6 +575,9 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
         raise typer.Exit()
 
 
+_USER_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)  # the disk or folder the user gave
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app, turning edgekit errors into one line and exit code 2."""
     quiet_native_logs()
@@ -625,6 +586,12 @@ def main(argv: list[str] | None = None) -> int:
             app(args=argv)  # standalone: usage errors print themselves and exit 2
     except EdgekitError as exc:
         typer.echo(f"error: {exc}", err=True)
+        return 2
+    except OSError as exc:
+        if exc.filename is None and exc.errno not in _USER_ERRNOS:
+            raise  # not about a file the user named or the disk they gave: a bug, keep the traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
         return 2
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

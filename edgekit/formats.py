@@ -33,6 +33,7 @@ class Format:
     companions: tuple[str, ...] = ()  # files that travel with each model file (an OpenVINO IR's ".bin")
     export_extra: str | None = None  # pip extra for exporting, when it is not ``extra`` (which runs the files)
     bench_all: bool = False  # part of `edgekit bench --backend all` when its runtime is installed
+    wraps: str | None = None  # a bundle around another target's file of the same precision (web: onnx)
 
     def file(self, precision: str = "fp32") -> str:
         """File name of a precision: ``model.onnx``, ``model.int8.onnx``, ``model.fp16.tflite``."""
@@ -66,6 +67,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("openvino", ".xml", "openvino", "openvino", ("fp32", "fp16", "int8"), ("openvino", "nncf", "onnx",
            "onnxscript"), ("openvino",), "openvino", ("cpu", "gpu", "npu"), default=False, companions=(".bin",),
            export_extra="openvino-export", bench_all=True),
+    # a folder: the ONNX file + onnxruntime-web + one page; run in Chromium (runtime/web.py)
+    Format("web", ".web", "web", "web", ("fp32", "fp16", "int8"), ("onnx", "onnxscript", "onnxruntime"),
+           ("playwright", "aiohttp"), "web", ("auto", "cpu", "wasm", "webgpu", "webnn"), default=False, wraps="onnx"),
 )}
 # the eager PyTorch checkpoint is a bench backend too, but no export target
 TORCH = Format("torch", ".pt", "torch", "torch", ("fp32",), ("torch",), ("torch",), "train", ("cpu", "cuda", "mps"),
@@ -77,7 +81,7 @@ SUFFIXES: dict[str, Format] = {f.suffix: f for f in (*FORMATS.values(), TORCH)} 
 def int8_targets() -> tuple[str, ...]:
     """Targets with a full INT8 file whose accuracy a runtime here can measure (CoreML's INT8 weights
     need macOS to run)."""
-    return tuple(n for n, f in FORMATS.items() if "int8" in f.precisions)
+    return tuple(n for n, f in FORMATS.items() if "int8" in f.precisions and not f.wraps)
 
 
 def targets() -> tuple[str, ...]:
@@ -90,8 +94,21 @@ def default_targets() -> tuple[str, ...]:
 
 
 def installed_targets() -> list[str]:
-    """``--target all``: every target whose export packages are installed (ExecuTorch is optional)."""
-    return [n for n, f in FORMATS.items() if f.default or not f.missing()]
+    """``--target all``: every target whose export packages are installed (ExecuTorch is optional); bundles
+    (web) are asked for by name."""
+    return [n for n, f in FORMATS.items() if (f.default or not f.missing()) and not f.wraps]
+
+
+def with_wrapped(targets) -> list[str]:
+    """``targets`` with the target each bundle wraps made first: ``["web"]`` -> ``["onnx", "web"]``."""
+    out: list[str] = []
+    for t in targets:
+        wrapped = FORMATS[t].wraps
+        if wrapped and wrapped not in out:
+            out.append(wrapped)
+        if t not in out:
+            out.append(t)
+    return out
 
 
 def bench_backends() -> tuple[str, ...]:

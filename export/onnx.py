@@ -94,7 +94,11 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
     out_path = Path(out_path)
     pre = out_path.with_name(f".{out_path.stem}.pre.onnx")
     raw = out_path.with_name(f".{out_path.stem}.q.onnx")
-    graph_input = onnx.load(str(fp32_path), load_external_data=False).graph.input[0]
+    try:
+        graph_input = onnx.load(str(fp32_path), load_external_data=False).graph.input[0]
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError, an empty graph...
+        raise QuantizationError(f"onnxruntime could not quantize {fp32_path}: not a readable ONNX model "
+                                f"({first_line(exc, 120)})") from None
     name = graph_input.name
     fixed = graph_input.type.tensor_type.shape.dim[0].dim_value
     if fixed > 0:  # a file exported with a fixed batch is calibrated in batches of that size

@@ -117,6 +117,14 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
     entry["max_rel"] = max(h["rel"] for h in entry["heads"].values())
     entry["precision_ran"] = ran = precision_ran(precision, getattr(predictor.backend, "execution_precision", None))
     entry = {**entry, **verdict(entry, ran, overrides)}
+    if path.suffix == ".web":  # a browser bundle: also its page's own decoding and preprocessing (export/web.py)
+        from edgekit.export.web import check_bundle
+
+        entry["browser"] = predictor.backend.info
+        entry["page_check"] = page = check_bundle(path, predictor.backend.page, overrides=overrides)
+        if page["passed"] is False:
+            entry["passed"] = False
+            entry["gate_failures"] = [*entry["gate_failures"], *(f"page check: {f}" for f in page["failures"])]
     as_stored = getattr(predictor.backend, "as_stored", None)  # OpenVINO: the same file with f32 float layers
     if ran != precision.split("-")[0] and as_stored is not None:  # prove the file too, at the precision it stores
         stored = stored_check(as_stored(), card, reference, feed, targets, precision, overrides)

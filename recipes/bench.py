@@ -42,8 +42,14 @@ def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data
                 card = read_card(path)
             except NoCardError:
                 return _foreign(path, backend, imgsz, assume, role)
-            return Bench(name=_name(card, path), card=card, files={backend: path}, params=card.params, role=role,
-                         precisions={backend: card.provenance.get("precision", "fp32")})
+            bench = Bench(name=_name(card, path), card=card, files={backend: path}, params=card.params, role=role,
+                          precisions={backend: card.provenance.get("precision", "fp32")})
+            if backend == "ort" and "web" in backends:  # the browser runs it from a bundle made here
+                from edgekit.export.web import bundle_for
+
+                bench.files["web"] = bundle_for(path, work / f"{path.stem}.web")
+                bench.precisions["web"] = bench.precisions["ort"]
+            return bench
         return _from_checkpoint(path, backends, work, imgsz, role)
     from edgekit.train.models import create_backbone
 
@@ -205,7 +211,8 @@ def dataset_files(card: ModelCard, data: str, work: Path, limit: int | None = No
     names = {h.name for h in bundle.heads}
     pairs = {h.name: h.name for h in card.heads if h.kind == "classification" and h.name in names}
     pairs = pairs or _labelled_pairs(card, bundle.heads)
-    if not pairs:
+    others = {h.name: h for h in card.heads if h.kind != "classification" and h.name in names}
+    if not pairs and not others:
         return None
     split = bundle.val
     n = len(split) if limit is None else min(limit, len(split))
@@ -221,7 +228,17 @@ def dataset_files(card: ModelCard, data: str, work: Path, limit: int | None = No
             split.load(i).save(f)
         files.append(str(f))
     spec = {h.name: h for h in bundle.heads}
-    labels = {mine: [spec[theirs].classes[int(t)] for t in split.targets[theirs][:n]] for mine, theirs in pairs.items()}
+    labels: dict[str, Any] = {mine: [spec[theirs].classes[int(t)] if t >= 0 else None
+                                     for t in split.targets[theirs][:n]] for mine, theirs in pairs.items()}
+    for name, head in others.items():  # regression values, multilabel label lists (None: not labelled)
+        values = split.targets[name][:n]
+        if head.kind == "regression":
+            labels[name] = {"kind": "regression", "values": [None if v != v else float(v) for v in values]}
+        else:
+            classes = spec[name].classes
+            labels[name] = {"kind": "multilabel", "classes": classes,
+                            "labels": [None if row[0] != row[0] else [c for c, on in zip(classes, row, strict=True)
+                                                                      if on > 0.5] for row in values]}
     return files, labels
 
 
@@ -277,8 +294,10 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
     from rich.markup import escape
 
     from edgekit.benchmarks.report import print_table, write_reports
+    from edgekit.runtime.backends import check_threads
 
     check_device(device, backends)
+    threads = check_threads(threads)  # explicit for every backend: the machine's usable cores by default
     if not models and not teacher:
         raise ConfigError("give at least one model (a checkpoint, an exported file or a timm name)")
     work = out / "work"
@@ -321,9 +340,6 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
             raise ConfigError(f"its heads do not match the labels of '{source}'")
         return found
 
-    from edgekit.runtime.backends import check_threads
-
-    threads = check_threads(threads)  # explicit for every backend: the machine's usable cores by default
     rows = run_all(benches, backends, batches, device, threads, data, work, min_seconds, verbose,
                    dataset_of=dataset_of)
     notes += [n for b in benches for n in b.notes if n not in notes]  # what measuring added (accuracy n/a...)

@@ -287,8 +287,14 @@ def _openvino_backend(path: Path, device: str = "auto", threads: int | None = No
     return OpenVINOBackend(path, device=device, threads=threads)
 
 
-BACKENDS = {".onnx": OnnxBackend, ".tflite": TFLiteBackend, ".mlpackage": CoreMLBackend, ".mlmodel": CoreMLBackend,
-            ".pte": _executorch_backend, ".xml": _openvino_backend}
+def _web_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:
+    from edgekit.runtime.web import WebBackend  # playwright and Chromium only when a web bundle is opened
+
+    return WebBackend(path, device=device, threads=threads)
+
+
+BACKENDS = {".onnx": OnnxBackend, ".ort": OnnxBackend, ".tflite": TFLiteBackend, ".mlpackage": CoreMLBackend,
+            ".mlmodel": CoreMLBackend, ".pte": _executorch_backend, ".web": _web_backend, ".xml": _openvino_backend}
 
 
 def register_backend(suffix: str, factory) -> None:

@@ -8,6 +8,7 @@
   with ``executorch.runtime``, which needs torch: a development-machine format here).
 - OpenVINO IR ``.xml``: ``rt_info["edgekit"]["card"]`` (read with ``openvino``; no torch).
 - An edgekit ``.pt`` checkpoint: its ``"card"`` entry (needs torch).
+- A web bundle (a ``.web`` folder): its ``card.json``.
 
 A ``<model file>.card.json`` beside the model is used only when the file itself carries no card
 (e.g. a model exported by another tool), so users can attach a card to a foreign model.
@@ -45,7 +46,7 @@ def read_card(path: str | Path, session=None) -> ModelCard:
 
 def _embedded(path: Path, session=None) -> str | None:
     suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    if suffix in (".onnx", ".ort"):  # .ort: onnxruntime's own format (what web bundles may ship) keeps it too
         if session is None:
             import onnxruntime as ort
 
@@ -66,6 +67,9 @@ def _embedded(path: Path, session=None) -> str | None:
         from edgekit.runtime.openvino import ir_card
 
         return ir_card(path)
+    if suffix == ".web":
+        card = path / "card.json"
+        return card.read_text() if card.is_file() else None
     return None
 
 
