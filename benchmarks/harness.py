@@ -66,6 +66,12 @@ def check_device(device: str, backends: list[str]) -> None:
         if "ort" in backends and not ort_cuda:
             raise EdgekitError(f"{option('device', 'cuda')}: onnxruntime has no CUDAExecutionProvider "
                                "(pip install onnxruntime-gpu)")
+    elif device.split(":")[0] in ("gpu", "npu"):  # OpenVINO's devices
+        if "openvino" not in backends:
+            raise EdgekitError(f"{option('device', device)} is an OpenVINO device: add {option('backend', 'openvino')}")
+        from edgekit.runtime.openvino import openvino, ov_device
+
+        ov_device(device, openvino().Core().available_devices)
     elif device == "mps":
         import platform
 
@@ -73,7 +79,7 @@ def check_device(device: str, backends: list[str]) -> None:
             raise EdgekitError(f"{option('device', 'mps')}: Apple MPS needs macOS on Apple silicon; "
                                f"use {option('device', 'cpu')}")
     else:
-        raise EdgekitError(f"unknown device '{device}' (use auto, cpu, cuda or mps)")
+        raise EdgekitError(f"unknown device '{device}' (use auto, cpu, cuda, mps, or gpu / npu with OpenVINO)")
 
 
 def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | None,
@@ -107,8 +113,7 @@ def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | 
         precision = "int8" if result["quant"]["integer"]["layers"] else "float"
     elif precision == "unknown" and "error" not in result:
         precision = "float"
-    size = (path.stat().st_size if path.is_file() else
-            sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0)
+    size = formats.size_bytes(path) if path.exists() else 0  # an IR's .bin counts
     return {"model": bench.name, "role": bench.role, "backend": backend, "precision": precision, "batch": batch,
             "file": str(path), "size_mb": size / 1e6, "params": bench.params, "gflops": bench.gflops, **result}
 

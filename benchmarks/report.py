@@ -30,6 +30,8 @@ def cell(row: dict[str, Any], key: str) -> str:
         return residency_cell(v) if v is not None else "n/a"
     if key == "quant":
         return quant_cell(v)
+    if key == "precision" and row.get("execution_precision") not in (None, v):
+        return f"{v} (ran {row['execution_precision']})"  # OpenVINO's FP32 IR in bf16 on a bf16 CPU
     if v is None:
         return "n/a" if key in ("params", "gflops", "accuracy", "peak_rss_mb") else "-"
     if key == "params":
@@ -107,6 +109,8 @@ def residency_cell(v: Any) -> str:
         if v["ops"] is None:  # a .pte without a card: partitions and portable kernels from the program
             return f"{v['delegate'] or 'no delegate'} x{v['partitions']}, {sum(v['not_delegated'].values())} portable"
         return f"{v['delegate'] or 'no delegate'} {v['delegated']}/{v['ops']}"
+    if "precisions" in v:  # OpenVINO: layers of the compiled graph per runtime precision
+        return f"{v['device']} " + " / ".join(f"{p} {n}" for p, n in v["precisions"].items())
     if "providers" in v:
         return ", ".join(f"{p.replace('ExecutionProvider', '')} {n}/{v['nodes']}" for p, n in v["providers"].items())
     return str(v.get("device", "n/a"))

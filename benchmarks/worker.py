@@ -84,6 +84,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     result["load_ms"] = (time.perf_counter() - t0) * 1e3
     result["device"] = backend.device
     result["threads"], result["threads_from"] = backend.threads, backend.threads_from
+    if getattr(backend, "execution_precision", None):  # what the runtime chose (OpenVINO: bf16 on bf16 CPUs)
+        result["execution_precision"] = backend.execution_precision
     data = None
     if model is None:
         call, feed, result["fixed_batch"], result["assumed"] = _raw_call(backend, batch, spec.get("assume") or {},
@@ -141,7 +143,8 @@ def _import_backend(path: str) -> None:
     import contextlib
     import importlib
 
-    module = {".onnx": "onnxruntime", ".tflite": "ai_edge_litert.interpreter", ".pte": "executorch.runtime"}.get(
+    module = {".onnx": "onnxruntime", ".tflite": "ai_edge_litert.interpreter", ".pte": "executorch.runtime",
+              ".xml": "openvino"}.get(
         Path(path).suffix.lower())
     if module:
         with contextlib.suppress(ImportError):  # loading the model says what to install

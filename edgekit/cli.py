@@ -62,8 +62,8 @@ Domain = Annotated[str | None, typer.Option(
          "age/gender/emotion heads mean faces). The kiosk warns about models not trained on faces.")]
 Ckpt = Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")]
 Target = Annotated[str, typer.Option(
-    help="onnx, tflite, coreml, executorch, web (a browser bundle around the ONNX file), all (every installed "
-         "file target), or a comma list.")]
+    help="onnx, tflite, coreml, executorch, openvino, web (a browser bundle around the ONNX file), all (every "
+         "installed file target), or a comma list.")]
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
 MaxDrop = Annotated[float | None, typer.Option(
@@ -234,6 +234,7 @@ def reparam(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt) 
              "  edgekit export runs/reparam/digits-mobileone_s0/model.pt --target all\n\n"
              "  edgekit export best.pt --target onnx --dynamic-batch --fp16\n\n"
              "  edgekit export best.pt --target tflite --int8 --calib 512\n\n"
+             "  edgekit export best.pt --target openvino --int8     # model.xml + model.int8.xml (NNCF)\n\n"
              "  edgekit export best.pt --target web --int8   # model.web/ + model.int8.web/, checked in Chromium\n\n"
              "  edgekit export best.pt --target onnx --int8 --max-drop 0.5 --min-sqnr 15   # stricter gates\n\n"
              "  edgekit export best.pt --data /mnt/new/place/pets     # the training data has moved\n\n"
@@ -266,7 +267,8 @@ def export(ckpt: Ckpt,
            keep_failed: KeepFailed = False,
            data: DataMoved = None,
            quiet: Quiet = False) -> None:
-    """Export to ONNX / CoreML / TFLite / ExecuTorch with the model card inside, and prove parity (parity.json).
+    """Export to ONNX / CoreML / TFLite / ExecuTorch / OpenVINO with the model card inside, and prove parity
+    (parity.json).
 
     Each target and precision succeeds or fails alone: every file that can be made is made and
     verified; failures are listed in parity.json, and the exit code is 2 when any requested file failed."""
@@ -373,11 +375,11 @@ Layout = Annotated[str | None, typer.Option(help="Card-less file: nchw or nhwc (
              "  edgekit predict model.onnx photos/ --json --topk 3\n\n"
              "  edgekit predict model.onnx clip.mp4 --stride 10\n\n"
              "  edgekit predict not_edgekit.onnx cat.jpg --labels labels.txt --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5")
-def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpackage or edgekit .pt")],
+def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .xml (OpenVINO), .mlpackage or edgekit .pt")],
             source: Annotated[Path, typer.Argument(help="An image, a folder of images, or a video file.")],
             json_: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
             topk: Annotated[int, typer.Option(help="Classes to list per classification head.")] = 1,
-            device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+            device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps; gpu or npu for OpenVINO.")] = "auto",
             threads: Annotated[int | None, typer.Option(
                 help="CPU threads of the backend (default: this machine's usable cores).")] = None,
             stride: Annotated[int, typer.Option(help="Video: every N-th frame.")] = 1,
@@ -402,11 +404,14 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpacka
              "  edgekit bench best.pt --device cuda\n\n"
              "  edgekit bench not_edgekit.onnx --shape images:1,3,640,640 --data none   # no card: synthesized inputs")
 def bench(models: Annotated[list[str] | None, typer.Argument(
-              help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage, .pte) or timm model names.")] = None,
+              help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage, .pte, .xml) or timm model names.")]
+          = None,
           backend: Annotated[str, typer.Option(
-              help="torch, ort, tflite, coreml, executorch, web (headless Chromium, next to native onnxruntime at "
-                   "the same threads), all (all but executorch and web), or a comma list.")] = "all",
-          device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+              help="torch, ort, tflite, coreml, executorch, openvino, web (headless Chromium, next to native "
+                   "onnxruntime at the same threads), all (all but executorch and web; openvino when installed), or a "
+                   "comma list.")] = "all",
+          device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps; gpu or npu with --backend openvino.")]
+          = "auto",
           batch: Annotated[str, typer.Option(help="Batch sizes, comma separated.")] = "1,8,32",
           imgsz: Annotated[int | None, typer.Option(help="Input size (default: each model's own).")] = None,
           data: Annotated[str, typer.Option(
@@ -440,7 +445,8 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
              "  edgekit check model.int8.tflite --parity      # after a runtime/OS upgrade: the card's golden inputs "
              "against PyTorch's stored outputs, no training data\n\n"
              "Exit code: 0 every gate passed, 1 a gate failed, 2 bad input.")
-def check(model: Annotated[Path, typer.Argument(help="Model file: .onnx, .tflite, .pte (.mlpackage: size only).")],
+def check(model: Annotated[Path, typer.Argument(
+              help="Model file: .onnx, .tflite, .pte, .xml (.mlpackage: size only).")],
           max_latency_ms: Annotated[float | None, typer.Option(help="Gate: batch-1 p50 latency on this machine.")]
           = None,
           min_accuracy: Annotated[float | None, typer.Option(
@@ -522,12 +528,13 @@ def parse_targets(target: str) -> list[str]:
 
 
 def parse_backends(text: str) -> list[str]:
-    """``--backend``: ``all`` is eager torch and the default formats; ExecuTorch is asked for by name."""
+    """``--backend``: ``all`` is eager torch, the default formats and OpenVINO when installed; ExecuTorch is
+    asked for by name."""
     from edgekit import formats
     from edgekit.config import parse_choices
 
     if text.strip() == "all":
-        return [formats.TORCH.bench, *(formats.FORMATS[t].bench for t in formats.default_targets())]
+        return formats.all_bench_backends()
     return parse_choices(text, formats.bench_backends(), "--backend")
 
 

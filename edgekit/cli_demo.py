@@ -14,7 +14,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output."
 demo_app = typer.Typer(help="Demos on exported models (no torch): a webcam classifier, a retail-kiosk "
                             "face analyzer and the browser page of a web bundle.", no_args_is_help=True)
 
-DemoModel = Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx, .tflite (or .mlpackage).")]
+DemoModel = Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx, .tflite, .xml (or .mlpackage).")]
 DemoSource = Annotated[str, typer.Option(help="Camera index (0), a video file or a folder of images.")]
 Headless = Annotated[bool, typer.Option("--headless", help="No window: write the annotated video, log and summary.")]
 DemoOut = Annotated[Path | None, typer.Option(
@@ -25,7 +25,7 @@ Every = Annotated[int, typer.Option(help="Run the model on every N-th frame (oth
 Threads = Annotated[int | None, typer.Option(
     help="CPU threads of the backend (default: this machine's usable cores).")]
 MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many frames.")]
-DemoDevice = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
+DemoDevice = Annotated[str, typer.Option(help="auto, cpu, cuda, mps; gpu or npu for OpenVINO.")]
 Host = Annotated[str, typer.Option(help="Address to bind; another than 127.0.0.1 serves the network (said at start).")]
 
 

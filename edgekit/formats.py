@@ -30,6 +30,9 @@ class Format:
     devices: tuple[str, ...]  # what --device can ask of its runtime
     default: bool = True  # part of `edgekit export --target all` when installed and of the default targets
     fixed_batch: bool = False  # files always have a fixed batch (no --dynamic-batch)
+    companions: tuple[str, ...] = ()  # files that travel with each model file (an OpenVINO IR's ".bin")
+    export_extra: str | None = None  # pip extra for exporting, when it is not ``extra`` (which runs the files)
+    bench_all: bool = False  # part of `edgekit bench --backend all` when its runtime is installed
     wraps: str | None = None  # a bundle around another target's file of the same precision (web: onnx)
 
     def file(self, precision: str = "fp32") -> str:
@@ -48,7 +51,8 @@ class Format:
         if missing:
             what = f"{self.suffix} files need" if run else either(f"--target {self.name} needs",
                                                                   f"the {self.name} target needs")
-            raise DependencyError(f"{what} {', '.join(missing)}: pip install 'edgekit[{self.extra}]'")
+            extra = self.extra if run else (self.export_extra or self.extra)
+            raise DependencyError(f"{what} {', '.join(missing)}: pip install 'edgekit[{extra}]'")
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
@@ -60,6 +64,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "all", ("cpu", "mps"), fixed_batch=True),
     Format("executorch", ".pte", "executorch", "executorch", ("fp32", "int8"), ("executorch",), ("executorch",),
            "executorch", ("cpu",), default=False, fixed_batch=True),
+    Format("openvino", ".xml", "openvino", "openvino", ("fp32", "fp16", "int8"), ("openvino", "nncf", "onnx",
+           "onnxscript"), ("openvino",), "openvino", ("cpu", "gpu", "npu"), default=False, companions=(".bin",),
+           export_extra="openvino-export", bench_all=True),
     # a folder: the ONNX file + onnxruntime-web + one page; run in Chromium (runtime/web.py)
     Format("web", ".web", "web", "web", ("fp32", "fp16", "int8"), ("onnx", "onnxscript", "onnxruntime"),
            ("playwright", "aiohttp"), "web", ("auto", "cpu", "wasm", "webgpu", "webnn"), default=False, wraps="onnx"),
@@ -106,6 +113,30 @@ def with_wrapped(targets) -> list[str]:
 
 def bench_backends() -> tuple[str, ...]:
     return (TORCH.bench, *(f.bench for f in FORMATS.values()))
+
+
+def all_bench_backends() -> list[str]:
+    """``--backend all``: eager torch, the default formats, and the optional ones marked ``bench_all`` whose
+    runtime is installed (OpenVINO; ExecuTorch is asked for by name)."""
+    return [TORCH.bench, *(f.bench for f in FORMATS.values() if f.default or (f.bench_all and not f.missing(run=True)))]
+
+
+def model_files(path) -> list:
+    """A model file and the files that travel with it (an IR's ``.bin``), those that exist."""
+    from pathlib import Path
+
+    path = Path(path)
+    fmt = SUFFIXES.get(path.suffix.lower())
+    extra = [path.with_suffix(c) for c in (fmt.companions if fmt else ())]
+    return [path] + [p for p in extra if p.exists()]
+
+
+def size_bytes(path) -> int:
+    """Bytes on disk of a model: its file (or package folder) and its companion files."""
+    total = 0
+    for p in model_files(path):
+        total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+    return total
 
 
 def by_bench(name: str) -> Format:

@@ -48,9 +48,7 @@ class Artifact:
 
     @property
     def size_bytes(self) -> int:
-        if self.path.is_dir():
-            return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-        return self.path.stat().st_size
+        return formats.size_bytes(self.path)  # an IR's .bin counts
 
 
 @dataclass
@@ -65,6 +63,7 @@ class ExportJob:
     skip: list[str] = field(default_factory=list)  # module names kept in float with INT8
     dynamic_batch: bool = False
     fp32: Path | None = None
+    scratch: dict[str, Any] = field(default_factory=dict)  # what a target's FP32 step leaves for its variants
 
     def like(self, card: ModelCard) -> ModelCard:
         """The card of the FP32 file (its layout, opset...) with ``card``'s precision: the FP16 / INT8
@@ -318,9 +317,9 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
                                                 "artifacts": entries, "failures": report.failures})
     failed = [e for e in entries if not e["passed"]]
     for e in failed:  # never leave a file that failed its check where a deploy script would pick it up
-        path = report.out_dir / e["file"]
-        if path.exists() and not e["kept"]:
-            _move_aside(path)
+        for path in formats.model_files(report.out_dir / e["file"]):  # with an IR's .bin
+            if path.exists() and not e["kept"]:
+                _move_aside(path)
     if failed and strict:
         raise ParityError(f"{len(failed)} file(s) missed their gate: "
                           + "; ".join(f"{e['file']}: {_parity_reason(e)}" for e in failed)

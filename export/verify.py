@@ -125,15 +125,39 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
         if page["passed"] is False:
             entry["passed"] = False
             entry["gate_failures"] = [*entry["gate_failures"], *(f"page check: {f}" for f in page["failures"])]
+    as_stored = getattr(predictor.backend, "as_stored", None)  # OpenVINO: the same file with f32 float layers
+    if ran != precision.split("-")[0] and as_stored is not None:  # prove the file too, at the precision it stores
+        stored = stored_check(as_stored(), card, reference, feed, targets, precision, overrides)
+        entry["as_stored"] = stored
+        if not stored["passed"]:
+            entry["passed"] = False
+            entry["gate_failures"] = entry["gate_failures"] + [f"run at {stored['precision_ran']}: {f}"
+                                                               for f in stored["gate_failures"]]
     return entry
 
 
+def stored_check(backend, card: ModelCard, reference: dict[str, np.ndarray], feed: np.ndarray,
+                 targets: dict[str, np.ndarray] | None, precision: str,
+                 overrides: dict[str, float | None] | None = None) -> dict[str, Any]:
+    """A file run by ``backend`` at the precision it stores (OpenVINO with its float layers forced to f32),
+    judged by that precision's gate: an FP32 IR must match PyTorch as any FP32 file must, whatever precision
+    its runtime chooses by default."""
+    from edgekit.runtime.predictor import Predictor
+
+    heads = compare_outputs(card, reference, Predictor(backend, card, backend.path).run(feed), targets)
+    ran = precision_ran(precision, getattr(backend, "execution_precision", None))
+    stored = {"heads": heads, "max_rel": max(h["rel"] for h in heads.values()), "precision_ran": ran}
+    return {**stored, **verdict(stored, ran, overrides)}
+
+
 def precision_ran(precision: str, execution: str | None) -> str:
-    """The precision a file is gated at: its own, or the lower one its runtime chose for an FP32 file
-    (OpenVINO's bf16 on AMX CPUs). A quantized file keeps its own precision's gate."""
+    """The precision a file is gated at: its own, or the noisier one its runtime chose for a float file
+    (OpenVINO's bf16 on CPUs with bf16 instructions, for an FP32 IR or one with FP16 weights). A quantized
+    file keeps its own precision's gate."""
     base = precision.split("-")[0]
     ran = RAN.get((execution or "").lower())
-    return ran if base == "fp32" and ran in ("fp16", "bf16") else base
+    floats = ("bf16", "fp16", "fp32")  # most to least rounding noise: bf16 keeps 8 significant bits, fp16 11
+    return ran if base in floats and ran in floats and floats.index(ran) < floats.index(base) else base
 
 
 def verdict(entry: dict[str, Any], precision: str, overrides: dict[str, float | None] | None = None

@@ -291,6 +291,8 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
     states about files without a card (``--shape``, ``--mean``, ``--labels``...; see :mod:`edgekit.runtime.foreign`)."""
     import platform
 
+    from rich.markup import escape
+
     from edgekit.benchmarks.report import print_table, write_reports
     from edgekit.runtime.backends import check_threads
 
@@ -345,11 +347,16 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
             "device": device, "threads": threads, "batches": batches,
             "data": "each model's own validation data (its card)" if data == AUTO else (data or "none")}
     paths = write_reports(rows, out, notes, meta)
+    from edgekit.benchmarks.recommend import lines, recommend, write_recommendation
     from edgekit.recipes.deployment import write_cards
 
-    cards = write_cards(rows, out)  # FILE.report.json beside each file + deployment.md
+    rec = recommend(rows)  # the fastest file that passed its gates, per model and batch, on this machine
+    paths.update(write_recommendation(rec, out))
+    cards = write_cards(rows, out, rec)  # FILE.report.json beside each file + deployment.md
     if cards:
         paths["deployment"] = cards[-1]
     if verbose:
         print_table(rows)
+        for line in lines(rec):
+            say(escape(line))
     return rows, paths

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.export.gates import GATES as EXPORT_GATES
-from edgekit.recipes.floors import add_floors, floor_lines, input_floors, judge_floors, pt2e_reference
+from edgekit.recipes.floors import add_floors, bf16_floor, floor_lines, input_floors, judge_floors, pt2e_reference
+from edgekit.recipes.probe import probe_head
 
 ARCHS = ("mobileone_s0", "mobileone_s2", "mobilevit_xxs", "mobilevitv2_050", "mobilenetv3_small_100",
          "mobilenetv3_large_100", "mobilenetv4_conv_small", "mobilenetv4_hybrid_medium", "efficientnet_b0",
@@ -44,11 +45,15 @@ CELLS = (("onnx fp32", "onnx", "fp32", "model.onnx"), ("onnx fp16", "onnx", "fp1
          ("onnx int8", "onnx", "int8", "model.int8.onnx"), ("tflite fp32", "tflite", "fp32", "model.tflite"),
          ("tflite fp16", "tflite", "fp16", "model.fp16.tflite"), ("tflite int8", "tflite", "int8", "model.int8.tflite"),
          ("coreml", "coreml", "fp16", "model.mlpackage"), ("executorch fp32", "executorch", "fp32", "model.pte"),
-         ("executorch int8", "executorch", "int8", "model.int8.pte"))
+         ("executorch int8", "executorch", "int8", "model.int8.pte"),
+         ("openvino fp32", "openvino", "fp32", "model.xml"), ("openvino int8", "openvino", "int8", "model.int8.xml"))
 # the numeric part of export's gates (edgekit.export.gates): the stand-ins have random weights, so their top-1
-# agreement and accuracy mean little; a cell is judged by the FP32 relative error or the FP16/INT8 SQNR floor
+# agreement and accuracy mean little; a cell is judged by the FP32 relative error or the FP16/bf16/INT8 SQNR floor
+# (bf16: what OpenVINO runs an FP32 IR in on CPUs with bf16 instructions)
 GATES = {p: ("rel", g.max_rel) if g.max_rel is not None else ("sqnr_db", g.min_sqnr_db)
-         for p, g in EXPORT_GATES.items() if p in ("fp32", "fp16", "int8")}
+         for p, g in EXPORT_GATES.items() if p in ("fp32", "fp16", "bf16", "int8")}
+GROUPS = ((["onnx", "tflite"], {"int8": True, "fp16": True}), (["coreml"], {}), (["executorch"], {"int8": True}),
+          (["openvino"], {"int8": True}))  # targets exported together, and their variants
 # Failures that are not ours: (pattern in the one-line reason, owner, upstream issue, what we do about it).
 KNOWN: list[tuple[str, str, str, str]] = [
     (r"Unsupported fx node alias", "upstream", "https://github.com/apple/coremltools/issues/2517",
@@ -69,14 +74,15 @@ KNOWN: list[tuple[str, str, str, str]] = [
      "worked around: the runtime runs such files at their exported batch, in chunks"),
 ]
 PACKAGES = ("torch", "timm", "onnx", "onnxruntime", "onnxscript", "litert-torch", "ai-edge-litert",
-            "ai-edge-quantizer", "torchao", "coremltools", "executorch", "numpy")
+            "ai-edge-quantizer", "torchao", "coremltools", "executorch", "openvino", "nncf", "numpy")
 
 
 def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int = 48,
-             min_seconds: float = 0.3, data: str = "digits") -> dict[str, Any]:
+             min_seconds: float = 0.3, data: str = "digits", only: list[str] | None = None) -> dict[str, Any]:
     """Build, export, verify and time one architecture; returns ``{"arch", "cells": {column: cell}}``.
     ``data``: the images for BatchNorm statistics, the probe, calibration and parity (the matrix
-    passes :func:`~edgekit.recipes.photos.photo_folder`'s photos)."""
+    passes :func:`~edgekit.recipes.photos.photo_folder`'s photos). ``only``: these targets' columns alone,
+    without the floors (:mod:`edgekit.recipes.coverage_add` adds them to an existing row)."""
     import torch
 
     from edgekit.compress.reparam import FusionError, fuse_checkpoint, has_reparam_blocks
@@ -101,60 +107,22 @@ def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int 
             row["fused"] = {"params_before": fused.stats["params_before"],
                             "params_after": fused.stats["params_after"], "max_rel": fused.stats["max_rel"]}
             trained = load_trained(fused.path)
-    row["floors"] = {**input_floors(trained, val), "tflite_pt2e_db": pt2e_reference(trained, calib, val)}
+    if not only:
+        row["floors"] = {**input_floors(trained, val), "tflite_pt2e_db": pt2e_reference(trained, calib, val)}
+    if not only or "openvino" in only:  # OpenVINO runs FP32 IRs in bf16 on CPUs with bf16 instructions
+        row.setdefault("floors", {})["bf16_db"] = bf16_floor(trained, val)
     row["prepare_seconds"] = round(time.perf_counter() - t0, 1)
     parity: dict[str, dict] = {}
-    for targets, extra in ((["onnx", "tflite"], {"int8": True, "fp16": True}), (["coreml"], {}),
-                           (["executorch"], {"int8": True})):
+    for targets, extra in GROUPS:
+        if only and not set(targets) & set(only):
+            continue
         report = export_checkpoint(trained, targets, out / "files", calib_images=calib, val_images=val,
                                    verbose=False, strict=False, keep_failed=True, **extra)  # kept: to be timed
         parity.update({e["file"]: e for e in report.parity + report.failures})
-    for column, _fmt, precision, name in CELLS:
-        row["cells"][column] = _cell(out / "files" / name, parity.get(name), precision, min_seconds)
+    for column, fmt, precision, name in CELLS:
+        if not only or fmt in only:
+            row["cells"][column] = _cell(out / "files" / name, parity.get(name), precision, min_seconds)
     return row
-
-
-def probe_head(ckpt: Path, out: Path, head: str = "class", limit: int = 512) -> Path:
-    """Replace the random 1000-way head with a logistic-regression probe fitted on the frozen
-    backbone's embeddings of the data's training images (digits, or the photos' crops labelled by
-    photo): outputs then carry signal (a random head's logits barely move between images, so any
-    quantization noise swamps them), and accuracy means something. The head keeps a user-style
-    name (``class`` is a Python keyword)."""
-    import numpy as np
-    import torch
-    from sklearn.linear_model import LogisticRegression
-
-    from edgekit.card import HeadSpec
-    from edgekit.train.checkpoint import load_checkpoint, save_checkpoint
-    from edgekit.train.models import build_student
-    from edgekit.train.trained import load_trained
-
-    src = load_trained(ckpt)
-    x, _ = src.images("train", limit=limit)
-    data = src._data  # loaded by images(): the targets of the same split, drawn the same way
-    n = len(data.train)
-    ids = np.arange(n) if n <= limit else np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
-    y = data.train.targets[data.heads[0].name][ids]
-    with torch.no_grad():
-        emb = torch.cat([src.model.forward_features(torch.from_numpy(x[i: i + 32])) for i in range(0, len(x), 32)])
-    clf = LogisticRegression(max_iter=2000).fit(emb.numpy(), y)
-    classes = list(data.heads[0].classes or [])
-    model = build_student(src.card.arch, [HeadSpec(head, "classification", classes)])
-    state = {k: v for k, v in src.model.state_dict().items() if not k.startswith("heads.")}
-    model.load_state_dict(state, strict=False)
-    coef = np.zeros((len(classes), emb.shape[1]), np.float32)
-    bias = np.full(len(classes), -10.0, np.float32)  # a class with no training image never wins
-    coef[clf.classes_] = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_, clf.coef_])
-    bias[clf.classes_] = clf.intercept_ if len(clf.classes_) > 2 else np.r_[-clf.intercept_, clf.intercept_]
-    with torch.no_grad():
-        linear = model.heads[head][1]
-        linear.weight.copy_(torch.from_numpy(coef))
-        linear.bias.copy_(torch.from_numpy(bias))
-    card = src.card.derive(weights=f"random backbone (seed 0) + logistic-regression probe on {len(x)} training images")
-    card.heads = model.head_specs
-    raw = load_checkpoint(ckpt)
-    return save_checkpoint(out / "model.pt", {"card": card.to_dict(), "config": raw["config"],
-                                              "model_state": model.state_dict(), "epoch": None})
 
 
 def _cell(path: Path, entry: dict | None, precision: str, min_seconds: float) -> dict[str, Any]:
@@ -174,12 +142,18 @@ def _cell(path: Path, entry: dict | None, precision: str, min_seconds: float) ->
     stats = next(iter(entry["heads"].values()))
     cell.update(max_rel=stats["rel"], cosine=stats["cosine"], sqnr_db=stats.get("sqnr_db"),
                 top1_agreement=stats.get("top1_agreement"))
-    key, limit = GATES[precision]
-    value = stats["rel"] if key == "rel" else (stats.get("sqnr_db") if stats.get("sqnr_db") is not None else 1e9)
-    ok = value <= limit if key == "rel" else value >= limit
-    if not ok:
-        cell.update(passed=False, owner="numeric", reason=f"{'relative error' if key == 'rel' else 'SQNR'} "
-                    f"{value:.3g}{'' if key == 'rel' else ' dB'} misses the {precision} gate ({limit:g})")
+    ran = entry.get("precision_ran") or precision  # OpenVINO's FP32 IR runs bf16 on CPUs with bf16 instructions
+    if ran != precision:
+        cell["precision_ran"] = ran
+    reasons = [_missed(stats, ran)]
+    stored = entry.get("as_stored")  # the same file with f32 float layers: it must pass its own precision's gate
+    if stored:
+        cell["stored_rel"] = stored["max_rel"]
+        reasons.append(_missed(next(iter(stored["heads"].values())), stored.get("precision_ran", precision),
+                               " with the float layers forced to f32"))
+    reasons = [r for r in reasons if r]
+    if reasons:
+        cell.update(passed=False, owner="numeric", reason="; ".join(reasons))
     else:
         cell["passed"] = True
     if not path.exists():  # an FP32 file over the tolerance was moved aside as *.failed: the reason stands
@@ -190,6 +164,16 @@ def _cell(path: Path, entry: dict | None, precision: str, min_seconds: float) ->
         cell.update(passed=False, reason=f"runtime: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
                     owner="ours")
     return cell
+
+
+def _missed(stats: dict[str, Any], precision: str, how: str = "") -> str | None:
+    """Why ``stats`` (one head's parity) misses the coverage gate of ``precision``, or None."""
+    key, limit = GATES[precision]
+    value = stats["rel"] if key == "rel" else (stats.get("sqnr_db") if stats.get("sqnr_db") is not None else 1e9)
+    if (value <= limit) if key == "rel" else (value >= limit):
+        return None
+    return (f"{'relative error' if key == 'rel' else 'SQNR'} {value:.3g}{'' if key == 'rel' else ' dB'}{how} misses "
+            f"the {precision} gate ({limit:g})")
 
 
 def _latency(path: Path, min_seconds: float) -> float:
@@ -217,40 +201,48 @@ def _owner(reason: str) -> dict[str, str]:
 
 
 def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh: bool = False,
-               timeout: int = 1800, render_only: bool = False) -> dict[str, Any]:
+               timeout: int = 1800, render_only: bool = False, only: list[str] | None = None) -> dict[str, Any]:
     """Each architecture in its own process (results cached in ``work/ARCH/row.json``), then the report.
 
     ``render_only`` writes the report from the cached rows; an architecture without one is a row
-    of "not run" cells (stale rows missing a column get "not run" for it)."""
+    of "not run" cells (stale rows missing a column get "not run" for it). ``only`` (targets) runs just
+    their columns and adds them to each row there is (``work/ARCH/row.json``, else ``out/coverage.json``'s)."""
     from edgekit.recipes.photos import photo_folder
 
     data = str(photo_folder(work / "photos"))
     rows = []
     for arch in archs:
         cached = work / arch / "row.json"
+        if only and not cached.exists() and (out / "coverage.json").exists():  # add columns to the last report
+            old = next((r for r in json.loads((out / "coverage.json").read_text())["rows"] if r["arch"] == arch), None)
+            if old:
+                _write(cached, old)
         if render_only and not cached.exists():
             rows.append({"arch": arch, "imgsz": imgsz, "error": "not run",
                          "cells": {c[0]: {"passed": False, "reason": "not run", "owner": "not run"} for c in CELLS}})
             continue
-        stale = fresh or not cached.exists() or _stale(json.loads(cached.read_text()), Path(data).name)
+        stale = fresh or not cached.exists() or _stale(json.loads(cached.read_text()), Path(data).name, only)
         if not render_only and stale:
             t0 = time.perf_counter()
             print(f"[coverage] {arch} ...", flush=True)
             cmd = [sys.executable, "-m", "edgekit.recipes.coverage", "--one", arch, "--work", str(work),
-                   "--imgsz", str(imgsz), "--data", data]
+                   "--imgsz", str(imgsz), "--data", data] + (["--only", ",".join(only)] if only else [])
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
                 err = (proc.stderr.strip().splitlines() or ["no output"])[-1] if proc.returncode else None
             except subprocess.TimeoutExpired:
                 err = f"timed out after {timeout}s"
             if err or not cached.exists():
-                row = {"arch": arch, "imgsz": imgsz, "data": Path(data).name, "error": err or "no result",
-                       "cells": {c[0]: {"passed": False, "reason": f"model: {err}", **_owner(err or "")}
-                                 for c in CELLS}}
+                failed = {c[0]: {"passed": False, "reason": f"model: {err}", **_owner(err or "")} for c in CELLS
+                          if not only or c[1] in only}
+                row = json.loads(cached.read_text()) if only and cached.exists() else {
+                    "arch": arch, "imgsz": imgsz, "data": Path(data).name, "error": err or "no result", "cells": {}}
+                row["cells"].update(failed)
                 _write(cached, row)
             print(f"[coverage] {arch} done in {time.perf_counter() - t0:.0f}s", flush=True)
         row = json.loads(cached.read_text())
-        if not {"tflite_pt2e_db", "fp32_rel"} <= set(row.get("floors") or {}) and not render_only:
+        needed = {"tflite_pt2e_db", "fp32_rel"} | ({"bf16_db"} if "openvino fp32" in row["cells"] else set())
+        if not needed <= set(row.get("floors") or {}) and not render_only:
             row["floors"] = add_floors(work, arch, row.get("floors"))
             _write(cached, row)
         rows.append(row)
@@ -270,7 +262,7 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
 
 def render(result: dict[str, Any]) -> str:
     cols = result["columns"]
-    cells = [r["cells"][c] for r in result["rows"] for c in cols if c in r["cells"]]
+    cells = [r["cells"].get(c, {"passed": False, "owner": "not run"}) for r in result["rows"] for c in cols]
     ran = [c for c in cells if c.get("owner") != "not run"]
     passed = sum(bool(c.get("passed")) for c in cells)
     lines = ["# Coverage matrix", "",
@@ -285,12 +277,18 @@ def render(result: dict[str, Any]) -> str:
              "Stand-ins: random-init weights (seed 0) with BatchNorm statistics from real photos, and a "
              "logistic-regression probe as the `class` head: " + _data_line(result["rows"]), "",
              "Gates: FP32 max relative error <= 1e-4; FP16 SQNR >= 30 dB; INT8 SQNR >= 10 dB (top-1 agreement is "
-             "reported but does not gate). CoreML: conversion + structure on Linux; prediction needs macOS.", ""]
+             "reported but does not gate). CoreML: conversion + structure on Linux; prediction needs macOS. "
+             "OpenVINO cells are judged at the precision that ran: an FP32 IR runs in bf16 by default on CPUs with "
+             "bf16 instructions (SQNR >= 25 dB, shown as `bf16`), and must also pass the FP32 gate with its float "
+             "layers forced to f32.", ""]
     lines += floor_lines(result["rows"], cols)
     lines += ["| arch | params | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for r in result["rows"]:
         params = f"{r['params'] / 1e6:.1f} M" if r.get("params") else "?"
         lines.append(f"| {r['arch']} | {params} | " + " | ".join(_short(r["cells"].get(c)) for c in cols) + " |")
+    rates = [[bool(x.get("passed")) for r in result["rows"] for x in [r["cells"].get(c)]
+              if x is not None and x.get("owner") != "not run"] for c in cols]  # of the rows that ran the column
+    lines.append("| **pass rate** | | " + " | ".join(f"{sum(x)}/{len(x)}" for x in rates) + " |")
     lines += ["", "Cell: latency in ms (p50, batch 1) and SQNR in dB; `ok` = CoreML structure verified; "
               "`FAIL` = see below.", "", "## Failures", ""]
     for r in result["rows"]:
@@ -345,8 +343,8 @@ def _short(cell: dict[str, Any] | None) -> str:
         return "FAIL"
     if "p50_ms" not in cell:
         return "ok"
-    sq = cell.get("sqnr_db")
-    return f"{cell['p50_ms']:.2f} ms" + (f", {sq:.0f} dB" if sq is not None else "")
+    sq, ran = cell.get("sqnr_db"), cell.get("precision_ran")
+    return f"{cell['p50_ms']:.2f} ms" + (f", {ran + ' ' if ran else ''}{sq:.0f} dB" if sq is not None else "")
 
 
 def _num(v, fmt: str) -> str:
@@ -366,9 +364,11 @@ def versions() -> dict[str, str]:
     return {p: v or "not installed" for p, v in environment(PACKAGES)["packages"].items()}
 
 
-def _stale(row: dict[str, Any], data: str) -> bool:
-    """A cached row made before a column was added, or on other images (rows before the photos: digits)."""
-    return bool({c[0] for c in CELLS} - set(row["cells"])) or row.get("data", "digits") != data
+def _stale(row: dict[str, Any], data: str, only: list[str] | None = None) -> bool:
+    """A cached row made before a column was added (with ``only``: one of those targets' columns), or on other
+    images (rows before the photos: digits)."""
+    wanted = {c[0] for c in CELLS if not only or c[1] in only}
+    return bool(wanted - set(row["cells"])) or row.get("data", "digits") != data
 
 
 def _write(path: Path, obj: Any) -> None:
@@ -387,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("docs"), help="where coverage.md/.json go")
     ap.add_argument("--fresh", action="store_true", help="redo architectures that already have results")
     ap.add_argument("--render", action="store_true", help="only write the report from the results there are")
+    ap.add_argument("--only", help="targets whose columns to run, added to the rows there are (e.g. openvino)")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per architecture before its row fails")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # the per-architecture child process
     ap.add_argument("--data", default="digits", help=argparse.SUPPRESS)  # its images (the parent passes the photos)
     args = ap.parse_args(argv)
@@ -394,10 +396,17 @@ def main(argv: list[str] | None = None) -> int:
         from edgekit.cli import quiet_native_logs
 
         quiet_native_logs()
-        _write(args.work / args.one / "row.json", run_arch(args.one, args.work, args.imgsz, data=args.data))
+        only = [t for t in (args.only or "").split(",") if t]
+        row = run_arch(args.one, args.work, args.imgsz, data=args.data, only=only or None)
+        cached = args.work / args.one / "row.json"
+        if only and cached.exists():  # the new columns join the row that has the others (and its floors)
+            old = json.loads(cached.read_text())
+            row = {**old, "cells": {**old["cells"], **row["cells"]}, "floors": {**(old.get("floors") or {}),
+                                                                               **row.get("floors", {})}}
+        _write(cached, row)
         return 0
     run_matrix([a.strip() for a in args.archs.split(",") if a.strip()], args.work, args.out, args.imgsz, args.fresh,
-               render_only=args.render)
+               args.timeout, render_only=args.render, only=[t for t in (args.only or "").split(",") if t] or None)
     print(args.out / "coverage.md")
     return 0
 

@@ -4,7 +4,9 @@ A card answers, for one file: what it is (size, params/FLOPs, precision, float l
 gives the right answers (parity against PyTorch from ``parity.json`` beside it, accuracy through
 its runtime), how fast and heavy it is (latency p50/p90/p99 per batch, load time, peak memory,
 residency), and where that was measured (machine and package versions). ``edgekit bench`` and
-``edgekit export`` write them; ``edgekit check`` gates on them for CI.
+``edgekit export`` write them; ``edgekit check`` gates on them for CI. After a bench, each card also
+records which file was the fastest that passed its gates per batch size, and the CPU features that
+choice was made on (:mod:`edgekit.benchmarks.recommend`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from edgekit.atomic import write_json, write_text
 
-PACKAGES = ("edgekit", "onnxruntime", "ai-edge-litert", "coremltools", "executorch", "torch", "numpy")
+PACKAGES = ("edgekit", "onnxruntime", "ai-edge-litert", "coremltools", "executorch", "openvino", "torch", "numpy")
 
 
 def environment(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
@@ -35,13 +37,17 @@ def environment(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
     if info.exists():
         cpu = next((ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines()
                     if ln.startswith("model name")), cpu)
+    from edgekit.benchmarks.recommend import cpu_features
+
     return {"machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
-            "python": platform.python_version(), "packages": versions}
+            "cpu_features": cpu_features()["features"], "python": platform.python_version(), "packages": versions}
 
 
 def card_for_file(path: Path, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The deployment card of ``path``: file facts, its model card's facts, parity, and bench rows."""
-    size = path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    from edgekit import formats
+
+    size = formats.size_bytes(path)  # an IR's .bin counts
     card: dict[str, Any] = {"file": path.name, "size_mb": round(size / 1e6, 3)}
     try:
         from edgekit.runtime.metadata import read_card
@@ -67,7 +73,8 @@ def card_for_file(path: Path, rows: list[dict[str, Any]] | None = None) -> dict[
         if "error" in r:
             measured.append({"backend": r["backend"], "batch": r.get("batch"), "error": r["error"]})
             continue
-        measured.append({k: r.get(k) for k in ("backend", "batch", "threads", "threads_from", "device", "p50_ms",
+        measured.append({k: r.get(k) for k in ("backend", "batch", "threads", "threads_from", "device",
+                                               "execution_precision", "p50_ms",
                                                "p90_ms", "p99_ms", "throughput_ips", "load_ms", "first_run_ms",
                                                "peak_rss_mb", "model_rss_mb", "accuracy", "metrics", "residency",
                                                "fallback", "quant", "gflops", "params") if k in r})
@@ -83,8 +90,10 @@ def card_for_file(path: Path, rows: list[dict[str, Any]] | None = None) -> dict[
     return card
 
 
-def write_cards(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """``FILE.report.json`` beside every measured file, and ``out/deployment.md`` over all of them."""
+def write_cards(rows: list[dict[str, Any]], out: Path, recommendation: dict[str, Any] | None = None) -> list[Path]:
+    """``FILE.report.json`` beside every measured file, and ``out/deployment.md`` over all of them; with a
+    ``recommendation`` (:func:`edgekit.benchmarks.recommend.recommend`), each card records the choice for its
+    model and the CPU features it was made on."""
     by_file: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r.get("file"):
@@ -95,16 +104,24 @@ def write_cards(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         if not path.exists() or path.suffix in (".pt", ".pth"):
             continue
         card = card_for_file(path, mine)
+        if recommendation is not None:
+            model = mine[0].get("model")
+            keys = ("batch", "file", "backend", "runtime", "precision", "p50_ms", "threads")
+            card["recommendation"] = {
+                "machine": recommendation["machine"],
+                "picks": [{**{k: p[k] for k in keys}, "this_file": p["file"] == file}
+                          for p in recommendation["picks"] if p["model"] == model]}
         written.append(write_json(path.with_name(path.name + ".report.json"), card))
         cards.append(card)
     if cards:
-        written.append(write_text(out / "deployment.md", markdown(cards)))
+        written.append(write_text(out / "deployment.md", markdown(cards, recommendation)))
     return written
 
 
-def markdown(cards: list[dict[str, Any]]) -> str:
+def markdown(cards: list[dict[str, Any]], recommendation: dict[str, Any] | None = None) -> str:
     env = cards[0]["environment"]
-    lines = ["# Deployment cards", "", f"Machine: {env['machine']}; Python {env['python']}; "
+    lines = ["# Deployment cards", "", f"Machine: {env['machine']} ({', '.join(env.get('cpu_features') or [])}); "
+             f"Python {env['python']}; "
              + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v), "",
              "| file | precision | size MB | float layers | parity (max rel) | accuracy | batch | p50 / p90 / p99 ms "
              "| load ms | peak RSS MB | residency |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -120,6 +137,10 @@ def markdown(cards: list[dict[str, Any]]) -> str:
                          f"{'n/a' if rel is None else f'{rel:.1e}'} | {acc} | {m.get('batch', '-')} | {lat} | "
                          f"{_num(m.get('load_ms'))} | {_num(m.get('peak_rss_mb'))} | "
                          f"{_residency(m.get('residency'))} |")
+    if recommendation is not None:
+        from edgekit.benchmarks.recommend import lines as recommendation_lines
+
+        lines += ["", "## Recommended on this machine", ""] + recommendation_lines(recommendation)
     return "\n".join(lines) + "\n"
 
 

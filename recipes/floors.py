@@ -50,6 +50,22 @@ def input_floors(trained: Any, n_images: int = 48) -> dict[str, float]:
             "fp32_rel": float(f"{abs(fp32 - ref).max() / max(abs(ref).max(), 1e-12):.3g}")}
 
 
+def bf16_floor(trained: Any, n_images: int = 48) -> float:
+    """Output SQNR (dB, first head, val images) of the FP32 PyTorch model with its weights and input rounded to
+    bf16 (computed in FP32): what OpenVINO's bf16 execution of an FP32 IR cannot be expected to beat."""
+    import copy
+
+    import torch
+
+    x = torch.from_numpy(trained.images("val", limit=n_images)[0])
+    model = trained.wrapped().eval()
+    rounded = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in rounded.parameters():
+            p.copy_(p.bfloat16().float())
+        return _db(model(x)[0].numpy(), rounded(x.bfloat16().float())[0].numpy())
+
+
 def _db(ref: Any, out: Any) -> float:
     """:func:`~edgekit.export.verify.sqnr_db`, rounded; equal outputs are infinitely far from noise."""
     from edgekit.export.verify import sqnr_db
@@ -94,11 +110,14 @@ def add_floors(work: Path, arch: str, floors: dict[str, Any] | None) -> dict[str
         floors["fp32_rel"] = input_floors(trained)["fp32_rel"]
     if "tflite_pt2e_db" not in floors:
         floors["tflite_pt2e_db"] = pt2e_reference(trained)
+    if "bf16_db" not in floors:
+        floors["bf16_db"] = bf16_floor(trained)
     return floors
 
 
 FLOOR_OF = {"int8": ("int8_input_db", "only its input carries an 8-bit quantizer's error"),
-            "fp16": ("fp16_db", "its weights and input are rounded to FP16")}
+            "fp16": ("fp16_db", "its weights and input are rounded to FP16"),
+            "bf16": ("bf16_db", "its weights and input are rounded to bf16")}  # OpenVINO's FP32 IR on bf16 CPUs
 FP32_FLOOR = "fp32_rel"  # max relative output error for a one-ulp (float32) perturbation of the input
 NEAR_FLOOR_DB = 3.0
 
@@ -108,10 +127,11 @@ def judge_floors(row: dict[str, Any], gates: dict[str, float]) -> None:
     floors = row.get("floors") or {}
     upstream_tflite(row.get("cells", {}).get("tflite int8"), floors.get("tflite_pt2e_db"), gates["int8"])
     for column, cell in row["cells"].items():
-        if column.endswith("fp32"):
+        if column.endswith("fp32") and not cell.get("precision_ran"):
             _judge_fp32(cell, floors.get(FP32_FLOOR), gates.get("fp32", 1e-4))
-        precision = "int8" if column.endswith("int8") else "fp16" if column.endswith("fp16") else None
-        if precision is None or cell.get("sqnr_db") is None or floors.get(FLOOR_OF[precision][0]) is None:
+        precision = cell.get("precision_ran") or ("int8" if column.endswith("int8") else "fp16"
+                                                  if column.endswith("fp16") else None)
+        if precision not in FLOOR_OF or cell.get("sqnr_db") is None or floors.get(FLOOR_OF[precision][0]) is None:
             continue
         floor = floors[FLOOR_OF[precision][0]]
         cell["floor_db"] = floor
@@ -165,11 +185,13 @@ def floor_lines(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
     judged = [(c, col) for r in rows for col in cols for c in [r["cells"].get(col) or {}] if "near_floor" in c]
     if judged:
         near = {p: [c["near_floor"] for c, col in judged if col.endswith(p)] for p in ("fp16", "int8")}
+        near["bf16"] = [c["near_floor"] for c, _ in judged if c.get("precision_ran") == "bf16"]
         lines.append(
             f"Floors (`floor` below: dB, or a relative error for FP32): the stand-ins are random weights, and a "
             f"perturbation at the input of "
             f"some of them grows through the network. Each row's floor is the FP32 model's own output SQNR with "
-            f"an 8-bit quantizer's error on its input only (INT8), or with weights and input in FP16; FP32 cells "
+            f"an 8-bit quantizer's error on its input only (INT8), or with weights and input in FP16 (bf16 for "
+            f"OpenVINO FP32 cells that ran bf16); FP32 cells "
             f"show the relative change of its output when its input moves by one float32 rounding. Cells within "
             f"{NEAR_FLOOR_DB:g} dB of their floor: "
             + ", ".join(f"{p.upper()} {sum(v)} of {len(v)}" for p, v in near.items() if v) + ". An INT8 file also "

@@ -275,7 +275,7 @@ def _latency_pair(fp32, int8, x: np.ndarray, runs: int = 200, warmup: int = 20) 
 
 
 def _record_in_cards(report: ExportReport, backends: dict[str, Any]) -> None:
-    """Write the measured INT8 accuracy and speed-up into the INT8 files' own cards (ONNX, TFLite).
+    """Write the measured INT8 accuracy and speed-up into the INT8 files' own cards (ONNX, TFLite, OpenVINO).
 
     A ``.pte`` keeps its card as a constant method of the lowered program, which cannot be edited
     without lowering again: its numbers are in ``quant.json`` only."""
@@ -284,6 +284,10 @@ def _record_in_cards(report: ExportReport, backends: dict[str, Any]) -> None:
     from edgekit.runtime.metadata import read_card
 
     rewrite = {".onnx": onnx_card, ".tflite": tflite_card}
+    if any(Path(i["int8"]["file"]).suffix == ".xml" for i in backends.values()):
+        from edgekit.export.openvino import rewrite_card as ir_card
+
+        rewrite[".xml"] = ir_card
     for info in backends.values():
         path = report.out_dir / info["int8"]["file"]
         if path.suffix not in rewrite:

@@ -281,6 +281,12 @@ def _executorch_backend(path: Path, device: str = "auto", threads: int | None = 
     return ExecuTorchBackend(path, device=device, threads=threads)
 
 
+def _openvino_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:
+    from edgekit.runtime.openvino import OpenVINOBackend  # openvino loads only when an IR is opened
+
+    return OpenVINOBackend(path, device=device, threads=threads)
+
+
 def _web_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:
     from edgekit.runtime.web import WebBackend  # playwright and Chromium only when a web bundle is opened
 
@@ -288,7 +294,7 @@ def _web_backend(path: Path, device: str = "auto", threads: int | None = None) -
 
 
 BACKENDS = {".onnx": OnnxBackend, ".ort": OnnxBackend, ".tflite": TFLiteBackend, ".mlpackage": CoreMLBackend,
-            ".mlmodel": CoreMLBackend, ".pte": _executorch_backend, ".web": _web_backend}
+            ".mlmodel": CoreMLBackend, ".pte": _executorch_backend, ".web": _web_backend, ".xml": _openvino_backend}
 
 
 def register_backend(suffix: str, factory) -> None:

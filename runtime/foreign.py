@@ -108,6 +108,8 @@ def signature(backend: Backend, where: str = "the model") -> list[TensorInfo]:
     if backend.name == "executorch":
         meta = backend.method.metadata
         return [_pte_info(f"input_{i}", meta.input_tensor_meta(i), where) for i in range(meta.num_inputs())]
+    if backend.name == "openvino":
+        return [TensorInfo(*t) for t in backend.tensors(backend.model.inputs)]
     raise ModelFileError(f"{where}: inputs cannot be read from a {backend.name} file")
 
 
@@ -122,6 +124,8 @@ def outputs(backend: Backend) -> list[TensorInfo]:
     if backend.name == "executorch":
         meta = backend.method.metadata
         return [_pte_info(f"output_{i}", meta.output_tensor_meta(i), "") for i in range(meta.num_outputs())]
+    if backend.name == "openvino":
+        return [TensorInfo(*t) for t in backend.tensors(backend.compiled.outputs)]
     raise ModelFileError(f"outputs cannot be read from a {backend.name} file")
 
 
@@ -211,6 +215,9 @@ def raw_runner(backend: Backend, feed: dict[str, np.ndarray]) -> Callable[[], li
     if backend.name == "onnxruntime":
         session = backend.session
         return lambda: session.run(None, feed)
+    if backend.name == "openvino":
+        request = backend.compiled.create_infer_request()
+        return lambda: list(request.infer(feed).values())
     if backend.name == "tflite":
         interp = backend.interp
         details = interp.get_input_details()

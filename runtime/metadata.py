@@ -6,6 +6,7 @@
 - CoreML: ``user_defined_metadata["edgekit.card"]`` (coremltools).
 - ExecuTorch ``.pte``: the program's constant method ``edgekit_card`` returning the JSON (read
   with ``executorch.runtime``, which needs torch: a development-machine format here).
+- OpenVINO IR ``.xml``: ``rt_info["edgekit"]["card"]`` (read with ``openvino``; no torch).
 - An edgekit ``.pt`` checkpoint: its ``"card"`` entry (needs torch).
 - A web bundle (a ``.web`` folder): its ``card.json``.
 
@@ -62,6 +63,10 @@ def _embedded(path: Path, session=None) -> str | None:
         from edgekit.runtime.pte import pte_card
 
         return pte_card(path)
+    if suffix == ".xml":
+        from edgekit.runtime.openvino import ir_card
+
+        return ir_card(path)
     if suffix == ".web":
         card = path / "card.json"
         return card.read_text() if card.is_file() else None

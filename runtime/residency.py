@@ -15,6 +15,9 @@ delegate leaves the ops it does not support to TFLite's built-in kernels, silent
   per partition a backend (XNNPACK) took and one ``KernelCall`` per op left to ExecuTorch's portable
   kernels; how many graph ops each partition holds is known only when lowering, so it comes from
   the card (``provenance.delegation``) when the file has one.
+- OpenVINO: the compiled graph (``get_runtime_model()``) names each executed layer's
+  ``runtimePrecision``: layers per precision (``bf16 24 / f32 2``: what the CPU plugin chose under its
+  inference-precision hint) and, for an INT8 IR, the compute layers that ran in u8/i8.
 - Quantization placement (INT8 files): ONNX from the graph (``onnx``; a compute node whose inputs
   come from ``DequantizeLinear`` is QDQ-wrapped, i.e. integer), TFLite from each op's tensor types.
 """
@@ -52,6 +55,8 @@ def what_ran(path: str | Path, backend, feed: dict[str, np.ndarray] | None = Non
             out["residency"] = tflite_residency(backend.interp)
         elif backend.name == "executorch":
             out["residency"] = pte_residency(path)
+        elif backend.name == "openvino":
+            out["residency"] = backend.residency()
         elif backend.name == "coreml":
             out["residency"] = "n/a: not measured" if platform.system() == "Darwin" else "n/a: needs macOS"
         elif backend.name == "torch":
@@ -66,6 +71,8 @@ def what_ran(path: str | Path, backend, feed: dict[str, np.ndarray] | None = Non
             out["quant"] = onnx_quant(path)
         elif backend.name == "tflite":
             out["quant"] = tflite_quant(backend.interp)
+        elif backend.name == "openvino":
+            out["quant"] = backend.quant()
     except Exception as exc:  # noqa: BLE001
         out["quant"] = f"n/a: {type(exc).__name__}: {first_line(exc, 160)}"
     return out

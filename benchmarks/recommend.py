@@ -1,0 +1,161 @@
+"""Which file to ship on this machine: the fastest one that passed its gates, per model and batch size.
+
+``edgekit bench FILES... --backend all`` ends with it (:func:`recommend` on the bench rows). A row is a
+candidate when it was measured without error and its file carries proof: an entry in the
+``parity.json`` beside it (written by ``edgekit export``, which runs every file through its own runtime and
+judges it by the gate of the precision that ran) that passed, at the precision that ran here. A file
+judged at FP32 that runs in bf16 here (an OpenVINO IR on a CPU with bf16 instructions) was not proven for
+what this machine runs, and is left out with that reason; so are files without a record (made by another
+tool), files that missed their gate, and eager PyTorch checkpoints (the reference, not a deployable file).
+
+The CPU features that decide which kernels run (AVX2, AVX-512 VNNI, AVX-512 BF16, AMX; on ARM the dot-product
+and int8 matrix instructions) are read from the machine (``/proc/cpuinfo``, or ``sysctl`` on macOS) and
+recorded with the choice: a recommendation holds for the machine it was made on.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+# /proc/cpuinfo flag (x86 "flags", ARM "Features") -> the name users know
+X86_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
+             "avx512_bf16": "AVX-512 BF16", "avx512_fp16": "AVX-512 FP16", "amx_tile": "AMX", "amx_int8": "AMX-INT8",
+             "amx_bf16": "AMX-BF16"}
+ARM_FLAGS = {"asimddp": "ARM dot-product", "i8mm": "ARM I8MM", "bf16": "ARM BF16", "asimdhp": "ARM FP16",
+             "sve": "SVE", "sve2": "SVE2"}
+MAC_FLAGS = {"hw.optional.arm.FEAT_DotProd": "ARM dot-product", "hw.optional.arm.FEAT_I8MM": "ARM I8MM",
+             "hw.optional.arm.FEAT_BF16": "ARM BF16", "hw.optional.arm.FEAT_FP16": "ARM FP16"}
+
+
+def cpu_features(cpuinfo: str | None = None, sysctl: str | None = None) -> dict[str, Any]:
+    """``{"cpu": model name, "features": [names], "source": where they were read}`` of this machine (or of the
+    given ``/proc/cpuinfo`` / ``sysctl`` text, for tests)."""
+    if cpuinfo is None and sysctl is None:
+        info = Path("/proc/cpuinfo")
+        if info.exists():
+            cpuinfo = info.read_text(errors="replace")
+        elif platform.system() == "Darwin":
+            try:
+                sysctl = subprocess.run(["sysctl", "-a"], capture_output=True, text=True, timeout=10).stdout
+            except (OSError, subprocess.SubprocessError):
+                sysctl = None
+    if cpuinfo is not None:
+        fields: dict[str, str] = {}
+        for line in cpuinfo.splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip().lower(), value.strip())
+        flags = set((fields.get("flags") or fields.get("features") or "").split())
+        table = X86_FLAGS if "flags" in fields else ARM_FLAGS
+        name = fields.get("model name") or fields.get("cpu model") or fields.get("hardware") or platform.machine()
+        return {"cpu": name, "features": [label for flag, label in table.items() if flag in flags],
+                "source": "/proc/cpuinfo"}
+    if sysctl is not None:
+        values = dict(ln.split(":", 1) for ln in sysctl.splitlines() if ":" in ln)
+        name = values.get("machdep.cpu.brand_string", platform.machine()).strip()
+        return {"cpu": name, "features": [label for key, label in MAC_FLAGS.items() if values.get(key, "").strip()
+                                          == "1"], "source": "sysctl"}
+    return {"cpu": platform.processor() or platform.machine(), "features": [], "source": "not readable here"}
+
+
+def proof(row: dict[str, Any]) -> tuple[bool, str]:
+    """Whether a bench row may be recommended, and why not (one line)."""
+    if "error" in row or row.get("p50_ms") is None:
+        return False, f"not measured: {row.get('error', 'no latency')}"
+    if row.get("backend") == "torch":
+        return False, "eager PyTorch: the reference, not a deployable file"
+    path = Path(row["file"])
+    parity = path.parent / "parity.json"
+    entry = None
+    if parity.is_file():
+        try:
+            entry = next((e for e in json.loads(parity.read_text()).get("artifacts", []) if e.get("file") == path.name),
+                         None)
+        except (OSError, ValueError):
+            entry = None
+    if entry is None:
+        return False, "no parity record beside it (a file edgekit did not export and verify)"
+    if not entry.get("passed"):
+        why = "; ".join(entry.get("gate_failures") or []) or entry.get("error") or "failed"
+        return False, f"missed its gate: {why}"
+    proven = entry.get("precision_ran") or entry.get("precision")
+    ran = row.get("execution_precision") or row.get("precision")
+    if ran in ("bf16", "fp16", "fp32", "int8") and proven and ran != proven:
+        return False, f"proven at {proven} but ran {ran} here: export it again on this machine"
+    return True, f"passed its {proven} gate"
+
+
+def runtime_of(row: dict[str, Any]) -> str:
+    """The package (and version) a file needs on the device: ``openvino 2026.4.1``."""
+    from importlib import metadata
+
+    from edgekit import formats
+
+    try:
+        module = formats.of_file(row["file"]).run_packages[0].split(".")[0]
+    except Exception:  # noqa: BLE001 - an unknown suffix: name the backend
+        return str(row.get("backend"))
+    dist = next(iter(metadata.packages_distributions().get(module, [module])))
+    try:
+        return f"{dist} {metadata.version(dist)}"
+    except metadata.PackageNotFoundError:
+        return dist
+
+
+def recommend(rows: list[dict[str, Any]], features: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"machine": cpu features, "picks": [one per (model, batch)], "left_out": [rows not eligible]}``."""
+    picks, left_out = [], []
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        ok, why = proof(r)
+        if not ok:
+            left_out.append({"model": r.get("model"), "file": r.get("file"), "backend": r.get("backend"),
+                             "batch": r.get("batch"), "why": why})
+            continue
+        groups.setdefault((r["model"], r["batch"]), []).append(r)
+    for (model, batch), candidates in groups.items():
+        ranked = sorted(candidates, key=lambda r: r["p50_ms"])
+        best = ranked[0]
+        pick = {"model": model, "batch": batch, "file": best["file"], "backend": best["backend"],
+                "runtime": runtime_of(best), "precision": best.get("execution_precision") or best.get("precision"),
+                "p50_ms": best["p50_ms"], "threads": best.get("threads"), "device": best.get("device"),
+                "candidates": len(ranked)}
+        if len(ranked) > 1:
+            nxt = ranked[1]
+            pick["runner_up"] = {"file": nxt["file"], "backend": nxt["backend"], "p50_ms": nxt["p50_ms"],
+                                 "ratio": nxt["p50_ms"] / best["p50_ms"]}
+        picks.append(pick)
+    return {"machine": features if features is not None else cpu_features(), "picks": picks, "left_out": left_out}
+
+
+def lines(rec: dict[str, Any]) -> list[str]:
+    """The recommendation in plain lines (bench's console output and bench.md)."""
+    m = rec["machine"]
+    out = [f"Fastest file that passed its gates, on this machine ({m['cpu']}; "
+           f"{', '.join(m['features']) or 'no AVX2/VNNI/AMX/dot-product features found'}):"]
+    for p in rec["picks"]:
+        alt = (f"; next {Path(p['runner_up']['file']).name} [{p['runner_up']['backend']}] "
+               f"{p['runner_up']['p50_ms']:.3f} ms (x{p['runner_up']['ratio']:.2f})") if "runner_up" in p else ""
+        out.append(f"- {p['model']}, batch {p['batch']}: {p['file']} — {p['p50_ms']:.3f} ms p50, {p['precision']}, "
+                   f"needs {p['runtime']} ({p['threads']} threads){alt}")
+    if not rec["picks"]:
+        out.append("- none: no measured file has a passing parity record (export files with `edgekit export`, which "
+                   "verifies each one, and bench those)")
+    for x in rec["left_out"]:
+        if x.get("file") and x.get("backend") != "torch":
+            out.append(f"- not eligible: {Path(x['file']).name} [{x['backend']}] batch {x['batch']}: {x['why']}")
+    return out
+
+
+def write_recommendation(rec: dict[str, Any], out: Path) -> dict[str, Path]:
+    """``recommendation.json``, and the same lines appended to ``bench.md`` when it is there."""
+    from edgekit.atomic import write_json, write_text
+
+    paths = {"recommendation": write_json(out / "recommendation.json", rec)}
+    md = out / "bench.md"
+    if md.exists():
+        write_text(md, md.read_text() + "\n## Recommended on this machine\n\n" + "\n".join(lines(rec)) + "\n")
+    return paths
