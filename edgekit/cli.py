@@ -31,7 +31,8 @@ app = typer.Typer(
 Config = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (e.g. a run's config.yaml).")]
 Data = Annotated[str | None, typer.Option(
     help="'digits' (embedded), an ImageFolder root (train/ val/) or a CSV; clips: 'moving_digits' (embedded) or a "
-         "CSV of video,start_frame,stop_frame,label (or verb_class,noun_class).")]
+         "CSV of video,start_frame,stop_frame,label (or verb_class,noun_class); sound: 'speech_commands' "
+         "(embedded), a folder per class of sound files or a CSV (fname,labels / path,label).")]
 Val = Annotated[str | None, typer.Option(help="Validation CSV (for a CSV --data; default: a stratified split).")]
 Model = Annotated[str | None, typer.Option("--model", "-m", help="timm model name of the student.")]
 Heads = Annotated[str | None, typer.Option(
@@ -95,6 +96,8 @@ def _overrides(**kw) -> dict:
              "  edgekit train --resume runs/train/digits-mobileone_s0\n\n"
              "  edgekit train --data moving_digits --model mobilevit_xxs --temporal attention   # 8-frame clips\n\n"
              "  edgekit train --data epic.csv --frames 8 --temporal transformer --cross-attention  # verb + noun\n\n"
+             "  edgekit train --data speech_commands --model resnet18   # embedded spoken words, multilabel\n\n"
+             "  edgekit train --data train_curated.csv --model deit_tiny_patch16_224 --set train.mixup=0.4  # sound\n\n"
              "  torchrun --nproc_per_node 2 -m edgekit train --device cpu   # DDP")
 def train(config: Config = None, data: Data = None, val: Val = None, model: Model = None, heads: Heads = None,
           imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
@@ -322,9 +325,11 @@ Layout = Annotated[str | None, typer.Option(help="Card-less file: nchw or nhwc (
              "  edgekit predict runs/export/digits-mobileone_s0-fused/model.int8.tflite digit.png\n\n"
              "  edgekit predict model.onnx photos/ --json --topk 3\n\n"
              "  edgekit predict model.onnx clip.mp4 --stride 10\n\n"
+             "  edgekit predict sound_model.onnx sounds/ --json          # tags, and their times in long files\n\n"
              "  edgekit predict not_edgekit.onnx cat.jpg --labels labels.txt --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5")
 def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpackage or edgekit .pt")],
-            source: Annotated[Path, typer.Argument(help="An image, a folder of images, or a video file.")],
+            source: Annotated[Path, typer.Argument(
+                help="An image, a folder of images, a video file; for a sound model a sound file or a folder.")],
             json_: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
             topk: Annotated[int, typer.Option(help="Classes to list per classification head.")] = 1,
             device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
@@ -333,7 +338,7 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .mlpacka
             imgsz: Annotated[int | None, typer.Option(help="Card-less file with dynamic H, W: input size "
                                                            "(default 224).")] = None,
             mean: Mean = None, std: Std = None, bgr: Bgr = False, labels: Labels = None, layout: Layout = None) -> None:
-    """Run a model on images or a video and print the predictions (the runtime: no torch needed)."""
+    """Run a model on images, a video or sound files and print the predictions (the runtime: no torch needed)."""
     from edgekit.config import parse_assume
     from edgekit.runtime.predict_files import print_predictions, run_on_source
 
@@ -442,8 +447,8 @@ def report(runs: Annotated[list[Path], typer.Argument(
 
 
 # -- demos: the apps run exported models through edgekit.runtime (no torch) -----------------------
-demo_app = typer.Typer(help="Demos on exported models (no torch): a webcam classifier and a retail-kiosk "
-                            "face analyzer.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demos on exported models (no torch): a webcam classifier, a retail-kiosk "
+                            "face analyzer and a sound tagger.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 
 DemoModel = Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx, .tflite (or .mlpackage).")]
@@ -505,6 +510,32 @@ def kiosk(model: DemoModel, source: DemoSource = "0", headless: Headless = False
         headless=headless, out=out, log=log, report=report, detector=detector, save_crops=save_crops,
         show_faces=show_faces, every=every, scan_every=scan_every, min_hits=min_hits, threads=threads, device=device,
         max_frames=max_frames, verbose=not quiet))
+
+
+@demo_app.command(epilog="Examples:\n\n"
+                  "  edgekit demo audio --model sound.onnx                      # the default microphone\n\n"
+                  "  edgekit demo audio -m sound.int8.tflite --source street.wav --headless   # log + summary\n\n"
+                  "  edgekit demo audio -m sound.onnx --source mic:2 --hop 0.25 --topk 5")
+def audio(model: DemoModel,
+          source: Annotated[str, typer.Option(help="'mic' (the default input), 'mic:N' (a device), or a sound "
+                                                   "file played as a stream.")] = "mic",
+          headless: Annotated[bool, typer.Option("--headless", help="No window: write the log and summary.")]
+          = False,
+          log: Annotated[Path | None, typer.Option(help="JSON-lines log, one record per window (default with "
+                                                        "--headless: runs/demo/audio/audio.jsonl).")] = None,
+          hop: Annotated[float | None, typer.Option(help="Seconds between windows (default: the card's).")] = None,
+          topk: Annotated[int, typer.Option(help="Tags shown per window.")] = 3,
+          realtime: Annotated[bool | None, typer.Option(
+              "--realtime/--fast", help="A file at its own pace, or as fast as it is processed (default: "
+                                        "real time with a window, fast with --headless).")] = None,
+          threads: Threads = None, device: DemoDevice = "auto",
+          max_windows: Annotated[int | None, typer.Option(help="Stop after this many windows.")] = None,
+          quiet: Quiet = False) -> None:
+    """Tag sound live: a rolling window of the top tags and scores (log-mel frontend + model, no torch)."""
+    from edgekit.apps.audio import run_audio
+
+    run_audio(model, source, headless=headless, log=log, hop_s=hop, topk=topk, threads=threads, device=device,
+              max_windows=max_windows, realtime=realtime, verbose=not quiet)
 
 
 # -- parsing CLI strings (the library takes lists; these turn flags into them) ---------------------
