@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from edgekit.atomic import write_json
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, option
 from edgekit.train.checkpoint import save_checkpoint
 from edgekit.train.models import count_params, gflops
 
@@ -94,11 +94,15 @@ class FuseReport:
 
 
 def fuse_checkpoint(ckpt_path: str | Path, out_dir: str | Path, tol: float = TOLERANCE, n_images: int = 256,
-                    fuse=reparameterize) -> FuseReport:
-    """Fuse the model of ``ckpt_path``, verify it on real images, write ``out_dir/model.pt``."""
+                    fuse=reparameterize, data: str | None = None) -> FuseReport:
+    """Fuse the model of ``ckpt_path``, verify it on real images, write ``out_dir/model.pt``. ``data``: the
+    dataset it was trained on when it has moved (the fused checkpoint's config then names it)."""
     from edgekit.train.trained import load_trained
 
-    src = load_trained(ckpt_path)
+    if n_images < 1:
+        raise FusionError(f"the equivalence check needs at least one val image ({option('n_images', flag='--images')}"
+                          f" >= 1), got {n_images}")
+    src = load_trained(ckpt_path, data=data)
     if src.card.provenance.get("fused"):
         raise FusionError(f"{ckpt_path} is already fused")
     if not has_reparam_blocks(src.model):

@@ -111,6 +111,9 @@ class ModelCard:
     output_quant: dict[str, dict[str, float]] | None = None
     # Clip models: how frame embeddings become one ({"pooling": "mean|attention|transformer", "cross": [a, b]}).
     temporal: dict[str, Any] | None = None
+    # A few real validation inputs and PyTorch's outputs on them (edgekit.export.golden):
+    # ``edgekit check FILE --parity`` re-verifies the file with no training data.
+    golden: dict[str, Any] | None = None
     version: int = CARD_VERSION
 
     def __post_init__(self) -> None:

@@ -62,8 +62,22 @@ Target = Annotated[str, typer.Option(
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
 MaxDrop = Annotated[float | None, typer.Option(
-    help="INT8 accuracy gate: keep the most sensitive blocks in float until each backend's top-1 drop (points, on "
-         "val images through its runtime) is at most this; exit 2 if it cannot be met.")]
+    help="Gate: the most accuracy (classification top-1; multilabel mAP and LWLRAP) a FP16/INT8 file may lose "
+         "against PyTorch, in points, on val images through its runtime (default: the gate table, 1 for INT8). "
+         "With --int8 it also keeps the most sensitive blocks in float until each INT8 file passes; exit 2 if it "
+         "cannot.")]
+MinSqnr = Annotated[float | None, typer.Option(
+    help="Gate: output SQNR floor in dB of every head of a FP16/INT8 file (default: the gate table, 10 for INT8, "
+         "30 for FP16).")]
+MaxMae = Annotated[float | None, typer.Option(
+    help="Gate: the relative MAE increase a regression head of a FP16/INT8 file may show against PyTorch "
+         "(0.1 = 10%; default: the gate table).")]
+KeepFailed = Annotated[bool, typer.Option(
+    "--keep-failed", help="Keep a file that misses its gate in place (its card then says it failed) instead of "
+                          "moving it aside as *.failed; the exit code is still 2.")]
+DataMoved = Annotated[str | None, typer.Option(
+    "--data", help="The dataset the checkpoint was trained on, when it has moved since (default: the one its "
+                   "config names). Calibration and verification use it.")]
 
 
 def _overrides(**kw) -> dict:
@@ -182,17 +196,19 @@ def distill(config: Config = None, data: Data = None, val: Val = None, model: Mo
 
 @app.command(epilog="Examples:\n\n"
              "  edgekit reparam runs/distill/digits-mobileone_s0/best.pt\n\n"
-             "  edgekit reparam runs/train/my-repvgg/best.pt --out runs/reparam/repvgg")
+             "  edgekit reparam runs/train/my-repvgg/best.pt --out runs/reparam/repvgg\n\n"
+             "  edgekit reparam best.pt --data /mnt/new/place/pets     # the training data has moved")
 def reparam(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt) of a MobileOne/RepVGG/FastViT model.")],
             out: Annotated[Path | None, typer.Option(help="Output folder (default runs/reparam/NAME).")] = None,
-            images: Annotated[int, typer.Option(help="Val images for the equivalence check.")] = 256) -> None:
+            images: Annotated[int, typer.Option(help="Val images for the equivalence check.")] = 256,
+            data: DataMoved = None) -> None:
     """Fuse training-time branches into single convs; refuse to save if outputs change (rel. error > 1e-4)."""
     from edgekit.compress.reparam import fuse_checkpoint
     from edgekit.console import say
     from edgekit.train.checkpoint import card_of, load_checkpoint
 
     name = card_of(load_checkpoint(ckpt)).name
-    report = fuse_checkpoint(ckpt, out or Path("runs") / "reparam" / name, n_images=images)
+    report = fuse_checkpoint(ckpt, out or Path("runs") / "reparam" / name, n_images=images, data=data)
     s = report.stats
     say(f"params {s['params_before'] / 1e6:.2f} M -> {s['params_after'] / 1e6:.2f} M, "
         f"GFLOPs {s['gflops_before']:.3f} -> {s['gflops_after']:.3f}, "
@@ -204,7 +220,13 @@ def reparam(ckpt: Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt) 
 @app.command(epilog="Examples:\n\n"
              "  edgekit export runs/reparam/digits-mobileone_s0/model.pt --target all\n\n"
              "  edgekit export best.pt --target onnx --dynamic-batch --fp16\n\n"
-             "  edgekit export best.pt --target tflite --int8 --calib 512")
+             "  edgekit export best.pt --target tflite --int8 --calib 512\n\n"
+             "  edgekit export best.pt --target onnx --int8 --max-drop 0.5 --min-sqnr 15   # stricter gates\n\n"
+             "  edgekit export best.pt --data /mnt/new/place/pets     # the training data has moved\n\n"
+             "Every file is run through its own runtime on the val images and judged by its precision's gate "
+             "(FP32: relative error <= 1e-4; FP16/INT8: output SQNR floor, top-1 agreement and accuracy drop, "
+             "mAP/LWLRAP drop, MAE increase); a file that misses it is moved aside as *.failed, parity.json says "
+             "why, and the exit code is 2.")
 def export(ckpt: Ckpt,
            target: Target = "all",
            int8: Annotated[bool, typer.Option("--int8", help="Also write INT8 files (PTQ, see edgekit quantize).")]
@@ -225,6 +247,10 @@ def export(ckpt: Ckpt,
            = "",
            verify: Annotated[bool, typer.Option(help="Check each file against PyTorch on val images.")] = True,
            max_drop: MaxDrop = None,
+           min_sqnr: MinSqnr = None,
+           max_mae_increase: MaxMae = None,
+           keep_failed: KeepFailed = False,
+           data: DataMoved = None,
            quiet: Quiet = False) -> None:
     """Export to ONNX / CoreML / TFLite / ExecuTorch with the model card inside, and prove parity (parity.json).
 
@@ -232,20 +258,22 @@ def export(ckpt: Ckpt,
     verified; failures are listed in parity.json, and the exit code is 2 when any requested file failed."""
     from edgekit import formats
     from edgekit.export.exporter import ExportError, export_checkpoint
+    from edgekit.export.gates import check_overrides
+    from edgekit.train.trained import load_trained
 
     targets = parse_targets(target)
-    gated = [t for t in targets if t in formats.int8_targets()] if max_drop is not None else []
-    if max_drop is not None and not int8:
-        raise EdgekitError("--max-drop gates INT8 files: add --int8")
+    overrides = check_overrides(max_drop, min_sqnr, max_mae_increase)
+    gated = [t for t in targets if t in formats.int8_targets()] if max_drop is not None and int8 else []
+    trained = load_trained(ckpt, data=data)
     try:
-        report = export_checkpoint(ckpt, targets, out, int8=int8 and not gated, fp16=fp16, batch=batch,
+        report = export_checkpoint(trained, targets, out, int8=int8 and not gated, fp16=fp16, batch=batch,
                                    dynamic_batch=dynamic_batch, imgsz=imgsz, calib_images=calib,
                                    calib_method=calib_method, skip_layers=_split(skip_layers), verify=verify,
-                                   verbose=not quiet)
-        if gated:  # INT8 of ONNX / TFLite / ExecuTorch through the accuracy gate (edgekit quantize --max-drop)
-            _gated_int8(ckpt, gated, report.out_dir, calib, calib_method, max_drop, quiet)
+                                   verbose=not quiet, gate_overrides=overrides, keep_failed=keep_failed)
+        if gated:  # INT8 of ONNX / TFLite / ExecuTorch through the accuracy gate's search (edgekit quantize)
+            _gated_int8(ckpt, gated, report.out_dir, calib, calib_method, overrides, quiet, data)
     except ExportError as exc:
-        bad = {e["file"] for e in exc.report.failed}
+        bad = {e["file"] for e in exc.report.failed if not e.get("kept")}
         for art in exc.report.artifacts:
             if art.path.name not in bad:
                 typer.echo(str(art.path))
@@ -260,8 +288,8 @@ def export(ckpt: Ckpt,
             typer.echo(str(path))
 
 
-def _gated_int8(ckpt: Path, targets: list[str], out: Path, calib: int, calib_method: str, max_drop: float,
-                quiet: bool) -> None:
+def _gated_int8(ckpt: Path, targets: list[str], out: Path, calib: int, calib_method: str, overrides: dict,
+                quiet: bool, data: str | None) -> None:
     """The gated INT8 files next to an export; parity.json keeps every file's entry."""
     import json
 
@@ -271,7 +299,8 @@ def _gated_int8(ckpt: Path, targets: list[str], out: Path, calib: int, calib_met
     before = json.loads((out / "parity.json").read_text()) if (out / "parity.json").exists() else {"artifacts": []}
     try:
         quantize_checkpoint(ckpt, "ptq", targets, out, calib, calib_method, "auto", verbose=not quiet,
-                            max_drop=max_drop)
+                            max_drop=overrides["max_drop_points"], min_sqnr=overrides["min_sqnr_db"],
+                            max_mae_increase=overrides["max_mae_increase"], data=data)
     finally:
         after = json.loads((out / "parity.json").read_text()) if (out / "parity.json").exists() else {}
         names = {e["file"] for e in after.get("artifacts", [])}
@@ -299,6 +328,9 @@ def quantize(ckpt: Ckpt,
              out: Annotated[Path | None, typer.Option(help="Output folder (default runs/quantize/NAME/METHOD).")]
              = None,
              max_drop: MaxDrop = None,
+             min_sqnr: MinSqnr = None,
+             max_mae_increase: MaxMae = None,
+             data: DataMoved = None,
              quiet: Quiet = False) -> None:
     """INT8 ONNX / TFLite / ExecuTorch (/ INT8-weight CoreML), evaluated through the real INT8 runtimes ->
     quant.json."""
@@ -306,7 +338,8 @@ def quantize(ckpt: Ckpt,
 
     skip = "auto" if skip_layers == "auto" else _split(skip_layers)
     summary = quantize_checkpoint(ckpt, method, parse_targets(target), out, calib, calib_method, skip, epochs, lr,
-                                  verbose=not quiet, max_drop=max_drop)
+                                  verbose=not quiet, max_drop=max_drop, min_sqnr=min_sqnr,
+                                  max_mae_increase=max_mae_increase, data=data)
     for f in summary["files"]:
         typer.echo(f)
 
@@ -388,6 +421,8 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
 @app.command(epilog="Examples:\n\n"
              "  edgekit check model.int8.tflite --max-latency-ms 5 --min-accuracy 95 --max-size-mb 2\n\n"
              "  edgekit check model.onnx --max-size-mb 10     # size only: no model is run\n\n"
+             "  edgekit check model.int8.tflite --parity      # after a runtime/OS upgrade: the card's golden inputs "
+             "against PyTorch's stored outputs, no training data\n\n"
              "Exit code: 0 every gate passed, 1 a gate failed, 2 bad input.")
 def check(model: Annotated[Path, typer.Argument(help="Model file: .onnx, .tflite, .pte (.mlpackage: size only).")],
           max_latency_ms: Annotated[float | None, typer.Option(help="Gate: batch-1 p50 latency on this machine.")]
@@ -397,13 +432,16 @@ def check(model: Annotated[Path, typer.Argument(help="Model file: .onnx, .tflite
           max_size_mb: Annotated[float | None, typer.Option(help="Gate: file size in MB.")] = None,
           data: Annotated[str, typer.Option(help="Accuracy dataset ('digits', a folder, a CSV).")] = "digits",
           threads: Annotated[int | None, typer.Option(help="CPU threads of the backend (default: all).")] = None,
+          parity: Annotated[bool, typer.Option(
+              "--parity", help="Gate: the golden inputs inside the file's card, run here, must match PyTorch's "
+                               "stored outputs within the file's precision gate.")] = False,
           json_: Annotated[bool, typer.Option("--json", help="The gates as JSON on stdout.")] = False) -> None:
-    """Deployment gates for CI: fail (exit 1) when latency, accuracy or size misses its limit."""
+    """Deployment gates for CI: fail (exit 1) when latency, accuracy, size or parity misses its limit."""
     import json
 
     from edgekit.recipes.check import check as run_check
 
-    gates = run_check(model, max_latency_ms, min_accuracy, max_size_mb, data, threads)
+    gates = run_check(model, max_latency_ms, min_accuracy, max_size_mb, data, threads, parity=parity)
     if json_:
         typer.echo(json.dumps({"file": str(model), "gates": gates, "passed": all(g["passed"] for g in gates)}))
     else:

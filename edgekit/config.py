@@ -168,7 +168,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p} is not a YAML text file (it is binary; a run's config is its config.yaml, "
+                              "not a checkpoint)") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p} is not valid YAML: {first_line(exc)}") from exc
         if loaded is not None and not isinstance(loaded, dict):
@@ -190,11 +193,42 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ConfigError(f"--set {key}: cannot parse value '{raw}'") from exc
         _assign(data, key.strip(), value)
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
         raise ConfigError(f"config {where}: {err['msg']}") from None
+    _resolve_paths(cfg)
+    return cfg
+
+
+EMBEDDED_SOURCES = ("digits", "moving_digits")  # data.source names that are datasets inside edgekit, never paths
+
+
+def resolve_source(source: str) -> str:
+    """A ``data.source`` as it is stored in a run's config: a folder or file given relative to the
+    current directory (``--data ../lfw``) becomes absolute, so the run's later stages (export,
+    quantize, reparam) find it from any folder; embedded names and ``a+b`` parts are kept or resolved
+    part by part. A path that does not exist is kept as given (loading it says it is missing)."""
+    if source in EMBEDDED_SOURCES:
+        return source
+    path = Path(source).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if "+" in source:
+        return "+".join(resolve_source(part.strip()) if part.strip() else part for part in source.split("+"))
+    return source
+
+
+def _resolve_paths(cfg: RunConfig) -> None:
+    """Make the config's file paths absolute (see :func:`resolve_source`)."""
+    cfg.data.source = resolve_source(cfg.data.source)
+    if cfg.data.val:
+        cfg.data.val = resolve_source(cfg.data.val)
+    if cfg.model.weights:
+        cfg.model.weights = resolve_source(cfg.model.weights)
+    if cfg.distill is not None and cfg.distill.teacher_weights:
+        cfg.distill.teacher_weights = resolve_source(cfg.distill.teacher_weights)
 
 
 def _assign(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -109,8 +109,9 @@ CLIP_TARGETS = "targets=['onnx', 'tflite']"  # what a clip model exports to (Pyt
 
 
 def _parity_reason(e: dict[str, Any]) -> str:
-    return (f"does not match PyTorch (relative error {e.get('max_rel', float('nan')):.1e} > "
-            f"{e.get('tolerance', 0):.0e}), moved aside as {e['file']}.failed")
+    where = "kept at the user's request" if e.get("kept") else f"moved aside as {e['file']}.failed"
+    why = "; ".join(e.get("gate_failures") or []) or "failed its check"
+    return f"missed its {e.get('precision_ran', e.get('precision'))} gate ({why}), {where}"
 
 
 def default_out_dir(card: ModelCard, stage: str = "export") -> Path:
@@ -122,12 +123,16 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
                       int8: bool = False, fp16: bool = False, batch: int = 1, dynamic_batch: bool = False,
                       imgsz: int | None = None, calib_images: int = 256, calib_method: str = "minmax",
                       skip_layers: Sequence[str] = (), verify: bool = True, val_images: int | None = None,
-                      verbose: bool = True, strict: bool = True) -> ExportReport:
+                      verbose: bool = True, strict: bool = True, gate_overrides: dict[str, float | None] | None = None,
+                      keep_failed: bool = False) -> ExportReport:
     """Export ``ckpt`` to each target (FP32, plus FP16 / INT8 variants), verify, write parity.json.
 
-    Each file succeeds or fails alone: every file that can be made is made and verified, and
-    ``parity.json`` lists the failures with one-line reasons. With ``strict`` (the default) an
-    :class:`ExportError` carrying the report is raised at the end when any requested file failed.
+    Each file succeeds or fails alone: every file that can be made is made, verified and judged by
+    its precision's gate (:mod:`edgekit.export.gates`, with the user's ``gate_overrides``), and
+    ``parity.json`` lists the failures with one-line reasons. A file that misses its gate is moved
+    aside as ``*.failed``, or with ``keep_failed`` left in place with a card that says it failed.
+    With ``strict`` (the default) an :class:`ExportError` carrying the report is raised at the end
+    when any requested file failed.
     """
     trained = ckpt if isinstance(ckpt, Trained) else load_trained(ckpt)
     if batch < 1:
@@ -157,6 +162,10 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
     out.mkdir(parents=True, exist_ok=True)
     base = trained.card.derive(source=str(trained.path), edgekit=__version__, precision="fp32",
                                exported=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    if verify:
+        from edgekit.export.golden import golden_inputs
+
+        base.golden = golden_inputs(trained)
     module, sample = trained.wrapped(), trained.sample(batch)
     calib = trained.images("train", limit=calib_images)[0] if int8 else None
     artifacts: list[Artifact] = []
@@ -197,7 +206,8 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
 
     report = ExportReport(out_dir=out, artifacts=artifacts, failures=failures)
     if verify and artifacts:
-        verify_artifacts(trained, report, val_images, verbose=verbose, strict=False)
+        verify_artifacts(trained, report, val_images, verbose=verbose, strict=False, overrides=gate_overrides,
+                         keep_failed=keep_failed)
     elif failures:
         write_json(out / "parity.json", {"source": str(trained.path), "artifacts": [], "failures": failures})
     if strict:
@@ -218,11 +228,14 @@ def _reason(exc: BaseException) -> str:
 
 
 def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | None = None,
-                     verbose: bool = True, strict: bool = True) -> None:
-    """Check every artifact against PyTorch on real val images; write parity.json; fail on FP32.
+                     verbose: bool = True, strict: bool = True, overrides: dict[str, float | None] | None = None,
+                     keep_failed: bool = False) -> None:
+    """Check every artifact against PyTorch on real val images, judge it by its precision's gate,
+    write parity.json and record the verdict in each file's card where the format can rewrite it.
 
-    A file whose check crashes (its runtime refuses it) is a failed entry, not a crash of the
-    whole verification. With ``strict``, a failure raises :class:`ParityError`."""
+    A file whose check crashes (its runtime refuses it) is a failed entry, not a crash of the whole
+    verification. A failed file is moved aside as ``*.failed`` (``keep_failed``: left in place, its
+    card saying it failed). With ``strict``, a failure raises :class:`ParityError`."""
     from edgekit.export.verify import verify_file
 
     x, targets = trained.images("val", limit=val_images)
@@ -235,7 +248,7 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
     entries = []
     for art in report.artifacts:
         try:
-            entry = verify_file(art.path, reference, x, targets, trained.card)
+            entry = verify_file(art.path, reference, x, targets, trained.card, overrides)
         except Exception as exc:  # noqa: BLE001 - the runtime cannot run this file: a failed check
             entry = {"file": art.path.name, "format": art.format, "precision": art.precision, "passed": False,
                      "error": f"verification failed: {_reason(exc)}"}
@@ -244,17 +257,50 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
         if verbose:
             say(_describe(entry))
     report.parity = entries
+    for art, e in zip(report.artifacts, entries, strict=True):
+        e["kept"] = bool(keep_failed and not e["passed"])
+        if "heads" in e:
+            _certify(art, e)
+            e["size_bytes"] = art.size_bytes  # the card now holds the verdict
     write_json(report.out_dir / "parity.json", {"source": str(trained.path), "val_images": len(x),
+                                                "gate_overrides": {k: v for k, v in (overrides or {}).items()
+                                                                   if v is not None},
                                                 "artifacts": entries, "failures": report.failures})
     failed = [e for e in entries if not e["passed"]]
     for e in failed:  # never leave a file that failed its check where a deploy script would pick it up
         path = report.out_dir / e["file"]
-        if path.exists():
-            shutil.move(str(path), str(path) + ".failed")
+        if path.exists() and not e["kept"]:
+            _move_aside(path)
     if failed and strict:
-        worst = ", ".join(f"{e['file']} (relative error {e.get('max_rel', float('nan')):.1e})" for e in failed)
-        raise ParityError(f"export does not match PyTorch: {worst}; moved aside as *.failed, details in "
-                          f"{report.out_dir / 'parity.json'}")
+        raise ParityError(f"{len(failed)} file(s) missed their gate: "
+                          + "; ".join(f"{e['file']}: {_parity_reason(e)}" for e in failed)
+                          + f"; details in {report.out_dir / 'parity.json'}")
+
+
+def _move_aside(path: Path) -> None:
+    """``model.int8.onnx`` -> ``model.int8.onnx.failed`` (replacing an older one)."""
+    target = Path(str(path) + ".failed")
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    shutil.move(str(path), str(target))
+
+
+def _certify(art: Artifact, entry: dict[str, Any]) -> None:
+    """Write the gate's verdict into the file's own card (formats whose card can be rewritten: ONNX,
+    TFLite, ...; a ``.pte`` card is part of the lowered program and keeps what export wrote)."""
+    steps = importlib.import_module(f"edgekit.export.{art.format}")
+    rewrite = getattr(steps, "rewrite_card", None)
+    if rewrite is None or not art.path.exists():
+        return
+    from edgekit.runtime.metadata import read_card
+
+    card = read_card(art.path)
+    card.provenance["gate"] = {"passed": entry["passed"], "precision_ran": entry.get("precision_ran"),
+                               "gate": entry.get("gate"), "failures": entry.get("gate_failures", []),
+                               "kept_although_failed": entry["kept"]}
+    rewrite(art.path, card)
 
 
 def _describe(e: dict[str, Any]) -> str:
@@ -265,13 +311,22 @@ def _describe(e: dict[str, Any]) -> str:
     parts = []
     for head, s in e["heads"].items():
         bits = [f"rel {s['rel']:.1e}"]
+        if e.get("precision_ran", "fp32") != "fp32":
+            bits.append("SQNR " + ("exact" if s.get("sqnr_db") is None else f"{s['sqnr_db']:.1f} dB"))
         if "top1_agreement" in s:
             bits.append(f"agree {s['top1_agreement'] * 100:.1f}%")
         if "accuracy" in s:
             bits.append(f"acc {s['accuracy'] * 100:.2f}% (torch {s['reference_accuracy'] * 100:.2f}%)")
+        if "mae" in s:
+            bits.append(f"MAE {s['mae']:.4g} (torch {s['reference_mae']:.4g})")
+        if "map" in s:
+            bits.append(f"mAP {s['map'] * 100:.2f}% (torch {s['reference_map'] * 100:.2f}%)")
         parts.append(f"{head}: {', '.join(bits)}")
     status = "ok" if e["passed"] else "[red]FAILED[/]"
-    return f"  {e['file']}: {status}  {'; '.join(parts)}  ({e['export_seconds']:.1f}s, {e['size_bytes'] / 1e6:.2f} MB)"
+    ran = e.get("precision_ran", e.get("precision"))
+    gate = f"{ran} gate" + ("" if e["passed"] else ": " + "; ".join(e.get("gate_failures") or []))
+    return (f"  {e['file']}: {status} ({gate})  {'; '.join(parts)}  ({e['export_seconds']:.1f}s, "
+            f"{e['size_bytes'] / 1e6:.2f} MB)")
 
 
 def _check_targets_available(targets: Sequence[str]) -> None:

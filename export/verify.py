@@ -2,10 +2,12 @@
 
 Each file is opened with :func:`edgekit.runtime.load` — the same code that runs on the device —
 and fed the validation images the PyTorch model sees (same preprocessed tensors). Per head: max
-abs difference, relative error (max abs / max |reference|), mean cosine similarity, SQNR (dB), top-1
-agreement, and accuracy of both against the labels. FP32 files fail above ``tol`` relative error;
-FP16 and INT8 files report agreement and accuracy. CoreML files are checked for structure on
-Linux (prediction needs macOS) and numerically on macOS.
+abs difference, relative error (max abs / max |reference|), mean cosine similarity, SQNR (dB), and
+against the labels: top-1 agreement and accuracy (classification), mAP and LWLRAP (multilabel), MAE
+(regression), for the file and for PyTorch. Each file is then judged by the gate of the precision
+that ran (:mod:`edgekit.export.gates`): its own precision, or the one its runtime chose (OpenVINO
+runs an FP32 file in bf16 on AMX CPUs). CoreML files are checked for structure on Linux (prediction
+needs macOS) and numerically on macOS.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.card import ModelCard
+from edgekit.card import HeadSpec, ModelCard
+from edgekit.export.gates import GATES, gate_for, judge
 from edgekit.runtime.predictor import softmax
 
-FP32_TOLERANCE = 1e-4
+FP32_TOLERANCE = GATES["fp32"].max_rel
+RAN = {"f32": "fp32", "fp32": "fp32", "f16": "fp16", "fp16": "fp16", "bf16": "bf16", "i8": "int8", "u8": "int8",
+       "int8": "int8"}  # what a backend says ran -> the gate's precision
 
 
 def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float | None:
@@ -57,18 +62,34 @@ def compare_outputs(card: ModelCard, ref: dict[str, np.ndarray], out: dict[str, 
             valid = ~np.isnan(y)
             stats["mae"] = float(np.abs(b[valid, 0] - y[valid]).mean())
             stats["reference_mae"] = float(np.abs(a[valid, 0] - y[valid]).mean())
+        elif head.kind == "multilabel" and targets is not None and head.name in targets:
+            stats.update(_ranking(targets[head.name], a, b))
         result[head.name] = stats
     return result
 
 
+def _ranking(truth: np.ndarray, ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    """mAP and LWLRAP of the file's and PyTorch's multilabel scores (logits rank like probabilities)."""
+    from edgekit.train.metrics import head_metrics
+
+    spec = HeadSpec("h", "multilabel", classes=[str(i) for i in range(truth.shape[1])])
+    mine, theirs = head_metrics(spec, out, truth), head_metrics(spec, ref, truth)
+    stats = {}
+    for key in ("map", "lwlrap"):
+        if mine.get(key) is not None and theirs.get(key) is not None:
+            stats[key], stats[f"reference_{key}"] = float(mine[key]), float(theirs[key])
+    return stats
+
+
 def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarray,
                 targets: dict[str, np.ndarray] | None, source: ModelCard,
-                tol: float = FP32_TOLERANCE) -> dict[str, Any]:
-    """Run ``path`` through the edgekit runtime on ``x`` and compare with ``reference``.
+                overrides: dict[str, float | None] | None = None) -> dict[str, Any]:
+    """Run ``path`` through the edgekit runtime on ``x``, compare with ``reference`` and judge it.
 
     ``x`` is the NCHW float32 batch the PyTorch model saw, normalized as ``source`` (the
     checkpoint's card) says; it is re-laid-out (NHWC) or turned back into pixels (CoreML images)
-    as the file's own card requires.
+    as the file's own card requires. ``overrides``: the user's gate thresholds
+    (:func:`edgekit.export.gates.check_overrides`).
     """
     from edgekit.runtime import load
     from edgekit.runtime.metadata import read_card
@@ -93,11 +114,21 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
         feed = np.ascontiguousarray(feed.transpose((0, 2, 3, 1) if feed.ndim == 4 else (0, 1, 3, 4, 2)))
     out = predictor.run(feed)
     entry["heads"] = compare_outputs(card, reference, out, targets)
-    worst = max(h["rel"] for h in entry["heads"].values())
-    entry["max_rel"] = worst
-    if precision == "fp32" and card.provenance.get("format") != "coreml":
-        entry["tolerance"] = tol
-        entry["passed"] = bool(worst <= tol)
-    else:
-        entry["passed"] = True  # reported, not gated: quantized files differ by design
-    return entry
+    entry["max_rel"] = max(h["rel"] for h in entry["heads"].values())
+    entry["precision_ran"] = ran = precision_ran(precision, getattr(predictor.backend, "execution_precision", None))
+    return {**entry, **verdict(entry, ran, overrides)}
+
+
+def precision_ran(precision: str, execution: str | None) -> str:
+    """The precision a file is gated at: its own, or the lower one its runtime chose for an FP32 file
+    (OpenVINO's bf16 on AMX CPUs). A quantized file keeps its own precision's gate."""
+    base = precision.split("-")[0]
+    ran = RAN.get((execution or "").lower())
+    return ran if base == "fp32" and ran in ("fp16", "bf16") else base
+
+
+def verdict(entry: dict[str, Any], precision: str, overrides: dict[str, float | None] | None = None
+            ) -> dict[str, Any]:
+    """``{"passed", "gate", "gate_failures"}`` of a compared entry under ``precision``'s gate."""
+    result = judge(entry, gate_for(precision, overrides))
+    return {"passed": result["passed"], "gate": result["gate"], "gate_failures": result["failures"]}

@@ -1,17 +1,18 @@
-"""An accuracy gate for INT8 (``--max-drop``): float layers, most sensitive first, until each backend
-meets the drop through its own runtime — or a refusal that says what was tried.
+"""An accuracy gate for INT8 (``--max-drop``): float layers, most sensitive first, until each backend's
+INT8 file passes its gate through its own runtime — or a refusal that says what was tried.
 
 1. Sensitivity: each top-level block (backbone stem/stages, heads) is quantized *alone* (every other
    block kept in float) with onnxruntime's quantizer, and the SQNR of the model's outputs against
    FP32 is measured on held-out training images. Low SQNR = sensitive. Cheap (ONNX only), and it
    ranks layers for every backend.
-2. Per backend (ONNX through onnxruntime, TFLite through the interpreter): the INT8 file is made
-   with the current float set and the monitored metric (top-1 of the classification heads) is
-   measured on the validation images through the real runtime, against that backend's FP32 file.
-   While the drop exceeds ``max_drop`` points, the next most sensitive block goes to float. Each
-   backend may end with a different float set.
+2. Per backend (ONNX through onnxruntime, TFLite through the interpreter, ExecuTorch): the INT8 file
+   is made with the current float set by :func:`edgekit.export.exporter.export_checkpoint`, which
+   verifies it on the validation images through the real runtime and judges it with the INT8 gate
+   (:mod:`edgekit.export.gates`: output SQNR, and per head top-1 agreement and accuracy drop,
+   mAP/LWLRAP drop, MAE increase; ``max_drop`` sets the drop in points). While the file misses its
+   gate, the next most sensitive block goes to float. Each backend may end with a different float set.
 3. A backend that cannot meet the gate with every block in float gets no INT8 file: the command
-   fails (exit 2) naming the float sets tried and their drops. ``quant.json`` keeps the trail.
+   fails (exit 2) naming the float sets tried and why each missed. ``quant.json`` keeps the trail.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.console import say
-from edgekit.errors import ConfigError, EdgekitError, option
+from edgekit.errors import ConfigError, EdgekitError
 from edgekit.export.exporter import ExportReport, export_checkpoint
 from edgekit.export.verify import sqnr_db
 from edgekit.train.models import module_path
@@ -76,13 +77,12 @@ def sensitivity(trained: Trained, candidates: list[str], calib: np.ndarray, held
     return sorted(rows, key=lambda r: (r["sqnr_db"] is not None, r["sqnr_db"] or 0.0))
 
 
-def gate(trained: Trained, backends: list[str], out: Path, candidates: list[str], max_drop: float,
-         calib_images: int = 256, calib_method: str = "minmax", verbose: bool = True) -> GateResult:
-    """Run the gate for each backend (``onnx``, ``tflite``); files that meet it end up in ``out``."""
-    if max_drop < 0:
-        raise ConfigError(f"{option('max_drop')} is in accuracy points and cannot be negative, got {max_drop}")
-    if not any(h.kind == "classification" for h in trained.card.heads):
-        raise ConfigError(f"{option('max_drop')} needs a classification head: the gate is on top-1 accuracy points")
+def gate(trained: Trained, backends: list[str], out: Path, candidates: list[str],
+         overrides: dict[str, float | None], calib_images: int = 256, calib_method: str = "minmax",
+         verbose: bool = True) -> GateResult:
+    """Run the search for each backend (``onnx``, ``tflite``, ``executorch``); files that pass their
+    INT8 gate (with the user's ``overrides``, see :func:`edgekit.export.gates.check_overrides`) end up
+    in ``out``."""
     work = out / ".gate"
     calib, _ = trained.images("train", limit=calib_images, seed=0)
     held, _ = trained.images("train", limit=min(256, calib_images * 2), seed=1)
@@ -98,52 +98,55 @@ def gate(trained: Trained, backends: list[str], out: Path, candidates: list[str]
             attempt = work / backend / str(len(trail))
             report = export_checkpoint(trained, [backend], attempt, int8=True, calib_images=calib_images,
                                        calib_method=calib_method, skip_layers=chosen, dynamic_batch=True,
-                                       verbose=False, strict=False)
-            drop = _drop(report, backend)
-            trail.append({"float_layers": list(chosen), "drop_points": drop})
+                                       verbose=False, strict=False, gate_overrides=overrides)
+            step = _attempt(report, backend)
+            trail.append({"float_layers": list(chosen), **step})
             if verbose:
-                say(f"{backend}: float {chosen or 'none'} -> accuracy drop "
-                    f"{'n/a' if drop is None else f'{drop:+.2f}'} points (gate {max_drop})")
-            if drop is not None and drop <= max_drop:
+                drop = "n/a" if step["drop_points"] is None else f"{step['drop_points']:+.2f}"
+                say(f"{backend}: float {chosen or 'none'} -> accuracy drop {drop} points, "
+                    + ("passes its gate" if step["passed"] else f"misses its gate ({'; '.join(step['failures'])})"))
+            if step["passed"]:
                 result.float_layers[backend] = chosen
                 result.reports.append(report)
                 _adopt(attempt, out)
                 break
             rest = [r["layer"] for r in order if r["layer"] not in chosen]
-            if drop is None or not rest:
-                result.failed[backend] = ("the INT8 file could not be made" if drop is None else
-                                          f"drop {drop:.2f} > {max_drop} points even with {len(chosen)} block(s) "
-                                          "in float")
+            if not step["made"] or not rest:
+                result.failed[backend] = ("the INT8 file could not be made" if not step["made"] else
+                                          f"{'; '.join(step['failures'])} even with {len(chosen)} block(s) in float")
                 break
             chosen.append(rest[0])
     shutil.rmtree(work, ignore_errors=True)
     return result
 
 
-def raise_if_failed(result: GateResult, max_drop: float) -> None:
+def raise_if_failed(result: GateResult) -> None:
     if not result.failed:
         return
     tried = "; ".join(f"{b}: " + ", ".join(_step(t) for t in result.trail[b]) for b in result.failed)
-    raise GateError(f"INT8 cannot meet {option('max_drop', max_drop)} on {', '.join(result.failed)} "
+    raise GateError(f"INT8 cannot pass its gate on {', '.join(result.failed)} "
                     f"({'; '.join(result.failed.values())}); no INT8 file written for it. Tried: {tried}")
 
 
 def _step(t: dict[str, Any]) -> str:
-    drop = "n/a" if t["drop_points"] is None else f"{t['drop_points']:.2f}"
-    return f"{t['float_layers'] or 'none'} -> {drop}"
+    drop = "n/a" if t["drop_points"] is None else f"drop {t['drop_points']:.2f}"
+    return f"{t['float_layers'] or 'none'} -> {drop}{'' if t['passed'] else ' (missed)'}"
 
 
-def _drop(report: ExportReport, backend: str) -> float | None:
-    """FP32 file accuracy minus INT8 file accuracy (points), mean over classification heads."""
+def _attempt(report: ExportReport, backend: str) -> dict[str, Any]:
+    """What one INT8 attempt gave: made, passed its gate, why not, and the mean accuracy drop (points,
+    over classification heads; None without one)."""
     from edgekit import formats
 
     fmt = formats.FORMATS[backend]
-    fp32, int8 = report.by_file(fmt.file("fp32")), report.by_file(fmt.file("int8"))
-    if not fp32 or not int8 or "heads" not in int8 or "heads" not in fp32:
-        return None
-    drops = [(fp32["heads"][h]["accuracy"] - s["accuracy"]) * 100 for h, s in int8["heads"].items()
-             if "accuracy" in s and "accuracy" in fp32["heads"].get(h, {})]
-    return float(np.mean(drops)) if drops else None
+    int8 = report.by_file(fmt.file("int8"))
+    if not int8 or "heads" not in int8:
+        why = next((f["error"] for f in report.failures if f["file"] == fmt.file("int8")), None)
+        return {"made": False, "passed": False, "failures": [why or (int8 or {}).get("error", "not made")],
+                "drop_points": None}
+    drops = [(s["reference_accuracy"] - s["accuracy"]) * 100 for s in int8["heads"].values() if "accuracy" in s]
+    return {"made": True, "passed": bool(int8["passed"]), "failures": int8.get("gate_failures", []),
+            "drop_points": float(np.mean(drops)) if drops else None}
 
 
 def _adopt(attempt: Path, out: Path) -> None:

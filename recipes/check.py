@@ -17,8 +17,11 @@ from edgekit.errors import ConfigError, option
 
 def check(path: str | Path, max_latency_ms: float | None = None, min_accuracy: float | None = None,
           max_size_mb: float | None = None, data: str = "digits", threads: int | None = None,
-          seconds: float = 1.0) -> list[dict[str, Any]]:
-    """Measure what the given gates need and judge them: ``[{gate, limit, value, passed}]``."""
+          seconds: float = 1.0, parity: bool = False) -> list[dict[str, Any]]:
+    """Measure what the given gates need and judge them: ``[{gate, limit, value, passed}]``.
+
+    ``parity``: run the golden inputs the card carries through this machine's runtime and judge the
+    outputs against PyTorch's stored ones with the file's precision gate (no training data needed)."""
     import numpy as np
 
     from edgekit.benchmarks.stats import latency_stats, time_calls
@@ -28,18 +31,25 @@ def check(path: str | Path, max_latency_ms: float | None = None, min_accuracy: f
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"model file not found: {path}")
-    if max_latency_ms is None and min_accuracy is None and max_size_mb is None:
-        raise ConfigError(f"give at least one gate: {option('max_latency_ms')}, {option('min_accuracy')} or "
-                          f"{option('max_size_mb')}")
+    if max_latency_ms is None and min_accuracy is None and max_size_mb is None and not parity:
+        raise ConfigError(f"give at least one gate: {option('max_latency_ms')}, {option('min_accuracy')}, "
+                          f"{option('max_size_mb')} or {option('parity')}")
+    for name, value in (("max_latency_ms", max_latency_ms), ("max_size_mb", max_size_mb)):
+        if value is not None and not value > 0:
+            raise ConfigError(f"{option(name)} is a limit and must be positive, got {value}")
     if min_accuracy is not None and not 0 <= min_accuracy <= 100:
         raise ConfigError(f"{option('min_accuracy')} is a percentage (0-100), got {min_accuracy}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"{option('threads')} must be at least 1, got {threads}")
     gates: list[dict[str, Any]] = []
     size = card_for_file(path)["size_mb"]
     if max_size_mb is not None:
         gates.append({"gate": "size MB", "limit": max_size_mb, "value": size, "passed": size <= max_size_mb})
-    if max_latency_ms is None and min_accuracy is None:
+    if max_latency_ms is None and min_accuracy is None and not parity:
         return gates
     model = load(path, device="cpu", threads=threads)
+    if parity:
+        gates.append(parity_gate(model))
     if max_latency_ms is not None:
         h, w = model.card.input.size
         x = model.preprocess([np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)], color="RGB")
@@ -69,3 +79,31 @@ def _accuracy(model, data: str) -> float:
             out = model.run(model.preprocess(files[i: i + 64]))[head]
             correct += sum(classes[int(p)] == names[i + j] for j, p in enumerate(out.argmax(1)))
     return correct / len(files)
+
+
+def parity_gate(model) -> dict[str, Any]:
+    """The card's golden inputs through this runtime, judged against the stored PyTorch outputs with the
+    gate of the file's precision (the one it was certified with at export, where the card records it)."""
+    from edgekit.export.gates import GATES, describe
+    from edgekit.export.verify import compare_outputs, precision_ran, verdict
+    from edgekit.runtime.golden import golden_batch, golden_reference
+
+    card = model.card
+    if not card.golden:
+        raise ConfigError(f"{model.path.name} carries no golden inputs (files exported before edgekit stored them, "
+                          "or exported with --no-verify): re-export it to check parity without the training data")
+    reference = golden_reference(card.golden)
+    out = model.run(golden_batch(card.golden, card.input))
+    stats = compare_outputs(card, reference, out)
+    certified = (card.provenance.get("gate") or {}).get("precision_ran")
+    precision = certified or precision_ran(card.provenance.get("precision", "fp32"),
+                                           getattr(model.backend, "execution_precision", None))
+    judged = verdict({"heads": stats}, precision if precision in GATES else "fp32")
+    worst = max(stats.values(), key=lambda s: s["rel"])
+    value = (f"rel {worst['rel']:.1e}" + ("" if worst.get("sqnr_db") is None else f", SQNR {worst['sqnr_db']:.1f} dB")
+             + "".join(f", {h} agree {s['top1_agreement'] * 100:.0f}%" for h, s in stats.items()
+                       if "top1_agreement" in s))
+    return {"gate": f"parity on {len(reference[card.head_names[0]])} golden inputs ({precision} gate)",
+            "limit": describe(judged["gate"]), "value": value + ("" if judged["passed"] else
+                                                       " — " + "; ".join(judged["gate_failures"])),
+            "passed": judged["passed"], "heads": stats}

@@ -31,6 +31,49 @@ def tiny_config(tmp_path):
     return make
 
 
+@pytest.fixture
+def age_mood_csv():
+    """``age_mood_csv(folder, n=48)`` writes n small PNGs and ``labels.csv`` (``path,age,mood``: a regression and a
+    3-class head, both following the image's brightness, so a model learns them) and returns the CSV's path."""
+    def make(root, n: int = 48):
+        import numpy as np
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        rows = ["path,age,mood"]
+        for i in range(n):
+            mood = ["calm", "happy", "sad"][i % 3]
+            img = np.full((20, 20, 3), 60 * (i % 3), np.uint8) + rng.integers(0, 30, (20, 20, 3), dtype=np.uint8)
+            Image.fromarray(img).save(root / f"{i}.png")
+            rows.append(f"{i}.png,{20 + 20 * (i % 3) + i % 5},{mood}")
+        (root / "labels.csv").write_text("\n".join(rows) + "\n")
+        return root / "labels.csv"
+
+    return make
+
+
+@pytest.fixture
+def outlier_checkpoint():
+    """``outlier_checkpoint(src, dst)``: a checkpoint that INT8 must fail (see ``make``)."""
+    def make(src, dst, value=3e4):
+        """``src`` with one channel of the last activation (before pooling) pinned at ``value`` everywhere and
+        every head's weight on it set to 0: the FP32 outputs are exactly the same, but an 8-bit per-tensor
+        activation scale is set by that channel, so every other channel rounds to zero in INT8."""
+        import torch
+
+        from edgekit.train.checkpoint import save_checkpoint
+
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+        state = ckpt["model_state"]
+        state["backbone.bn2.weight"][0] = 0.0
+        state["backbone.bn2.bias"][0] = value
+        for key in [k for k in state if k.startswith("heads.") and k.endswith("1.weight")]:
+            state[key][:, 0] = 0.0
+        return save_checkpoint(dst, ckpt)
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A tiny model trained for 2 epochs on the digits (shared by every test that needs a checkpoint)."""

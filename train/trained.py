@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from edgekit.card import ModelCard
-from edgekit.config import DataConfig, RunConfig
-from edgekit.errors import CheckpointError
+from edgekit.config import DataConfig, HeadConfig
+from edgekit.errors import CheckpointError, option
 from edgekit.train.checkpoint import model_from_checkpoint
 
 
@@ -58,7 +58,7 @@ class Trained:
     path: Path
     model: nn.Module  # the EdgeModel, eval mode, on CPU
     card: ModelCard
-    config: dict[str, Any]
+    config: dict[str, Any]  # the run config; ``data.source`` already replaced by a ``data`` override
     _data: Any = field(default=None, repr=False)  # the DataBundle, loaded on first use
 
     def wrapped(self) -> HeadsAsTuple:
@@ -86,21 +86,44 @@ class Trained:
         x = np.stack([_tensor(tf, part.load(int(i))) for i in ids]).astype(np.float32)
         return x, {k: v[ids] for k, v in part.targets.items()}
 
-    def run_config(self):
-        """The data config and head configs the checkpoint was trained with."""
-        try:
-            run = RunConfig.model_validate(self.config)
-            return run.data, run.model.heads
-        except Exception:  # noqa: BLE001 - an older or hand-made checkpoint: the defaults
-            return DataConfig(imgsz=self.card.input.size[0]), []
+    def run_config(self) -> tuple[DataConfig, list[HeadConfig]]:
+        """The data config and head configs the checkpoint was trained with: calibration, fusion checks
+        and parity use that data and nothing else. A config that cannot be read is an error naming
+        what is wrong (never a silent switch to another dataset)."""
+        return data_config(self.config, self.path)
 
 
-def load_trained(path: str | Path) -> Trained:
-    """Load an edgekit checkpoint for export (a clear error for anything else)."""
+def data_config(config: dict[str, Any], where: Path | str) -> tuple[DataConfig, list[HeadConfig]]:
+    """``(data config, head configs)`` of a checkpoint's run config (only those sections are read, so a
+    checkpoint of an older edgekit with other fields still works)."""
+    from pydantic import ValidationError
+
+    try:
+        data = DataConfig.model_validate(config.get("data") or {})
+        model = config.get("model") or {}
+        heads = [HeadConfig.model_validate(h) for h in (model.get("heads") or [])]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise CheckpointError(f"{where}: its training config cannot be read ({loc}: {err['msg']}), so its data for "
+                              f"calibration and verification is unknown; give the data with {option('data')}") \
+            from None
+    return data, heads
+
+
+def load_trained(path: str | Path, data: str | None = None) -> Trained:
+    """Load an edgekit checkpoint for export (a clear error for anything else). ``data``: the dataset it
+    was trained on when it has moved since (``--data``); otherwise the one its config names."""
     model, card, ckpt = model_from_checkpoint(path)
-    if not isinstance(ckpt.get("config"), dict):
+    config = ckpt.get("config")
+    if not isinstance(config, dict):
         raise CheckpointError(f"{path} has no training config: cannot find its data for verification")
-    return Trained(path=Path(path), model=model.float().eval(), card=card, config=ckpt["config"])
+    if data is not None:
+        from edgekit.config import resolve_source
+
+        config = {**config, "data": {**(config.get("data") or {}), "source": resolve_source(data)}}
+    data_config(config, path)  # fail now, naming what is wrong, rather than halfway through an export
+    return Trained(path=Path(path), model=model.float().eval(), card=card, config=config)
 
 
 def _tensor(tf, item) -> np.ndarray:

@@ -47,25 +47,11 @@ def test_tflite_card_is_in_the_flatbuffer(exported):
     assert not list(exported.out_dir.glob("*.card.json"))
 
 
-def _csv_dataset(root, n=48):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    rows = ["path,age,mood"]
-    for i in range(n):
-        mood = ["calm", "happy", "sad"][i % 3]
-        img = np.full((20, 20, 3), 60 * (i % 3), np.uint8) + rng.integers(0, 30, (20, 20, 3), dtype=np.uint8)
-        Image.fromarray(img).save(root / f"{i}.png")
-        rows.append(f"{i}.png,{20 + i % 7},{mood}")
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    return root / "labels.csv"
-
-
-def test_multi_head_export_has_one_named_output_per_head(tiny_config, tmp_path):
+def test_multi_head_export_has_one_named_output_per_head(tiny_config, tmp_path, age_mood_csv):
     from edgekit.config import parse_heads
     from edgekit.train.supervised import train
 
-    cfg = tiny_config(name="mh", data__source=str(_csv_dataset(tmp_path)), model__heads=parse_heads(
+    cfg = tiny_config(name="mh", data__source=str(age_mood_csv(tmp_path)), model__heads=parse_heads(
         "age:regression,mood"), data__limit=None, train__epochs=1)
     run = train(cfg, verbose=False)
     report = export_checkpoint(run.run_dir / "best.pt", ["onnx", "tflite", "coreml"], tmp_path / "out",

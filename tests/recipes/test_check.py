@@ -38,9 +38,41 @@ def test_bench_writes_a_deployment_card_beside_each_file(exported, tmp_path):
     _, paths = bench(files, ["ort", "tflite"], [1], "cpu", None, "digits", tmp_path, threads=1, min_seconds=0.05,
                      verbose=False)
     card = json.loads((exported.out_dir / "model.int8.tflite.report.json").read_text())
-    assert card["precision"] == "int8" and card["size_mb"] > 0 and card["parity"]["heads"]["digit"]["rel"] >= 0
+    entry = exported.by_file("model.int8.tflite")
+    assert card["precision"] == "int8" and card["size_mb"] == round(entry["size_bytes"] / 1e6, 3)
+    assert card["parity"]["passed"] and card["parity"]["heads"]["digit"]["rel"] == entry["heads"]["digit"]["rel"]
     row = card["bench"][0]
     assert row["p50_ms"] > 0 and row["p99_ms"] >= row["p50_ms"] and "load_ms" in row and row["residency"]
-    assert 0 <= card["accuracy"]["digit"] <= 1 and card["environment"]["packages"]["onnxruntime"]
+    # the same 360 val images at the model's size: the bench accuracy is the parity accuracy
+    assert card["accuracy"]["digit"] == entry["heads"]["digit"]["accuracy"]
+    assert card["environment"]["packages"]["onnxruntime"]
     md = paths["deployment"].read_text()
     assert "model.int8.tflite" in md and "model.onnx" in md and "p50 / p90 / p99" in md
+
+
+def test_check_parity_reverifies_a_copied_file_from_its_golden_inputs(exported, tmp_path, capsys):
+    import shutil
+    import subprocess
+    import sys
+
+    from edgekit.export.onnx import rewrite_card
+    from edgekit.runtime.metadata import read_card
+
+    for name in ("model.onnx", "model.int8.tflite", "model.fp16.onnx"):
+        copy = tmp_path / name  # alone: no parity.json, no training data beside it
+        shutil.copy(exported.out_dir / name, copy)
+        assert main(["check", str(copy), "--parity", "--json"]) == 0, name
+        gate = json.loads(capsys.readouterr().out)["gates"][0]
+        assert gate["passed"] and "golden inputs" in gate["gate"]
+    card = read_card(tmp_path / "model.onnx")
+    assert len(card.golden["inputs"]) == 4 and len(card.golden["outputs"]["digit"]) == 4
+    # the check runs on a device with the runtime only: no torch is imported
+    code = ("import sys; from edgekit.cli import main; rc = main(['check', sys.argv[1], '--parity']); "
+            "sys.exit(rc if 'torch' not in sys.modules else 99)")
+    assert subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.onnx")]).returncode == 0
+    # a file whose outputs no longer match (here: the stored reference changed) fails with its numbers
+    card.golden["outputs"]["digit"] = [[v * 1.01 + 0.01 for v in row] for row in card.golden["outputs"]["digit"]]
+    rewrite_card(tmp_path / "model.onnx", card)
+    assert main(["check", str(tmp_path / "model.onnx"), "--parity"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL") and "relative error" in out
