@@ -202,7 +202,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return cfg
 
 
-EMBEDDED_SOURCES = ("digits", "moving_digits")  # data.source names that are datasets inside edgekit, never paths
+# data.source names that are datasets inside edgekit, never paths
+EMBEDDED_SOURCES = ("digits", "moving_digits", "speech_commands")
 
 
 def resolve_source(source: str) -> str:

@@ -41,14 +41,18 @@ def frontend(predictor) -> AudioFrontend:
 def sound_batch(predictor, windows: np.ndarray) -> np.ndarray:
     """Waveform windows ``[W, window samples]`` (or one) -> the model's input batch: normalized log-mel
     in the card's layout, quantized when the file takes an integer tensor."""
-    fe = frontend(predictor)
+    return audio_batch(windows, predictor.card.input, frontend(predictor))
+
+
+def audio_batch(windows: np.ndarray, spec, fe: AudioFrontend | None = None) -> np.ndarray:
+    """:func:`sound_batch` from a card's input contract (``spec``: an :class:`~edgekit.card.InputSpec`)."""
+    fe = fe or AudioFrontend.from_dict(spec.audio)
     x = np.asarray(windows, dtype=np.float32)
     if x.ndim == 1:
         x = x[None]
     if x.ndim != 2 or x.shape[1] != fe.window_samples or len(x) == 0:
         raise InputError(f"a sound model takes windows of {fe.window_samples} samples at {fe.sample_rate} Hz "
                          f"([W, {fe.window_samples}]), got shape {np.shape(windows)}; tag() cuts a sound into them")
-    spec = predictor.card.input
     batch = fe.features(x, spec.mean[0], spec.std[0])
     if spec.layout == "NHWC":
         batch = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
