@@ -18,7 +18,7 @@ from edgekit.errors import EdgekitError, cli_messages
 
 app = typer.Typer(
     name="edgekit",
-    help="Distill, compress, export, verify, benchmark and run vision models on edge devices.\n\n"
+    help="Distill, compress, export, verify, benchmark and run vision and sound models on edge devices.\n\n"
          "Every command defaults to the embedded digits dataset, so each one does real work with no "
          "arguments on a fresh machine.",
     no_args_is_help=True,
