@@ -4,6 +4,7 @@ sound, SpecAugment and mixup."""
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from edgekit.train.data.audio_transforms import spec_augment
@@ -37,7 +38,23 @@ def test_vit_at_non_square_input(tiny_config):
 
 def test_val_metrics_are_per_sound(audio_run):
     """Evaluation aggregates each sound's windows (the runtime's aggregation) before the metrics."""
+    from edgekit.train.data import ImageDataset, eval_transform, make_loader
+    from edgekit.train.losses import Supervised
     from edgekit.train.metrics import compute_metrics, per_sound
+    from edgekit.train.trained import load_trained
+    from edgekit.train.trainer import evaluate
+
+    trained = load_trained(audio_run.run_dir / "best.pt")
+    x, y = trained.images("val")
+    val = trained._data.val
+    with torch.no_grad():
+        logits = trained.model(torch.from_numpy(x))["words"].numpy()
+    by_sound = compute_metrics(trained.card.heads, *per_sound({"words": logits}, y, val.groups, "mean"))
+    loader = make_loader(ImageDataset(val, eval_transform(trained.card.input)), 8, None, 0)
+    got = evaluate(trained.model, Supervised(TaskLoss(trained.card.heads)), loader, trained.card,
+                   torch.device("cpu"), groups=val.groups)
+    assert len(np.unique(val.groups)) < len(val)  # sounds with several windows
+    assert got["words/lwlrap"] == pytest.approx(by_sound["words/lwlrap"], abs=1e-6)
 
     heads = audio_run.card.heads
     out = {"words": np.array([[3.0] + [0.0] * 9, [-3.0] + [0.0] * 9, [0.0] * 10], np.float32)}
