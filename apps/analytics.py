@@ -36,24 +36,54 @@ def age_band(age: float) -> str:
     return AGE_BANDS[0][2]  # negative regression output: the youngest band
 
 
+class Votes:
+    """A track's running vote per head, in bounded memory however long the face stays: per head the
+    frames it was predicted on, label counts (classification, multilabel labels on) or the sum and
+    count of possible values (regression) — never the per-frame predictions themselves."""
+
+    def __init__(self, heads: list[HeadSpec]) -> None:
+        self.heads = heads
+        self.frames = {h.name: 0 for h in heads}
+        self.labels: dict[str, Counter] = {h.name: Counter() for h in heads if h.kind != "regression"}
+        self.sums = {h.name: 0.0 for h in heads if h.kind == "regression"}
+        self.possible = {h.name: 0 for h in heads if h.kind == "regression"}
+
+    def add(self, pred: dict[str, Any]) -> None:
+        for head in self.heads:
+            p = pred.get(head.name)
+            if p is None:
+                continue
+            self.frames[head.name] += 1
+            if head.kind == "regression":
+                if plausible(head.name, p["value"]):
+                    self.sums[head.name] += float(p["value"])
+                    self.possible[head.name] += 1
+            elif head.kind == "classification":
+                self.labels[head.name][p["label"]] += 1
+            else:
+                self.labels[head.name].update(p["labels"])
+
+
 def visitor_record(track: Track, heads: list[HeadSpec], frame_dt: float) -> dict[str, Any]:
-    """The per-visitor row: times, detections and the vote of each head over the track's faces."""
+    """The per-visitor row: times, detections and the vote of each head over the track's faces
+    (``track.votes``, a :class:`Votes`)."""
     rec: dict[str, Any] = {"visitor": track.id, "first_s": round(track.first_time, 3),
                            "last_s": round(track.last_time, 3),
                            "dwell_s": round(track.last_time - track.first_time + frame_dt, 3),
                            "detections": track.hits}
+    votes = track.votes if track.votes is not None else Votes(heads)
     for head in heads:
-        values = [p[head.name] for p in track.predictions if head.name in p]
+        seen = votes.frames.get(head.name, 0)
         if head.kind == "regression":
-            possible = [float(v["value"]) for v in values if plausible(head.name, v["value"])]
-            rec[head.name] = round(float(np.mean(possible)), 2) if possible else None
+            n = votes.possible[head.name]
+            rec[head.name] = round(votes.sums[head.name] / n, 2) if n else None
             if head.name == "age":
-                rec["age_band"] = (age_band(rec["age"]) if possible else UNKNOWN) if values else None
+                rec["age_band"] = (age_band(rec["age"]) if n else UNKNOWN) if seen else None
         elif head.kind == "classification":
-            rec[head.name] = Counter(v["label"] for v in values).most_common(1)[0][0] if values else None
+            rec[head.name] = votes.labels[head.name].most_common(1)[0][0] if seen else None
         else:  # multilabel: labels on in at least half of the frames
-            counts = Counter(c for v in values for c in v["labels"])
-            rec[head.name] = "|".join(c for c in head.classes if counts[c] * 2 >= max(1, len(values)))
+            counts = votes.labels[head.name]
+            rec[head.name] = "|".join(c for c in head.classes if counts[c] * 2 >= max(1, seen))
     return rec
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.apps.timing import Durations
 from edgekit.errors import EdgekitError, option
 from edgekit.runtime.preprocess import IMAGE_SUFFIXES, InputError, read_image
 from edgekit.runtime.video import VIDEO_SUFFIXES, video_frames
@@ -180,13 +181,13 @@ def open_source(source: str | int | Path, open_tries: int = 3, reconnect_tries: 
 
 
 class Prefetch:
-    """Iterate ``frames`` in a background thread, ``depth`` frames ahead; ``decode_s`` holds the
+    """Iterate ``frames`` in a background thread, ``depth`` frames ahead; ``decode_s`` aggregates the
     time spent decoding each frame (it overlaps the consumer's work). Errors are re-raised here."""
 
     _END = object()
 
     def __init__(self, frames: Iterator[Frame], depth: int = 4) -> None:
-        self.decode_s: list[float] = []
+        self.decode_s = Durations()
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, args=(iter(frames),), daemon=True)
@@ -234,7 +235,7 @@ class Direct:
     """The same interface as :class:`Prefetch`, decoding in the caller's thread."""
 
     def __init__(self, frames: Iterator[Frame]) -> None:
-        self.decode_s: list[float] = []
+        self.decode_s = Durations()
         self._frames = frames
 
     def __iter__(self) -> Iterator[Frame]:
@@ -244,8 +245,8 @@ class Direct:
         pass
 
 
-def _timed(frames: Iterator[Frame], spent: list[float]) -> Iterator[Frame]:
-    """``frames``, appending to ``spent`` how long each frame took to produce (its decoding); the
+def _timed(frames: Iterator[Frame], spent: Durations) -> Iterator[Frame]:
+    """``frames``, adding to ``spent`` how long each frame took to produce (its decoding); the
     source is closed when this generator is."""
     it = iter(frames)
     try:
@@ -255,7 +256,7 @@ def _timed(frames: Iterator[Frame], spent: list[float]) -> Iterator[Frame]:
                 item = next(it)
             except StopIteration:
                 return
-            spent.append(time.perf_counter() - t0)
+            spent.add(time.perf_counter() - t0)
             yield item
     finally:
         if hasattr(it, "close"):

@@ -24,7 +24,7 @@ from typing import Any
 
 import cv2
 
-from edgekit.apps.analytics import panel_rows, totals, visitor_record, write_report
+from edgekit.apps.analytics import Votes, panel_rows, totals, visitor_record, write_report
 from edgekit.apps.capture import Frame, Source, open_source
 from edgekit.apps.faces import crop, make_detector
 from edgekit.apps.loop import loop_summary, run_frames, summary_line
@@ -51,6 +51,8 @@ def faces_notice(card: ModelCard) -> list[str] | None:
     domain = card.provenance.get("domain")
     if domain == "faces":
         return None
+    if domain is None and {h.name.lower() for h in card.heads} & set(FACE_HEADS):
+        return None  # an older card without a domain, whose heads say it is a face model
     return [f"model not trained on faces (domain: {domain or 'unknown'}):",
             "its outputs are not face attributes"]
 
@@ -173,7 +175,9 @@ class Kiosk:
         with self.clock("track"):
             tracks = tracker.update([f.box for f in found], time)
             for t, p in zip(tracks, preds, strict=True):
-                t.predictions.append(p)
+                if t.votes is None:
+                    t.votes = Votes(self.heads)
+                t.votes.add(p)
             visitors = sum(tracker.is_visitor(t) for t in tracker.finished + tracker.active)
             if visitors != self.visitors or self.processed % self.refresh == 0:
                 self.panel = panel_rows(totals(self.current_visitors(), self.heads), len(tracker.active))

@@ -76,7 +76,7 @@ def run_frames(source: Source, step: Callable[[Frame, float], None], clock: Stag
         written = writer.close() if writer is not None else None
         if window is not None:
             window.close()
-    clock.samples["decode"] = list(reader.decode_s)
+    clock.stages["decode"] = reader.decode_s
     return LoopResult(frames=frames, wall_s=wall, clock=clock, video=written, error=error, stopped_by_user=stopped,
                       size=size)
 

@@ -121,4 +121,19 @@ def plan_outputs(app: str, out: str | os.PathLike | None, log: str | os.PathLike
         raise OutputError(f"{option('out')} must be an .mp4 file, got {video}")
     log_path = Path(log) if log else (video.with_suffix(".jsonl") if video is not None and headless else None)
     summary = video.with_suffix(".summary.json") if video is not None else folder / "summary.json"
+    for path in (video, log_path, summary):  # before any frame is read: a run must not die at its end
+        if path is not None:
+            writable_folder(path)
     return video, log_path, summary
+
+
+def writable_folder(path: Path) -> None:
+    """Create ``path``'s folder, or an :class:`OutputError` naming why it cannot be written."""
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc} ({path.parent})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError(f"cannot write {path}: {path.parent} is not writable")

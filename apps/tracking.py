@@ -2,13 +2,14 @@
 
 Greedy matching of detections to live tracks by box overlap (IoU, highest first). A track becomes
 a visitor after ``min_hits`` detections (one-frame false positives are not visitors) and ends
-after ``max_missed`` processed frames without a match. Each track keeps the model's predictions
-for its face, for the per-visitor vote.
+after ``max_missed`` processed frames without a match. Each track carries its running vote
+(``votes``, set by the app) for the per-visitor record; ended tracks that never became visitors are
+dropped, so memory stays bounded on a run of any length.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 Box = tuple[int, int, int, int]  # x, y, w, h
@@ -31,7 +32,7 @@ class Track:
     last_time: float
     hits: int = 1
     missed: int = 0
-    predictions: list[dict[str, Any]] = field(default_factory=list)
+    votes: Any = None  # the app's running aggregate of this face's predictions (apps.analytics.Votes)
 
 
 class IoUTracker:
@@ -59,7 +60,7 @@ class IoUTracker:
         for ti, t in enumerate(self.active):
             if ti not in used:
                 t.missed += 1
-        self.finished += [t for t in self.active if t.missed > self.max_missed]
+        self.finished += [t for t in self.active if t.missed > self.max_missed and self.is_visitor(t)]
         self.active = [t for t in self.active if t.missed <= self.max_missed]
         for bi, b in enumerate(boxes):
             if bi not in track_of:

@@ -100,6 +100,9 @@ def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | 
         Path(fh.name).unlink(missing_ok=True)
     if result.get("fixed_batch") and result["fixed_batch"] != batch:
         result["note"] = f"file has a fixed batch of {result['fixed_batch']}: run as chunks"
+    if threads is not None and result.get("threads") not in (None, threads):
+        result["note"] = (result.get("note", "") + "; " if result.get("note") else "") + (
+            f"asked for {threads} threads, the backend reports {result['threads']}")
     precision = bench.precisions.get(backend, "fp32")
     if precision == "unknown" and isinstance(result.get("quant"), dict):  # a file without a card: what its graph says
         precision = "int8" if result["quant"]["integer"]["layers"] else "float"
@@ -118,6 +121,9 @@ def run_all(benches: list[Bench], backends: list[str], batches: list[int], devic
     """Measure every (model, backend, batch). ``dataset_of(bench)`` gives the accuracy images (``.npy``) and
     labels (``.json``) of the dataset named ``data`` for that model, or None when its heads do not match them;
     without both, accuracy is not measured."""
+    from edgekit.runtime.backends import check_threads
+
+    threads = check_threads(threads)  # every backend gets the same explicit count
     rows = []
     work = work or Path(tempfile.mkdtemp(prefix="edgekit-bench-"))
     for bench in benches:
@@ -190,7 +196,8 @@ def _line(r: dict[str, Any]) -> str:
     acc = ", ".join(f"{h} {v * 100:.2f}%" for h, v in (r.get("accuracy") or {}).items())
     from edgekit.benchmarks.report import cell
 
-    ran = f", load {r['load_ms']:.0f} ms + 1st run {r['first_run_ms']:.0f} ms" if "load_ms" in r else ""
+    ran = f", {r['threads']} threads" if r.get("threads") else ""
+    ran += f", load {r['load_ms']:.0f} ms + 1st run {r['first_run_ms']:.0f} ms" if "load_ms" in r else ""
     ran += f", {cell(r, 'residency')}" if r.get("residency") else ""
     ran += f", [red]fell back: {escape(r['fallback'])}[/]" if r.get("fallback") else ""
     return (f"  {what}: p50 {r['p50_ms']:.3f} ms (p99 {r['p99_ms']:.3f}, spread {r['spread_pct']:.0f}%), "

@@ -11,14 +11,15 @@ from typing import Any
 from edgekit.atomic import write_json, write_text
 
 COLUMNS = [("model", "model"), ("backend", "backend"), ("precision", "prec"), ("batch", "batch"),
-           ("params", "params (M)"), ("gflops", "GFLOPs"), ("size_mb", "size (MB)"), ("p50_ms", "p50 ms"),
+           ("threads", "threads"), ("params", "params (M)"), ("gflops", "GFLOPs"), ("size_mb", "size (MB)"),
+           ("p50_ms", "p50 ms"),
            ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("spread_pct", "spread %"), ("throughput_ips", "img/s"),
            ("peak_rss_mb", "peak RSS MB"), ("accuracy", "accuracy"), ("speedup_vs_teacher_torch", "x teacher"),
            ("compression_vs_teacher", "compression"), ("load_ms", "load ms"), ("first_run_ms", "1st run ms"),
            ("model_rss_mb", "model MB"), ("residency", "residency"), ("quant", "int8 layers")]
 FRONTEND = ("frontend_p50_ms", "frontend ms")  # sound models: the log-mel frontend per batch, beside the model
-MEASURED = ("frontend_p50_ms", "p50_ms", "p90_ms", "p99_ms", "spread_pct", "throughput_ips", "peak_rss_mb",
-            "accuracy", "load_ms", "first_run_ms", "model_rss_mb", "residency")
+MEASURED = ("threads", "frontend_p50_ms", "p50_ms", "p90_ms", "p99_ms", "spread_pct", "throughput_ips",
+            "peak_rss_mb", "accuracy", "load_ms", "first_run_ms", "model_rss_mb", "residency")
 
 
 def cell(row: dict[str, Any], key: str) -> str:
@@ -85,7 +86,7 @@ def write_reports(rows: list[dict[str, Any]], out: Path, notes: list[str], meta:
     errors += [f"- {r['model']} [{r['backend']} {r['precision']}] batch {r['batch']}: {r['note']}" for r in rows
                if r.get("note")]
     errors += ran_notes(rows)
-    md = ["# edgekit bench", "", _meta_line(meta), "", markdown_table(rows)]
+    md = ["# edgekit bench", "", _meta_line(meta), "", threads_line(rows) + ".", "", markdown_table(rows)]
     if notes or errors:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + errors + [""]
     md += ["Latency: median (p50), p90 and p99 of repeated calls after warm-up; spread is the interquartile "
@@ -170,6 +171,21 @@ def _meta_line(meta: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in meta.items())
 
 
+def threads_line(rows: list[dict[str, Any]]) -> str:
+    """What the rows say about threads, read from them: one count for every backend, or each backend's."""
+    seen: dict[str, set] = {}
+    for r in rows:
+        if r.get("threads") is not None:
+            seen.setdefault(r["backend"], set()).add((r["threads"], r.get("threads_from", "set")))
+    if not seen:
+        return "threads: not reported"
+    counts = {t for v in seen.values() for t, _ in v}
+    how = "; ".join(f"{b} {', '.join(f'{t} ({src})' for t, src in sorted(v))}" for b, v in seen.items())
+    if len(counts) == 1:
+        return f"every backend ran with {counts.pop()} threads ({how})"
+    return f"backends ran with different thread counts: {how}"
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of points no other point beats on both latency (lower) and accuracy (higher)."""
     front = []
@@ -223,8 +239,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
     from edgekit.console import console
 
-    keep = ("model", "backend", "precision", "batch", "params", "size_mb", "p50_ms", "frontend_p50_ms", "p99_ms",
-            "throughput_ips", "peak_rss_mb", "accuracy", "speedup_vs_teacher_torch", "load_ms",
+    keep = ("model", "backend", "precision", "batch", "threads", "params", "size_mb", "p50_ms", "frontend_p50_ms",
+            "p99_ms", "throughput_ips", "peak_rss_mb", "accuracy", "speedup_vs_teacher_torch", "load_ms",
             "residency")  # the rest: bench.md
     columns = [(k, t) for k, t in columns_for(rows) if k in keep]
     table = Table(title="edgekit bench")

@@ -50,6 +50,14 @@ def _peak_rss_mb() -> float | None:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
 
 
+def _tasks() -> int | None:
+    """Threads of this process (Linux: /proc/self/task), None elsewhere."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     from edgekit.benchmarks.stats import latency_stats, time_calls
     from edgekit.runtime import load
@@ -62,6 +70,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         import edgekit.train.torch_backend  # noqa: F401 - registers the .pt backend
     _import_backend(path)  # the baseline below is an empty process with the backend's library loaded
     rss_before = _status_mb("VmRSS")
+    tasks_before = _tasks()
     t0 = time.perf_counter()
     if spec.get("raw"):  # no card and no image input: the session itself, on synthesized inputs
         model, backend = None, open_backend(Path(path), device=device, threads=spec.get("threads"))
@@ -70,6 +79,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         backend = model.backend
     result["load_ms"] = (time.perf_counter() - t0) * 1e3
     result["device"] = backend.device
+    result["threads"], result["threads_from"] = backend.threads, backend.threads_from
     data = None
     if model is None:
         call, feed, result["fixed_batch"], result["assumed"] = _raw_call(backend, batch, spec.get("assume") or {},
@@ -100,6 +110,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     call()
     result["first_run_ms"] = (time.perf_counter() - t0) * 1e3
     rss_loaded = _status_mb("VmRSS")
+    if tasks_before is not None:  # what the library really started: a pool of N threads adds N - 1 workers
+        result["os_threads_started"] = _tasks() - tasks_before
     samples = time_calls(call, min_runs=spec.get("min_runs", 50), min_seconds=spec.get("min_seconds", 1.0),
                          warmup=spec.get("warmup", 10))
     result.update(latency_stats(samples))

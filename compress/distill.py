@@ -33,7 +33,7 @@ from edgekit.atomic import write_json, write_with
 from edgekit.card import HeadSpec
 from edgekit.config import RunConfig
 from edgekit.console import progress, say
-from edgekit.errors import ConfigError, option
+from edgekit.errors import ConfigError, either, option
 from edgekit.runs import finished
 from edgekit.train.data import ImageDataset, Split, make_loader, view_seed
 from edgekit.train.device import resolve_device
@@ -210,6 +210,8 @@ def distill(cfg: RunConfig, *, resume: bool = False, verbose: bool = True,
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     s = prepare(cfg)
+    if d.unlabeled:
+        add_unlabeled(s, cfg)
     device = resolve_device(cfg.train.device)
 
     weights = d.teacher_weights
@@ -277,10 +279,51 @@ def distill(cfg: RunConfig, *, resume: bool = False, verbose: bool = True,
     return report
 
 
+def add_unlabeled(s, cfg: RunConfig) -> None:
+    """Give the student images it sees through the teacher only (``distill.unlabeled``): the training images
+    outside ``data.fraction`` (``rest``) or a folder of images, with no labels, so the task loss stays on the
+    labelled share while the feature and response losses see every image. The card records both counts."""
+    from edgekit.train.data import load_data
+    from edgekit.train.data.split import concat_splits, missing_targets
+
+    d, labelled = cfg.distill, s.data.train
+    if d.unlabeled == "rest":
+        if cfg.data.fraction is None or cfg.data.fraction >= 1.0:
+            raise ConfigError(f"{option('unlabeled', 'rest')} is the training images outside the labelled share: "
+                              f"set data.fraction below 1 ({either('--set data.fraction=0.1', 'data.fraction=0.1')})")
+        full = load_data(cfg.data.model_copy(update={"fraction": None}), cfg.model.heads).train
+        have = set(labelled.names)
+        rest = full.subset(np.asarray([i for i, n in enumerate(full.names) if n not in have], dtype=np.int64))
+    else:
+        if s.data.frames or s.data.kind == "audio":
+            raise ConfigError(f"{option('unlabeled')}: a folder of unlabelled images is for image models, not "
+                              f"{'clips' if s.data.frames else 'sound'} (use 'rest' with data.fraction)")
+        rest = unlabeled_folder(Path(d.unlabeled), cfg.data.skip_bad)
+    rest.targets = missing_targets(rest, s.data.heads)
+    s.data.train = concat_splits(labelled, rest)
+    s.card.provenance.update(train_samples=len(labelled), unlabeled_samples=len(rest),
+                             unlabeled=d.unlabeled)
+
+
+def unlabeled_folder(folder: Path, skip_bad: bool = False) -> Split:
+    """Every image under ``folder`` (recursively, hidden entries left out), checked up front like labelled ones."""
+    from edgekit.train.data.labels import IMAGE_EXTENSIONS, file_split, verify_images
+
+    if not folder.is_dir():
+        raise ConfigError(f"{option('unlabeled')}: {folder} is not a folder (give 'rest' or a folder of images)")
+    paths = sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not paths:
+        raise ConfigError(f"{option('unlabeled')}: {folder} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+    paths, _ = verify_images(paths, [], skip_bad, [])
+    return file_split(paths, {})
+
+
 def baseline_config(cfg: RunConfig) -> RunConfig:
     """The same student, data, epochs and seed, trained by ``edgekit train`` without a teacher."""
     base = cfg.model_copy(deep=True)
-    base.stage, base.distill, base.name = "train", None, f"{cfg.name}-nokd"
+    base.stage, base.distill = "train", None
+    base.name = f"{cfg.name.removesuffix('-unl')}-nokd"  # KD with unlabelled images shares the labelled baseline
     return base
 
 

@@ -94,17 +94,19 @@ def seed_configs(cfg: RunConfig, seeds: int) -> list[RunConfig]:
 
 
 def kd_over_seeds(cfg: RunConfig, seeds: int = 3, fraction: float | None = None, verbose: bool = True,
-                  reuse: bool = True) -> dict[str, Any] | None:
+                  reuse: bool = True, unlabeled: str | None = None) -> dict[str, Any] | None:
     """Distill with a no-KD baseline for ``seeds`` seeds; the comparison, also written to ``seeds.json``.
 
     ``fraction``, when given, sets ``data.fraction`` (the labelled share the students see; the
     teacher it trains still sees the full split) and tags the run name with ``-f<fraction>`` so
     it does not overwrite a full-data run; ``None`` keeps ``cfg.data.fraction``. ``reuse``: a seed
     whose distillation and baseline already finished with the same config is read back, not
-    retrained. Returns the dict of :func:`aggregate_seeds` plus the monitor, the teacher, the
-    per-seed runs and timings (``None`` on DDP ranks other than 0).
+    retrained. ``unlabeled`` (``"rest"`` or a folder, see ``distill.unlabeled``) adds a third arm per seed:
+    KD whose student also sees those images through the teacher, compared with the same no-KD baseline
+    (``result["with_unlabeled"]``). Returns the dict of :func:`aggregate_seeds` plus the monitor, the
+    teacher, the per-seed runs and timings (``None`` on DDP ranks other than 0).
     """
-    from edgekit.compress.distill import baseline_config, distill, ensure_teacher
+    from edgekit.compress.distill import ensure_teacher
     from edgekit.train.metrics import monitor_key
     from edgekit.train.supervised import default_name
 
@@ -127,22 +129,21 @@ def kd_over_seeds(cfg: RunConfig, seeds: int = 3, fraction: float | None = None,
         cfg.distill.teacher_weights = str(ensure_teacher(cfg, verbose=verbose) / "best.pt")
     runs: list[dict[str, Any]] = []
     main = True
+    extra: list[dict[str, Any]] = []
     for i, c in enumerate(seed_configs(cfg, seeds)):
         if verbose:
             say(f"\n[bold]seed {c.train.seed}[/] ({i + 1}/{seeds}): KD and no-KD -> {c.run_dir}")
-        summary = c.run_dir / "distill.json"
-        if reuse and finished(c) and finished(baseline_config(c)) and summary.is_file():
-            d = json.loads(summary.read_text())
-            if d.get("baseline") is not None:
-                if verbose:
-                    say(f"reusing the finished seed {c.train.seed} in {c.run_dir}")
-                runs.append({**d, "reused": True})
-                continue
-        report = distill(c, verbose=verbose)
-        if report is None:  # a DDP rank other than 0 trains along but reports nothing
+        run = _seed_run(c, reuse, verbose, needs_baseline=True)
+        if run is None:  # a DDP rank other than 0 trains along but reports nothing
             main = False
             continue
-        runs.append({**report.to_dict(), "reused": False})
+        runs.append(run)
+        if unlabeled:
+            u = c.model_copy(deep=True)
+            u.name, u.distill.unlabeled, u.distill.baseline = f"{c.name}-unl", unlabeled, False
+            if verbose:
+                say(f"[bold]seed {c.train.seed}[/]: KD with the unlabelled images ({unlabeled}) -> {u.run_dir}")
+            extra.append(_seed_run(u, reuse, verbose, needs_baseline=False))
     if not main:
         return None
     key = runs[0]["monitor"]
@@ -158,15 +159,43 @@ def kd_over_seeds(cfg: RunConfig, seeds: int = 3, fraction: float | None = None,
         "runs": [{"seed": cfg.train.seed + i, "kd": r["student"]["run_dir"], "no_kd": r["baseline"]["run_dir"],
                   "reused": r["reused"]} for i, r in enumerate(runs)],
         "run_dir": str(cfg.run_dir), "seconds": time.perf_counter() - t0})
+    if unlabeled:
+        arm = aggregate_seeds([r["student"]["val"][key] for r in extra], [r["baseline"]["val"][key] for r in runs],
+                              mode)
+        arm.update(unlabeled=unlabeled, unlabeled_samples=_card_value(extra[0], "unlabeled_samples"),
+                   runs=[{"seed": cfg.train.seed + i, "kd": r["student"]["run_dir"], "reused": r["reused"]}
+                         for i, r in enumerate(extra)])
+        result["with_unlabeled"] = arm
+        result["seconds"] = time.perf_counter() - t0
     write_json(cfg.run_dir / "seeds.json", result)
     return result
 
 
+def _seed_run(c: RunConfig, reuse: bool, verbose: bool, needs_baseline: bool) -> dict[str, Any] | None:
+    """One seed's distillation (and its baseline): read back when it already finished with this config."""
+    from edgekit.compress.distill import baseline_config, distill
+
+    summary = c.run_dir / "distill.json"
+    if reuse and finished(c) and summary.is_file() and (not needs_baseline or finished(baseline_config(c))):
+        d = json.loads(summary.read_text())
+        if d.get("baseline") is not None or not needs_baseline:
+            if verbose:
+                say(f"reusing the finished seed {c.train.seed} in {c.run_dir}")
+            return {**d, "reused": True}
+    report = distill(c, verbose=verbose)
+    return None if report is None else {**report.to_dict(), "reused": False}
+
+
 def _train_samples(run: dict[str, Any]) -> int | None:
-    """The student's training-set size, from its model card."""
+    """The student's labelled training-set size, from its model card."""
+    return _card_value(run, "train_samples")
+
+
+def _card_value(run: dict[str, Any], key: str) -> Any:
+    """A provenance entry of a seed run's student card (None when it cannot be read)."""
     try:
         card = json.loads((Path(run["student"]["run_dir"]) / "card.json").read_text())
-        return card["provenance"].get("train_samples")
+        return card["provenance"].get(key)
     except (OSError, KeyError, json.JSONDecodeError):
         return None
 
@@ -190,12 +219,23 @@ def print_seeds(result: dict[str, Any]) -> None:
         std = "n/a" if arm["std"] is None else f"{arm['std']:.4f}"
         table.add_row(name, *(f"{v:.4f}" for v in arm["values"]), f"{arm['mean']:.4f} ± {std}")
     table.add_row("KD better by", *(_delta(v, mode) for v in result["differences"]), _delta(result["gain"], mode))
+    arm = result.get("with_unlabeled")
+    if arm:
+        std = "n/a" if arm["kd"]["std"] is None else f"{arm['kd']['std']:.4f}"
+        table.add_row(f"KD + {arm['unlabeled_samples'] or '?'} unlabelled", *(f"{v:.4f}" for v in arm["kd"]["values"]),
+                      f"{arm['kd']['mean']:.4f} ± {std}")
+        table.add_row("  better than no KD by", *(_delta(v, mode) for v in arm["differences"]),
+                      _delta(arm["gain"], mode))
     say(table)
     teacher = result["teacher"]["val"]
     say(f"teacher val {key}: {'-' if teacher is None else f'{teacher:.4f}'}")
     spread = "n/a" if result["spread"] is None else _delta(result["spread"], mode, sign=False)
     say(f"gain {_delta(result['gain'], mode)}, spread {spread}: exceeds the spread = {result['exceeds_spread']} "
         f"({result['verdict']}). Rule: {result['rule']}.")
+    if arm:
+        spread = "n/a" if arm["spread"] is None else _delta(arm["spread"], mode, sign=False)
+        say(f"with the unlabelled images: gain {_delta(arm['gain'], mode)}, spread {spread}: exceeds the spread = "
+            f"{arm['exceeds_spread']} ({arm['verdict']}).")
     say(f"time {result['seconds']:.0f}s  ->  {result['run_dir']}/seeds.json")
 
 

@@ -7,6 +7,7 @@ becomes a one-line ``error: ...`` on stderr and exit code 2.
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -56,6 +57,9 @@ Frames = Annotated[int | None, typer.Option(help="Clips: frames per clip (defaul
 Temporal = Annotated[str | None, typer.Option(help="Clips: how frames are pooled: mean, attention or transformer.")]
 Cross = Annotated[bool, typer.Option("--cross-attention",
                                      help="Clips with two heads (verb, noun): cross-task attention.")]
+Domain = Annotated[str | None, typer.Option(
+    help="What the images show, written in the card, e.g. 'faces' (default: inferred: FER2013/UTKFace data or "
+         "age/gender/emotion heads mean faces). The kiosk warns about models not trained on faces.")]
 Ckpt = Annotated[Path, typer.Argument(help="edgekit checkpoint (.pt).")]
 Target = Annotated[str, typer.Option(
     help="onnx, tflite, coreml, executorch, all (every installed one), or a comma list.")]
@@ -88,7 +92,7 @@ def _overrides(**kw) -> dict:
             "teacher_logits": "distill.teacher_logits", "teacher_epochs": "distill.teacher_epochs",
             "alpha": "distill.alpha", "beta": "distill.beta", "gamma": "distill.gamma",
             "temperature": "distill.temperature", "feature_loss": "distill.feature_loss", "views": "distill.views",
-            "frames": "data.frames", "temporal": "model.temporal"}
+            "frames": "data.frames", "temporal": "model.temporal", "domain": "data.domain"}
     out = {keys[k]: v for k, v in kw.items() if k in keys and v is not None}
     if kw.get("skip_bad"):
         out["data.skip_bad"] = True
@@ -117,8 +121,8 @@ def train(config: Config = None, data: Data = None, val: Val = None, model: Mode
           imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
           device: Device = None, seed: Seed = None, name: Name = None, out: Out = None, workers: Workers = None,
           skip_bad: SkipBad = False, no_augment: NoAug = False, resume: Resume = None, set_: Sets = None,
-          quiet: Quiet = False, frames: Frames = None, temporal: Temporal = None, cross_attention: Cross = False
-          ) -> None:
+          quiet: Quiet = False, frames: Frames = None, temporal: Temporal = None, cross_attention: Cross = False,
+          domain: Domain = None) -> None:
     """Train a model on labels. Writes runs/train/NAME/ (best.pt, last.pt, history.json, card.json)."""
     from edgekit.config import load_config
     from edgekit.train.supervised import resume_config
@@ -139,12 +143,16 @@ def train(config: Config = None, data: Data = None, val: Val = None, model: Mode
              "  edgekit distill --teacher open_clip:ViT-B-32 --teacher-weights open_clip_model.safetensors "
              "--model mobilevit_xxs --alpha 0.5 --beta 1 --gamma 1 --temperature 3\n\n"
              "  edgekit distill --seeds 3 --set data.fraction=0.1   # KD vs no KD over seeds 0-2: mean ± std, "
-             "gain; students see a stratified 10% of the labels, the teacher edgekit trains sees all of them")
+             "gain; students see a stratified 10% of the labels, the teacher edgekit trains sees all of them\n\n"
+             "  edgekit distill --seeds 3 --set data.fraction=0.1 --unlabeled rest   # + KD on the other 90% of the "
+             "images, unlabelled\n\n"
+             "  edgekit distill --data ~/pets --unlabeled ~/pets-unsorted/   # a folder of images nobody labelled")
 def distill(config: Config = None, data: Data = None, val: Val = None, model: Model = None, heads: Heads = None,
             imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
             device: Device = None, seed: Seed = None, name: Name = None, out: Out = None, workers: Workers = None,
             skip_bad: SkipBad = False, no_augment: NoAug = False, resume: Resume = None, set_: Sets = None,
             quiet: Quiet = False, frames: Frames = None, temporal: Temporal = None, cross_attention: Cross = False,
+            domain: Domain = None,
             teacher: Annotated[str | None, typer.Option(
                 help="timm:<name> or open_clip:<arch>[:<pretrained tag>] (default timm:resnet18).")] = None,
             teacher_weights: Annotated[str | None, typer.Option(
@@ -163,7 +171,11 @@ def distill(config: Config = None, data: Data = None, val: Val = None, model: Mo
                 help="Also train the student without KD (same epochs and seed) and compare.")] = True,
             seeds: Annotated[int, typer.Option(
                 min=1, help="Run KD and the no-KD baseline for seeds SEED..SEED+N-1 and report mean ± std of each, "
-                            "the gain and whether it exceeds the spread (seeds.json in the run folder).")] = 1
+                            "the gain and whether it exceeds the spread (seeds.json in the run folder).")] = 1,
+            unlabeled: Annotated[str | None, typer.Option(
+                help="Images the student learns from through the teacher only (its label loss stays on the "
+                     "labelled ones): 'rest' (the training images outside --set data.fraction=F) or a folder of "
+                     "unlabelled images. The no-KD baseline never sees them. With --seeds: a third arm.")] = None
             ) -> None:
     """Distill a frozen teacher into a small student: L = a*L_feat + b*L_resp + g*L_task."""
     from edgekit.compress.distill import distill as run_distill
@@ -183,11 +195,13 @@ def distill(config: Config = None, data: Data = None, val: Val = None, model: Mo
     if seeds > 1:
         from edgekit.compress.kd_seeds import kd_over_seeds, print_seeds
 
-        result = kd_over_seeds(cfg, seeds, None, verbose=not quiet, reuse=False)
+        result = kd_over_seeds(cfg, seeds, None, verbose=not quiet, reuse=False, unlabeled=unlabeled)
         if result is not None:  # None on DDP ranks other than 0
             print_seeds(result)
             typer.echo(f"{result['run_dir']}/seeds.json")
         return
+    if unlabeled is not None:
+        cfg.distill.unlabeled = unlabeled if unlabeled == "rest" else str(Path(unlabeled).resolve())
     report = run_distill(cfg, resume=resume is not None, verbose=not quiet)
     if report is not None:  # None on DDP ranks other than 0
         print_report(report)
@@ -395,10 +409,12 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
           device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
           batch: Annotated[str, typer.Option(help="Batch sizes, comma separated.")] = "1,8,32",
           imgsz: Annotated[int | None, typer.Option(help="Input size (default: each model's own).")] = None,
-          data: Annotated[str, typer.Option(help="Accuracy dataset ('digits', a folder, a CSV) or 'none'.")]
-          = "digits",
+          data: Annotated[str, typer.Option(
+              help="Accuracy dataset: 'auto' (each model's own validation data, as its card names it), 'digits', "
+                   "a folder, a CSV, or 'none'.")] = "auto",
           teacher: Annotated[str | None, typer.Option(help="Reference model: ratios are against it.")] = None,
-          threads: Annotated[int | None, typer.Option(help="CPU threads per backend (default: all).")] = None,
+          threads: Annotated[int | None, typer.Option(
+              help="CPU threads, the same for every backend (default: this machine's usable cores).")] = None,
           seconds: Annotated[float, typer.Option(help="Minimum timed seconds per measurement.")] = 1.0,
           out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/bench/latest"),
           quiet: Quiet = False,
@@ -430,7 +446,9 @@ def check(model: Annotated[Path, typer.Argument(help="Model file: .onnx, .tflite
           min_accuracy: Annotated[float | None, typer.Option(
               help="Gate: top-1 accuracy in percent on --data's val split, through the runtime.")] = None,
           max_size_mb: Annotated[float | None, typer.Option(help="Gate: file size in MB.")] = None,
-          data: Annotated[str, typer.Option(help="Accuracy dataset ('digits', a folder, a CSV).")] = "digits",
+          data: Annotated[str, typer.Option(
+              help="Accuracy dataset: 'auto' (the model's own validation data, as its card names it), 'digits', "
+                   "a folder or a CSV.")] = "auto",
           threads: Annotated[int | None, typer.Option(help="CPU threads of the backend (default: all).")] = None,
           parity: Annotated[bool, typer.Option(
               "--parity", help="Gate: the golden inputs inside the file's card, run here, must match PyTorch's "
@@ -637,6 +655,9 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
         raise typer.Exit()
 
 
+_USER_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)  # the disk or folder the user gave
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app, turning edgekit errors into one line and exit code 2."""
     quiet_native_logs()
@@ -645,6 +666,12 @@ def main(argv: list[str] | None = None) -> int:
             app(args=argv)  # standalone: usage errors print themselves and exit 2
     except EdgekitError as exc:
         typer.echo(f"error: {exc}", err=True)
+        return 2
+    except OSError as exc:
+        if exc.filename is None and exc.errno not in _USER_ERRNOS:
+            raise  # not about a file the user named or the disk they gave: a bug, keep the traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
         return 2
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

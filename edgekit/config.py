@@ -70,6 +70,9 @@ class DataConfig(_Strict):
     frames: int = Field(8, ge=1, le=64)  # clip sources: frames per clip
     sampling: Literal["uniform", "random"] = "uniform"  # clip frames: segment centres, or random in training
     workers: int = Field(0, ge=0)
+    # what the images show, for apps that care (the kiosk warns about a model not trained on faces): "faces",
+    # or None to infer it (FER2013/UTKFace sources, or face heads: age, gender, emotion)
+    domain: str | None = None
     mean: tuple[float, float, float] | None = None  # default: the backbone's data config
     std: tuple[float, float, float] | None = None
     crop_pct: float | None = None
@@ -132,6 +135,9 @@ class DistillConfig(_Strict):
     views: int = Field(4, ge=1)  # fixed augmentation views per sample whose teacher outputs are cached
     prompt: str = "a photo of the number {}."  # CLIP zero-shot prompt template
     baseline: bool = True  # also train the student without KD, same budget, for comparison
+    # Images the student sees through the teacher only (its task loss stays on the labelled ones): "rest" = the
+    # training images outside data.fraction, or a folder of unlabelled images. The no-KD baseline never sees them.
+    unlabeled: str | None = None
 
 
 class RunConfig(_Strict):
@@ -221,6 +227,14 @@ def resolve_source(source: str) -> str:
     return source
 
 
+def missing_paths(source: str) -> list[str]:
+    """The paths a ``data.source`` names that do not exist here (empty for embedded names)."""
+    if source in EMBEDDED_SOURCES or Path(source).exists():
+        return []
+    parts = [p.strip() for p in source.split("+")] if "+" in source else [source]
+    return [p for p in parts if p not in EMBEDDED_SOURCES and not Path(p).exists()]
+
+
 def _resolve_paths(cfg: RunConfig) -> None:
     """Make the config's file paths absolute (see :func:`resolve_source`)."""
     cfg.data.source = resolve_source(cfg.data.source)
@@ -230,6 +244,8 @@ def _resolve_paths(cfg: RunConfig) -> None:
         cfg.model.weights = resolve_source(cfg.model.weights)
     if cfg.distill is not None and cfg.distill.teacher_weights:
         cfg.distill.teacher_weights = resolve_source(cfg.distill.teacher_weights)
+    if cfg.distill is not None and cfg.distill.unlabeled not in (None, "rest"):
+        cfg.distill.unlabeled = resolve_source(cfg.distill.unlabeled)
 
 
 def _assign(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -111,7 +111,11 @@ def _save_atomically(model, path: Path) -> Path:
     """An .mlpackage is a folder: build it beside the target, then swap it in."""
     tmp = path.with_name(f".tmp-{path.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save(str(tmp))
+    try:
+        model.save(str(tmp))
+    except BaseException:  # a full disk, an interrupt: no half-written package stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = path.with_name(f".old-{path.name}")
     if path.exists():
         path.rename(old)

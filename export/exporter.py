@@ -25,7 +25,7 @@ from edgekit import __version__, formats
 from edgekit.atomic import write_json
 from edgekit.card import ModelCard
 from edgekit.console import say
-from edgekit.errors import ConfigError, EdgekitError, either, first_line
+from edgekit.errors import ConfigError, EdgekitError, either, first_line, option
 from edgekit.train.models import fix_position_embeddings, module_path
 from edgekit.train.trained import Trained, load_trained
 
@@ -159,7 +159,12 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
             say(f"[yellow]note[/]: {trained.card.arch} is in its training form; `edgekit reparam {trained.path}` "
                 "first gives a smaller, faster file with the same outputs")
     out = Path(out_dir) if out_dir else default_out_dir(trained.card)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{option('out_dir', flag='--out')}: {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
     base = trained.card.derive(source=str(trained.path), edgekit=__version__, precision="fp32",
                                exported=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     if verify:
@@ -180,6 +185,12 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         t0 = time.perf_counter()
         if verbose:
             say(f"export {fmt} {precision} -> {out / name}")
+        short = _short_of_space(out, need)
+        if short:  # a converter that runs out of disk can abort the whole process (LiteRT's LLVM): refuse first
+            failures.append(_failure(name, fmt, precision, short))
+            if verbose:
+                say(f"  [red]{name} failed[/]: {short}")
+            return None
         try:
             path = fn(base.derive(precision=precision), out / name)
         except Exception as exc:  # noqa: BLE001 - converters raise anything; each file fails alone
@@ -190,6 +201,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         artifacts.append(Artifact(path, fmt, precision, time.perf_counter() - t0))
         return path
 
+    need = space_needed(trained.model)
     job = ExportJob(module=module, sample=sample, calib=calib, calib_method=calib_method,
                     skip=[module_path(trained.model, s) for s in skip_layers], dynamic_batch=dynamic_batch)
     for target in targets:  # the format table says which precisions each target has
@@ -213,6 +225,21 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
     if strict:
         report.raise_for_failures()
     return report
+
+
+def space_needed(model: torch.nn.Module) -> int:
+    """Bytes a conversion may write at once: the FP32 weights three times over (the file, a converter's
+    intermediate copy, the re-packed file with its card) plus 16 MB for the rest."""
+    return 3 * 4 * sum(p.numel() for p in model.parameters()) + 16 * 2**20
+
+
+def _short_of_space(folder: Path, need: int) -> str | None:
+    """Why there is not room for a file in ``folder`` (None: there is)."""
+    free = shutil.disk_usage(folder).free
+    if free >= need:
+        return None
+    return (f"not enough free disk space in {folder}: {free / 2**20:.1f} MB free, a conversion of this model "
+            f"needs about {need / 2**20:.0f} MB (nothing was written)")
 
 
 def _failure(name: str, fmt: str, precision: str, reason: str, seconds: float = 0.0) -> dict[str, Any]:
@@ -245,6 +272,9 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
             for h, v in trained.model(torch.from_numpy(x[i: i + 128])).items():
                 ref_t[h].append(v.float().numpy())
         reference = {h: np.concatenate(v) for h, v in ref_t.items()}
+    from edgekit.export.end_to_end import check_file, raw_sample
+
+    raw = raw_sample(trained, report.out_dir / ".raw-val")
     entries = []
     for art in report.artifacts:
         try:
@@ -252,10 +282,17 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
         except Exception as exc:  # noqa: BLE001 - the runtime cannot run this file: a failed check
             entry = {"file": art.path.name, "format": art.format, "precision": art.precision, "passed": False,
                      "error": f"verification failed: {_reason(exc)}"}
+        if "heads" in entry:  # raw files through the runtime's own preprocessing (not gated: a skew shows)
+            try:
+                entry["end_to_end"] = (check_file(art.path, *raw) if raw else
+                                       {"skipped": "clip model: frames are chosen per clip, not per file"})
+            except Exception as exc:  # noqa: BLE001 - reported, like the rest of this entry
+                entry["end_to_end"] = {"error": _reason(exc)}
         entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes)
         entries.append(entry)
         if verbose:
             say(_describe(entry))
+    shutil.rmtree(report.out_dir / ".raw-val", ignore_errors=True)
     report.parity = entries
     for art, e in zip(report.artifacts, entries, strict=True):
         e["kept"] = bool(keep_failed and not e["passed"])

@@ -33,13 +33,15 @@ def export_tflite(module: torch.nn.Module, card: ModelCard, path: str | Path, sa
     """
     import litert_torch
 
-    with _quiet():
-        edge = litert_torch.convert(module.eval() if quant_config is None else module, (sample,),
-                                    quant_config=quant_config)
-        tmp = Path(path).with_name(f".{Path(path).name}.convert")
-        edge.export(str(tmp))
-    data = tmp.read_bytes()
-    tmp.unlink()
+    tmp = Path(path).with_name(f".{Path(path).name}.convert")
+    try:
+        with _quiet():
+            edge = litert_torch.convert(module.eval() if quant_config is None else module, (sample,),
+                                        quant_config=quant_config)
+            edge.export(str(tmp))
+        data = tmp.read_bytes()
+    finally:  # every path, a failed conversion included, removes the converter's file
+        tmp.unlink(missing_ok=True)
     card.input.layout = "NHWC"
     card.provenance.update(format="tflite", batch=int(sample.shape[0]))
     return write_tflite(data, card, path)

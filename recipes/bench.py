@@ -171,13 +171,33 @@ def random_checkpoint(arch: str, out: Path, imgsz: int, data: str) -> tuple[Path
     return path, notes
 
 
+AUTO = "auto"  # --data default: each model's own validation data (its card names it), else no accuracy
+
+
+def own_data(card: ModelCard) -> str | None:
+    """The dataset a model's card says it was trained on, when it is here (an embedded name, or paths that
+    exist); None otherwise."""
+    from edgekit.config import EMBEDDED_SOURCES
+
+    source = card.provenance.get("data")
+    if not isinstance(source, str) or not source:
+        return None
+    if source in EMBEDDED_SOURCES:
+        return source
+    parts = [source] if Path(source).exists() else source.split("+")
+    return source if all(Path(p).exists() for p in parts) else None
+
+
 def dataset_files(card: ModelCard, data: str, work: Path, limit: int | None = None) -> tuple[list[str], dict] | None:
-    """Image files and labels ({head: [class name]}) of ``data``'s val split for this model's heads."""
+    """Image files and labels ({head: [class name]}) of ``data``'s val split for this model's heads. When
+    ``data`` is the model's own dataset, the val split is the one it was trained with (its card records
+    how it was split)."""
     from edgekit.config import DataConfig, HeadConfig
     from edgekit.train.data import load_data
 
     heads = [HeadConfig(name=h.name, kind=h.kind) for h in card.heads]
-    cfg = DataConfig(source=data, imgsz=card.input.size[0])
+    split_cfg = card.provenance.get("data_split") if data == card.provenance.get("data") else None
+    cfg = DataConfig(source=data, imgsz=card.input.size[0], **(split_cfg or {}))
     try:
         bundle = load_data(cfg, [] if data == "digits" else heads)
     except EdgekitError:
@@ -189,17 +209,17 @@ def dataset_files(card: ModelCard, data: str, work: Path, limit: int | None = No
         return None
     split = bundle.val
     n = len(split) if limit is None else min(limit, len(split))
-    if bundle.kind == "digits":  # rendered in memory: write them once per input size
-        folder = work / "data" / f"digits-{card.input.size[0]}"
+    files = []
+    folder = work / "data" / f"{Path(data).name or 'data'}-{card.input.size[0]}"
+    for i in range(n):  # images that live in memory (the digits, FER2013's pixels): written once as PNG
+        if Path(split.names[i]).is_file():
+            files.append(split.names[i])
+            continue
         folder.mkdir(parents=True, exist_ok=True)
-        files = []
-        for i in range(n):
-            f = folder / f"{i:04d}.png"
-            if not f.exists():
-                split.load(i).save(f)
-            files.append(str(f))
-    else:
-        files = split.names[:n]
+        f = folder / f"{i:05d}.png"
+        if not f.exists():
+            split.load(i).save(f)
+        files.append(str(f))
     spec = {h.name: h for h in bundle.heads}
     labels = {mine: [spec[theirs].classes[int(t)] for t in split.targets[theirs][:n]] for mine, theirs in pairs.items()}
     return files, labels
@@ -247,7 +267,7 @@ def _load_images(files: list[str], work: Path, card: ModelCard) -> Path:
 
 
 def bench(models: list[str], backends: list[str], batches: list[int], device: str = "auto", imgsz: int | None = None,
-          data: str | None = "digits", out: Path = Path("runs/bench/latest"), teacher: str | None = None,
+          data: str | None = AUTO, out: Path = Path("runs/bench/latest"), teacher: str | None = None,
           threads: int | None = None, min_seconds: float = 1.0, verbose: bool = True,
           assume: dict[str, Any] | None = None) -> tuple[list[dict], dict]:
     """Prepare every model, measure every (model, backend, batch), write the reports. ``assume``: what the user
@@ -266,7 +286,8 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
         if verbose:
             say(f"preparing {model}")
         try:
-            benches.append(prepare(model, backends, work, imgsz, data or "digits", role, assume))
+            benches.append(prepare(model, backends, work, imgsz, "digits" if data in (None, AUTO) else data, role,
+                                   assume))
         except Exception as exc:  # noqa: BLE001 - one bad model must not stop the others: its rows say why
             reason = failure_reason(exc)
             if verbose:
@@ -292,13 +313,24 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
             raise ConfigError("no single image input, so no images to classify")
         if b.assume is not None and not b.card.provenance.get("labels"):
             raise ConfigError(f"no card and no class names (give {option('labels')})")
-        return prepare_dataset(b.card, data, work)
+        source = own_data(b.card) if data == AUTO else data
+        if source is None:
+            raise ConfigError(f"its card names no dataset found here ({b.card.provenance.get('data') or 'none'}); "
+                              f"give one with {option('data')}")
+        found = prepare_dataset(b.card, source, work)
+        if found is None:
+            raise ConfigError(f"its heads do not match the labels of '{source}'")
+        return found
 
+    from edgekit.runtime.backends import check_threads
+
+    threads = check_threads(threads)  # explicit for every backend: the machine's usable cores by default
     rows = run_all(benches, backends, batches, device, threads, data, work, min_seconds, verbose,
                    dataset_of=dataset_of)
     notes += [n for b in benches for n in b.notes if n not in notes]  # what measuring added (accuracy n/a...)
     meta = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, {platform.system()}",
-            "device": device, "threads": threads or "default", "batches": batches, "data": data or "none"}
+            "device": device, "threads": threads, "batches": batches,
+            "data": "each model's own validation data (its card)" if data == AUTO else (data or "none")}
     paths = write_reports(rows, out, notes, meta)
     from edgekit.recipes.deployment import write_cards
 

@@ -16,7 +16,7 @@ from edgekit.errors import ConfigError, option
 
 
 def check(path: str | Path, max_latency_ms: float | None = None, min_accuracy: float | None = None,
-          max_size_mb: float | None = None, data: str = "digits", threads: int | None = None,
+          max_size_mb: float | None = None, data: str = "auto", threads: int | None = None,
           seconds: float = 1.0, parity: bool = False) -> list[dict[str, Any]]:
     """Measure what the given gates need and judge them: ``[{gate, limit, value, passed}]``.
 
@@ -58,15 +58,22 @@ def check(path: str | Path, max_latency_ms: float | None = None, min_accuracy: f
                       "passed": p50 <= max_latency_ms})
     if min_accuracy is not None:
         acc = _accuracy(model, data)
-        gates.append({"gate": f"top-1 accuracy % ({data})", "limit": min_accuracy, "value": round(acc * 100, 2),
+        gates.append({"gate": f"top-1 accuracy % ({data if data != 'auto' else 'its own val data'})",
+                      "limit": min_accuracy, "value": round(acc * 100, 2),
                       "passed": acc * 100 >= min_accuracy})
     return gates
 
 
 def _accuracy(model, data: str) -> float:
-    """Top-1 of the model's first classification head on ``data``'s val split, through the runtime."""
-    from edgekit.recipes.bench import dataset_files
+    """Top-1 of the model's first classification head on ``data``'s val split (``auto``: the dataset its card
+    names, split as in training), through the runtime."""
+    from edgekit.recipes.bench import AUTO, dataset_files, own_data
 
+    if data == AUTO:
+        data = own_data(model.card)
+        if data is None:
+            raise ConfigError(f"{model.path.name}: its card names no dataset found here "
+                              f"({model.card.provenance.get('data') or 'none'}); give one with {option('data')}")
     with tempfile.TemporaryDirectory() as tmp:
         found = dataset_files(model.card, data, Path(tmp))
         if not found:

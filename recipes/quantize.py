@@ -212,8 +212,10 @@ def summarize(trained: Trained, report: ExportReport, method: str, skip: list[st
     """FP32 vs INT8 per backend: accuracy, agreement, size, measured batch-1 latency and speed-up."""
     from edgekit import formats
     from edgekit.runtime import load
+    from edgekit.runtime.backends import default_threads
 
     x, _ = trained.images("val", limit=1)
+    threads = default_threads()  # the same explicit count for both files of every backend
     backends: dict[str, Any] = {}
     for target in formats.int8_targets():
         f = formats.FORMATS[target]
@@ -221,8 +223,9 @@ def summarize(trained: Trained, report: ExportReport, method: str, skip: list[st
         a, b = report.by_file(fp32_name), report.by_file(int8_name)
         if not a or not b or not (a.get("passed") and b.get("passed")):
             continue  # a file that missed its gate was moved aside: parity.json says why
-        fp32_ms, int8_ms = _latency_pair(load(report.out_dir / fp32_name, threads=1),
-                                         load(report.out_dir / int8_name, threads=1), x)
+        fp32 = load(report.out_dir / fp32_name, threads=threads)
+        int8 = load(report.out_dir / int8_name, threads=threads)
+        fp32_ms, int8_ms = _latency_pair(fp32, int8, x)
         heads = {}
         for head, s in b["heads"].items():
             heads[head] = {k: s.get(k) for k in ("accuracy", "reference_accuracy", "top1_agreement", "mae",
@@ -231,7 +234,8 @@ def summarize(trained: Trained, report: ExportReport, method: str, skip: list[st
                 fp32_acc = a["heads"][head]["accuracy"]
                 heads[head]["fp32_accuracy"] = fp32_acc
                 heads[head]["drop_points"] = (fp32_acc - s["accuracy"]) * 100
-        backends[fmt] = {"fp32": {"file": fp32_name, "size_bytes": a["size_bytes"], "latency_ms": fp32_ms},
+        backends[fmt] = {"threads": {"fp32": fp32.backend.threads, "int8": int8.backend.threads},
+                         "fp32": {"file": fp32_name, "size_bytes": a["size_bytes"], "latency_ms": fp32_ms},
                          "int8": {"file": int8_name, "size_bytes": b["size_bytes"], "latency_ms": int8_ms},
                          "speedup": fp32_ms / int8_ms, "size_ratio": a["size_bytes"] / b["size_bytes"],
                          "heads": heads}
@@ -240,7 +244,7 @@ def summarize(trained: Trained, report: ExportReport, method: str, skip: list[st
                           f"ship the FP32 file for this backend or try {option('skip_layers')}", stacklevel=2)
         if verbose:
             drops = ", ".join(f"{h}: {v['drop_points']:+.2f} pts" for h, v in heads.items() if "drop_points" in v)
-            say(f"{fmt}: INT8 {int8_ms:.3f} ms vs FP32 {fp32_ms:.3f} ms at batch 1 "
+            say(f"{fmt}: INT8 {int8_ms:.3f} ms vs FP32 {fp32_ms:.3f} ms at batch 1, {threads} threads "
                 f"(x{fp32_ms / int8_ms:.2f}), {a['size_bytes'] / b['size_bytes']:.1f}x smaller, accuracy drop {drops}")
     summary = {"method": method, "source": str(trained.path), "fused": bool(trained.card.provenance.get("fused")),
                "float_layers": skip, "val_images": report.parity[0].get("val_images") if report.parity else None,

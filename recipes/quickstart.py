@@ -186,29 +186,34 @@ def write_report(folder: Path, kd: dict[str, Any], rp: dict[str, Any], quant: di
     lines += ["## Quantization (PTQ, INT8)", "",
               f"Float layers (accuracy gate, {quant.get('gate', {}).get('max_drop_points', 'n/a')} points): "
               f"{_float_layers(quant['float_layers'])}.", "",
-              "| backend | FP32 accuracy | INT8 accuracy | drop (points) | INT8 / FP32 agreement | FP32 ms | INT8 ms "
-              "| speed-up | size FP32 -> INT8 |", "|---|---|---|---|---|---|---|---|---|"]
+              "| backend | FP32 accuracy | INT8 accuracy | drop (points) | INT8 / FP32 agreement | threads | FP32 ms "
+              "| INT8 ms | speed-up | size FP32 -> INT8 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, info in quant["backends"].items():
         h = next(iter(info["heads"].values()))
+        used = "/".join(str(t) for t in sorted(set((info.get("threads") or {}).values())))
         lines.append(f"| {name} | {_pct(h.get('fp32_accuracy'))} | {_pct(h.get('accuracy'))} | "
-                     f"{h.get('drop_points', 0):+.2f} | {_pct(h.get('top1_agreement'))} | "
+                     f"{h.get('drop_points', 0):+.2f} | {_pct(h.get('top1_agreement'))} | {used or 'n/a'} | "
                      f"{info['fp32']['latency_ms']:.3f} | {info['int8']['latency_ms']:.3f} | "
                      f"{info['speedup']:.2f}x | {info['fp32']['size_bytes'] / 1e6:.2f} -> "
                      f"{info['int8']['size_bytes'] / 1e6:.2f} MB |")
     lines += [""] + (deploy or [])
     lines += ["", "## Exported files and parity with PyTorch", "",
               f"Each file run by the edgekit runtime on the {parity['val_images']} val images.", "",
-              "| file | precision | size | export s | max rel. error | top-1 agreement | accuracy | check |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| file | precision | size | export s | max rel. error | SQNR | top-1 agreement | accuracy | gate |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    from edgekit.export.gates import describe
+
     for e in parity["artifacts"]:
         if "heads" in e:
             h = next(iter(e["heads"].values()))
+            sqnr = "exact" if h.get("sqnr_db") is None else f"{h['sqnr_db']:.1f} dB"
+            gate = f"{'pass' if e['passed'] else 'FAIL'} ({e.get('precision_ran')}: {describe(e.get('gate') or {})})"
             lines.append(f"| {e['file']} | {e['precision']} | {e['size_bytes'] / 1e6:.2f} MB | {e['export_seconds']} | "
-                         f"{h['rel']:.1e} | {_pct(h.get('top1_agreement'))} | {_pct(h.get('accuracy'))} | "
-                         f"{'pass' if e['passed'] else 'FAIL'} |")
+                         f"{h['rel']:.1e} | {sqnr} | {_pct(h.get('top1_agreement'))} | {_pct(h.get('accuracy'))} | "
+                         f"{gate} |")
         else:
             lines.append(f"| {e['file']} | {e['precision']} | {e['size_bytes'] / 1e6:.2f} MB | {e['export_seconds']} | "
-                         f"- | - | - | structure {'ok' if e.get('structure_ok') else 'BAD'}; {e.get('numeric')} |")
+                         f"- | - | - | - | structure {'ok' if e.get('structure_ok') else 'BAD'}; {e.get('numeric')} |")
     lines += ["", "## Benchmark (teacher vs student, every backend)", "", markdown_table(rows),
               "Latency p50/p90/p99 over repeated calls after warm-up, each measurement in its own process; peak RSS "
               "is that process's peak resident memory. \"x teacher\" is the teacher's eager-torch latency at the same "
@@ -338,11 +343,13 @@ def deployment_table(ckpts: dict[str, Path], out: Path, imgsz: int = 224, batche
 
 
 def deployment_lines(rows: list[dict[str, Any]], imgsz: int) -> list[str]:
+    from edgekit.benchmarks.report import threads_line
+
     lines = [f"## Deployment size: {imgsz} px", "",
              f"The same teacher and student exported at {imgsz} px (the runs' weights; latency only), each file "
-             "measured in its own process, 2 threads unless the machine has fewer. Regenerate: `edgekit quickstart`.",
-             "", "| model | backend | batch | FP32 ms | INT8 ms | INT8 speed-up | size FP32 -> INT8 |",
-             "|---|---|---|---|---|---|---|"]
+             f"measured in its own process; {threads_line(rows)}. Regenerate: `edgekit quickstart`.",
+             "", "| model | backend | batch | threads | FP32 ms | INT8 ms | INT8 speed-up | size FP32 -> INT8 |",
+             "|---|---|---|---|---|---|---|---|"]
     for role in dict.fromkeys(r["role"] for r in rows):
         for backend in ("ort", "tflite"):
             for batch in sorted({r["batch"] for r in rows if r["batch"]}):
@@ -350,7 +357,9 @@ def deployment_lines(rows: list[dict[str, Any]], imgsz: int) -> list[str]:
                 if not f and not q:
                     continue
                 fm, qm = (f or {}).get("p50_ms"), (q or {}).get("p50_ms")
-                lines.append(f"| {role} | {_backend_name(backend)} | {batch} | {_ms(fm)} | {_ms(qm)} | "
+                used = sorted({r["threads"] for r in (f, q) if r and r.get("threads") is not None})
+                lines.append(f"| {role} | {_backend_name(backend)} | {batch} | {'/'.join(map(str, used)) or 'n/a'} | "
+                             f"{_ms(fm)} | {_ms(qm)} | "
                              f"{f'{fm / qm:.2f}x' if fm and qm else 'n/a'} | "
                              f"{_mb(f)} -> {_mb(q)} |")
     return lines + [""]

@@ -24,11 +24,37 @@ class ModelFileError(EdgekitError):
 
 
 class Backend:
-    """Runs a batch; ``batch`` is the fixed batch size of the file, or None when it is dynamic."""
+    """Runs a batch; ``batch`` is the fixed batch size of the file, or None when it is dynamic.
+
+    ``threads`` is the CPU thread count in effect, and ``threads_from`` how it is known: read back from
+    the library (``session options``, ``threadpool``) or only ``set`` where the library has no getter."""
 
     name = "?"
     batch: int | None = None
     device = "cpu"
+    threads: int | None = None
+    threads_from = "set"
+
+
+def default_threads() -> int:
+    """The CPU cores this process may use: what every backend runs with when the user gives no count (never
+    a library's own default, which differs: onnxruntime takes every core, TFLite one)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_threads(threads: int | None) -> int:
+    """``threads`` or the default; a count below 1 is an error (0 does not mean "all" anywhere here)."""
+    if threads is None:
+        return default_threads()
+    if int(threads) < 1:
+        raise EdgekitError(f"{option('threads')} must be at least 1 (default: the {default_threads()} usable "
+                           f"cores), got {threads}")
+    return int(threads)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -45,13 +71,13 @@ class OnnxBackend(Backend):
         available = ort.get_available_providers()
         providers = _onnx_providers(device, available)
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = check_threads(threads)
+        opts.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelFileError(f"{path} is not a valid ONNX model: {first_line(exc, 200)}") from None
+        self.threads, self.threads_from = self.session.get_session_options().intra_op_num_threads, "session options"
         self.providers = providers  # what was asked for; the session may have dropped one that failed to load
         running = self.session.get_providers()[0]
         self.device = "cuda" if running.startswith("CUDA") else ("coreml" if running.startswith("CoreML") else "cpu")
@@ -109,8 +135,9 @@ class TFLiteBackend(Backend):
         interp_mod = require("ai_edge_litert.interpreter", "runtime")
         if device not in ("auto", "cpu", None):
             raise DeviceError(f"{option('device', device)}: the TFLite backend here runs on the CPU (XNNPACK) only")
+        self.threads = check_threads(threads)  # the interpreter has no getter: bench counts its worker threads
         try:
-            self.interp = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
+            self.interp = interp_mod.Interpreter(model_path=str(path), num_threads=self.threads)
             self.interp.allocate_tensors()
         except Exception as exc:  # noqa: BLE001
             raise ModelFileError(f"{path} is not a valid TFLite model: {first_line(exc, 200)}") from None

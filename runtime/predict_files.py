@@ -9,7 +9,7 @@ from typing import Any
 
 from edgekit.runtime.predictor import load
 from edgekit.runtime.preprocess import IMAGE_SUFFIXES, InputError, read_image
-from edgekit.runtime.video import VIDEO_SUFFIXES, frame_count, read_frames, video_frames
+from edgekit.runtime.video import VIDEO_SUFFIXES, clip_frames, video_frames
 
 BATCH = 32
 
@@ -65,19 +65,17 @@ def _on_source(predictor, source: Path, topk: int, stride: int) -> list[dict[str
 
 def _clips_on_source(predictor, source: Path, topk: int) -> list[dict[str, Any]]:
     """A clip model on a video (one clip: T frames spread over the whole video) or a folder of videos."""
-    from edgekit.card import clip_frame_indices
-
     videos = sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES) if source.is_dir() else [source]
     if not videos or any(v.suffix.lower() not in VIDEO_SUFFIXES for v in videos):
         raise InputError(f"{predictor.path.name} is a clip model ({predictor.frames} frames): give it a video or a "
                          f"folder of videos ({', '.join(VIDEO_SUFFIXES)}), not {source}")
     results: list[dict[str, Any]] = []
     for video in videos:
-        n = frame_count(video)
-        if n is None:
-            results.append({"source": str(video), "error": f"cannot read video {video}"})
+        try:
+            frames, n = clip_frames(video, predictor.frames)
+        except InputError as exc:  # one bad video in a folder: report it, go on
+            results.append({"source": str(video), "error": str(exc)})
             continue
-        frames = read_frames(video, clip_frame_indices(0, n - 1, predictor.frames))
         results.append({"source": str(video), "frames": n, "predictions": predictor.predict(frames, topk=topk)[0]})
     if all("error" in r for r in results):
         raise InputError(f"no readable video in {source}")

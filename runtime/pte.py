@@ -60,12 +60,16 @@ class ExecuTorchBackend(Backend):
         import torch  # executorch's runtime has already imported it
 
         self.torch = torch
-        if threads:
-            from executorch.extension.pybindings import portable_lib
+        from executorch.extension.pybindings import portable_lib
 
-            reset = getattr(portable_lib, "_unsafe_reset_threadpool", None)  # experimental API: optional
-            if reset is not None:
-                reset(int(threads))
+        from edgekit.runtime.backends import check_threads
+
+        wanted = check_threads(threads)
+        reset = getattr(portable_lib, "_unsafe_reset_threadpool", None)  # experimental API: optional
+        count = getattr(portable_lib, "_threadpool_get_thread_count", None)
+        if reset is not None:
+            reset(wanted)  # one threadpool per process, shared by every program
+        self.threads, self.threads_from = (int(count()), "threadpool") if count is not None else (wanted, "set")
         if "forward" not in self.program.method_names:
             raise ModelFileError(f"{path} has no 'forward' method (methods: {sorted(self.program.method_names)})")
         try:

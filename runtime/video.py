@@ -53,6 +53,38 @@ def frame_count(path: str | Path) -> int | None:
         cap.release()
 
 
+def clip_frames(path: str | Path, count: int) -> tuple[list[np.ndarray], int]:
+    """``count`` frames spread over a whole video (the centre of each of ``count`` equal segments, as training
+    forms clips) and the number of frames it has. Containers often report more frames than they hold: when a
+    frame past the real end cannot be read, the frames are counted by reading and the clip is taken again."""
+    from edgekit.card import clip_frame_indices
+
+    n = frame_count(path)
+    if n is None:
+        raise InputError(f"cannot read video {path}")
+    try:
+        return read_frames(path, clip_frame_indices(0, n - 1, count)), n
+    except InputError:
+        real = count_frames(path)
+        if not real or real >= n:
+            raise
+        return read_frames(path, clip_frame_indices(0, real - 1, count)), real
+
+
+def count_frames(path: str | Path) -> int:
+    """Frames a video really holds, by reading them (slow, exact)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    try:
+        while cap.isOpened() and cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    return n
+
+
 def read_frames(path: str | Path, indices: list[int]) -> list[np.ndarray]:
     """BGR frames ``indices`` (any order, repeats allowed) of a video, seeking once then reading on."""
     import cv2

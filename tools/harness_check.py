@@ -1,11 +1,14 @@
 """Benchmark of the benchmark: does ``edgekit bench`` add hidden overhead, and is its memory real?
 
-For each ONNX file: the harness's p50 at batch 1 (a worker process, through ``edgekit.runtime``)
-against a bare ``onnxruntime`` loop in its own process (``session.run`` on the same input shape,
-same thread count, same warm-up and timing rule), alternated ``rounds`` times; goal: within 10%.
-With two files (small, large), the harness's peak RSS must order them the same way their sizes do::
+For each file (``.onnx``, ``.tflite`` or ``.pte``): the harness's p50 at batch 1 (a worker process,
+through ``edgekit.runtime``) against a bare loop of the backend's own API in its own process
+(``session.run``; ``Interpreter.invoke``; ``Method.execute``) on the same input shape and dtype,
+with the same thread count (set explicitly on both sides, the machine's usable cores by default),
+warm-up and timing rule, alternated ``rounds`` times; goal: within 10%. The harness row reports
+the thread count the backend read back and how many threads the library started, so a mismatch
+shows. With two files (small, large), the harness's peak RSS must order them as their sizes do::
 
-    python tools/harness_check.py student.onnx teacher.onnx
+    python tools/harness_check.py student.onnx student.tflite student.pte teacher.onnx
 """
 
 from __future__ import annotations
@@ -20,44 +23,92 @@ from typing import Annotated
 
 import typer
 
-BARE = """
-import json, sys, time
-import numpy as np, onnxruntime as ort
+COMMON = """
+import json, os, sys, time
+import numpy as np
 from edgekit.benchmarks.stats import latency_stats, time_calls
 path, threads, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+def report(call):
+    before = len(os.listdir("/proc/self/task"))
+    call()
+    started = len(os.listdir("/proc/self/task")) - before
+    print(json.dumps({**latency_stats(time_calls(call, min_seconds=seconds)), "threads_started": started}))
+"""
+BARE = {
+    ".onnx": COMMON + """
+import onnxruntime as ort
 opts = ort.SessionOptions(); opts.intra_op_num_threads = threads; opts.inter_op_num_threads = 1
 s = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
 i = s.get_inputs()[0]
 shape = [1 if not isinstance(d, int) else d for d in i.shape]
-x = {i.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+kind = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(float16)": np.float16}.get(i.type, np.float32)
+x = {i.name: np.random.default_rng(0).standard_normal(shape).astype(kind)}
 names = [o.name for o in s.get_outputs()]
-print(json.dumps(latency_stats(time_calls(lambda: s.run(names, x), min_seconds=seconds))))
-"""
+report(lambda: s.run(names, x))
+""",
+    ".tflite": COMMON + """
+from ai_edge_litert.interpreter import Interpreter
+it = Interpreter(model_path=path, num_threads=threads)
+d = it.get_input_details()[0]
+shape = [int(v) for v in d["shape"]]
+if shape[0] != 1:
+    it.resize_tensor_input(d["index"], [1, *shape[1:]], strict=False)
+it.allocate_tensors()
+x = np.random.default_rng(0).integers(-100, 100, [1, *shape[1:]]).astype(d["dtype"])
+def call():
+    it.set_tensor(d["index"], x)
+    it.invoke()
+    for o in it.get_output_details():
+        it.get_tensor(o["index"])
+report(call)
+""",
+    ".pte": COMMON + """
+import torch
+from executorch.extension.pybindings import portable_lib
+from executorch.runtime import Runtime
+portable_lib._unsafe_reset_threadpool(threads)
+m = Runtime.get().load_program(path).load_method("forward")
+shape = list(m.metadata.input_tensor_meta(0).sizes())
+x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+report(lambda: [o.numpy() for o in m.execute([x])])
+""",
+}
+BACKEND = {".onnx": "ort", ".tflite": "tflite", ".pte": "executorch"}
 
 
-def check(files: list[Path], rounds: int = 3, threads: int = 1, seconds: float = 1.0) -> dict:
+def check(files: list[Path], rounds: int = 3, threads: int | None = None, seconds: float = 1.0) -> dict:
     from edgekit.benchmarks.harness import Bench, measure
+    from edgekit.runtime.backends import check_threads
     from edgekit.runtime.metadata import read_card
 
+    threads = check_threads(threads)
     work = Path(tempfile.mkdtemp(prefix="edgekit-harness-check-"))
     results = []
     for f in files:
-        card = read_card(f)
-        bench = Bench(name=f.name, card=card, files={"ort": f})
-        harness, bare, rss = [], [], []
+        suffix = f.suffix.lower()
+        if suffix not in BARE:
+            raise typer.BadParameter(f"{f}: harness_check compares {', '.join(BARE)} files")
+        backend = BACKEND[suffix]
+        bench = Bench(name=f.name, card=read_card(f), files={backend: f})
+        harness, bare, rss, rows, bare_rows = [], [], [], [], []
         for _ in range(rounds):
-            row = measure(bench, "ort", 1, "cpu", threads, None, work, seconds)
+            row = measure(bench, backend, 1, "cpu", threads, None, work, seconds)
             if "error" in row:
                 raise typer.BadParameter(f"{f}: {row['error']}")
             harness.append(row["p50_ms"])
             rss.append(row["peak_rss_mb"])
-            out = subprocess.run([sys.executable, "-c", BARE, str(f), str(threads), str(seconds)],
+            rows.append(row)
+            out = subprocess.run([sys.executable, "-c", BARE[suffix], str(f), str(threads), str(seconds)],
                                  capture_output=True, text=True, check=True)
-            bare.append(json.loads(out.stdout.strip().splitlines()[-1])["p50_ms"])
+            bare_rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            bare.append(bare_rows[-1]["p50_ms"])
         h, b = statistics.median(harness), statistics.median(bare)
-        results.append({"file": str(f), "size_mb": f.stat().st_size / 1e6, "harness_p50_ms": h, "bare_p50_ms": b,
-                        "ratio": h / b, "within_10pct": abs(h / b - 1) <= 0.10, "harness_runs_ms": harness,
-                        "bare_runs_ms": bare, "peak_rss_mb": statistics.median(rss)})
+        results.append({"file": str(f), "backend": backend, "size_mb": f.stat().st_size / 1e6,
+                        "harness_p50_ms": h, "bare_p50_ms": b, "ratio": h / b, "within_10pct": abs(h / b - 1) <= 0.10,
+                        "harness_runs_ms": harness, "bare_runs_ms": bare, "peak_rss_mb": statistics.median(rss),
+                        "harness_threads": rows[-1].get("threads"), "harness_threads_from": rows[-1].get("threads_from"),
+                        "harness_threads_started": rows[-1].get("os_threads_started"),
+                        "bare_threads_started": bare_rows[-1]["threads_started"]})
     summary = {"threads": threads, "rounds": rounds, "files": results}
     if len(results) >= 2:
         by_size = sorted(results, key=lambda r: r["size_mb"])
@@ -65,19 +116,26 @@ def check(files: list[Path], rounds: int = 3, threads: int = 1, seconds: float =
     return summary
 
 
-def main(files: Annotated[list[Path], typer.Argument(help="ONNX files (e.g. a student and its teacher).")],
+def main(files: Annotated[list[Path], typer.Argument(help=".onnx, .tflite or .pte files (e.g. a student and its "
+                                                          "teacher).")],
          rounds: Annotated[int, typer.Option(help="Alternating harness / bare measurements.")] = 3,
-         threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads for both.")] = 1,
-         seconds: Annotated[float, typer.Option(help="Minimum timed seconds per measurement.")] = 1.0) -> None:
-    """Print harness vs bare-onnxruntime latency and the memory ordering."""
+         threads: Annotated[int | None, typer.Option(help="CPU threads for both (default: the usable cores).")]
+         = None,
+         seconds: Annotated[float, typer.Option(help="Minimum timed seconds per measurement.")] = 1.0,
+         json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results here.")] = None) -> None:
+    """Print harness vs bare-backend latency at the same thread count, and the memory ordering."""
     s = check(files, rounds, threads, seconds)
     for r in s["files"]:
-        typer.echo(f"{Path(r['file']).name}: harness p50 {r['harness_p50_ms']:.4f} ms, bare onnxruntime p50 "
-                   f"{r['bare_p50_ms']:.4f} ms -> ratio {r['ratio']:.3f} "
+        typer.echo(f"{Path(r['file']).name} [{r['backend']}, {s['threads']} threads; harness read back "
+                   f"{r['harness_threads']} ({r['harness_threads_from']}), started {r['harness_threads_started']} "
+                   f"OS threads, bare started {r['bare_threads_started']}]: harness p50 {r['harness_p50_ms']:.4f} ms, "
+                   f"bare p50 {r['bare_p50_ms']:.4f} ms -> ratio {r['ratio']:.3f} "
                    f"({'within' if r['within_10pct'] else 'NOT within'} 10%); peak RSS {r['peak_rss_mb']:.0f} MB "
                    f"for a {r['size_mb']:.1f} MB file")
     if "memory_follows_size" in s:
         typer.echo(f"peak memory grows with model size: {s['memory_follows_size']}")
+    if json_out:
+        json_out.write_text(json.dumps(s, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Task losses per head: cross-entropy (with label smoothing), BCE, L1 / MSE / smooth-L1.
 
-Missing labels are masked: class index ``-1`` and regression ``NaN`` contribute nothing, so a
-multi-task CSV may leave cells empty.
+Missing labels are masked: class index ``-1``, regression ``NaN`` and a multilabel row of ``NaN``
+contribute nothing, so a multi-task CSV may leave cells empty and distillation may add unlabelled images.
 """
 
 from __future__ import annotations
@@ -39,8 +39,11 @@ class TaskLoss(nn.Module):
             if not bool(valid.any()):
                 return output.sum() * 0.0
             return F.cross_entropy(output[valid].float(), target[valid].long(), label_smoothing=self.smoothing[name])
-        if kind == "multilabel":
-            return F.binary_cross_entropy_with_logits(output.float(), target.float())
+        if kind == "multilabel":  # a row of NaN: no labels for this sample
+            valid = ~torch.isnan(target.float()).any(dim=1)
+            if not bool(valid.any()):
+                return output.sum() * 0.0
+            return F.binary_cross_entropy_with_logits(output[valid].float(), target[valid].float())
         pred = output.reshape(output.shape[0], -1)[:, 0].float()
         target = target.reshape(-1).float()
         valid = ~torch.isnan(target)

@@ -67,6 +67,10 @@ def head_metrics(spec: HeadSpec, output: np.ndarray, target: np.ndarray) -> dict
                                                          labels=np.arange(output.shape[1])))
         return out
     if spec.kind == "multilabel":
+        valid = ~np.isnan(target).any(axis=1)  # rows of NaN: unlabelled samples
+        if not valid.any():
+            return {}
+        output, target = output[valid], target[valid]
         probs = 1.0 / (1.0 + np.exp(-output))
         has_pos = target.sum(0) > 0
         out = {"f1": float(skm.f1_score(target, probs >= spec.threshold, average="micro", zero_division=0))}

@@ -14,9 +14,13 @@ from edgekit.config import RunConfig, load_config
 from edgekit.errors import ConfigError
 from edgekit.train.data import DataBundle, Transforms, build_transforms, is_clip_source, load_data, warn_skipped
 from edgekit.train.data.audio import frontend_of
+from edgekit.train.data.labels import CLASS_ORDER
+from edgekit.train.data.speech import SPEECH_COMMANDS
 from edgekit.train.losses import Mixup, Supervised, TaskLoss
 from edgekit.train.models import EdgeModel, backbone_data_config, build_student, check_input_size
 from edgekit.train.trainer import FitResult, fit
+
+EMBEDDED_ORDER = {SPEECH_COMMANDS: "the embedded word list's (Google Speech Commands' core words)"}
 
 
 @dataclass
@@ -50,6 +54,22 @@ def clip_temporal(cfg: RunConfig, data: DataBundle) -> dict | None:
     return {"frames": data.frames, "pooling": cfg.model.temporal, "cross": cross}
 
 
+FACE_HEADS = ("age", "gender", "emotion")
+
+
+def domain_of(cfg: RunConfig, data: DataBundle) -> dict[str, str]:
+    """What the images show, and how edgekit knows: declared (``data.domain``), from face heads (age, gender,
+    emotion: a face model trained from the user's own CSV), or from the kind of data source."""
+    if cfg.data.domain:
+        return {"domain": cfg.data.domain, "domain_from": "declared (data.domain)"}
+    if data.kind == "faces":
+        return {"domain": "faces", "domain_from": "data source (FER2013 / UTKFace)"}
+    face = [h.name for h in data.heads if h.name.lower() in FACE_HEADS]
+    if face:
+        return {"domain": "faces", "domain_from": f"face heads ({', '.join(face)})"}
+    return {"domain": data.kind, "domain_from": "data source"}
+
+
 def prepare(cfg: RunConfig) -> Setup:
     """Load data, build the seeded model and its transforms, and start its model card."""
     if cfg.name is None:
@@ -72,7 +92,11 @@ def prepare(cfg: RunConfig) -> Setup:
     check_input_size(model, tfs.input.size if audio else tfs.input.size[0])
     card = ModelCard(name=cfg.name, arch=cfg.model.arch, heads=data.heads, input=tfs.input,
                      provenance={"stage": cfg.stage, "edgekit": __version__, "data": cfg.data.source,
-                                 "domain": data.kind,  # the kiosk warns when a model was not trained on faces
+                                 # how its val split was drawn: parity, bench and check measure on that split
+                                 # (whole: data.limit is a smoke-run knob, verification takes every val image)
+                                 "data_split": {"val": cfg.data.val, "val_fraction": cfg.data.val_fraction},
+                                 **domain_of(cfg, data),  # the kiosk warns when a model was not trained on faces
+                                 "class_order": EMBEDDED_ORDER.get(cfg.data.source, CLASS_ORDER),
                                  "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                  "seed": cfg.train.seed, "augment": tfs.augment,
                                  "train_samples": len(data.train), "val_samples": len(data.val)})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.runtime.backends import Backend, register_backend
+from edgekit.runtime.backends import Backend, check_threads, register_backend
 from edgekit.train.checkpoint import model_from_checkpoint
 from edgekit.train.device import resolve_device
 
@@ -24,8 +24,8 @@ class TorchBackend(Backend):
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
         import torch
 
-        if threads:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(check_threads(threads))
+        self.threads, self.threads_from = torch.get_num_threads(), "torch.get_num_threads"
         self.torch = torch
         self.dev = resolve_device(device)
         self.device = self.dev.type

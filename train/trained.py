@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from edgekit.card import ModelCard
-from edgekit.config import DataConfig, HeadConfig
-from edgekit.errors import CheckpointError, option
+from edgekit.config import DataConfig, HeadConfig, missing_paths
+from edgekit.errors import CheckpointError, DataError, option
 from edgekit.train.checkpoint import model_from_checkpoint
 
 
@@ -77,6 +77,10 @@ class Trained:
         if self._data is None:  # decoded and verified once: calibration, fusion checks and parity all come here
             cfg, heads = self.run_config()
             cfg.limit = None
+            gone = missing_paths(cfg.source) + ([cfg.val] if cfg.val and missing_paths(cfg.val) else [])
+            if gone:
+                raise DataError(f"{self.path} was trained on {', '.join(gone)}, which is not found here (moved, or "
+                                f"another machine): give its place with {option('data')}")
             self._data = load_data(cfg, heads)
         part = getattr(self._data, split)
         ids = np.arange(len(part))
@@ -98,13 +102,14 @@ def data_config(config: dict[str, Any], where: Path | str) -> tuple[DataConfig, 
     checkpoint of an older edgekit with other fields still works)."""
     from pydantic import ValidationError
 
+    section = "data"
     try:
         data = DataConfig.model_validate(config.get("data") or {})
-        model = config.get("model") or {}
-        heads = [HeadConfig.model_validate(h) for h in (model.get("heads") or [])]
+        section = "model.heads"
+        heads = [HeadConfig.model_validate(h) for h in ((config.get("model") or {}).get("heads") or [])]
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = ".".join([section, *(str(p) for p in err["loc"])])
         raise CheckpointError(f"{where}: its training config cannot be read ({loc}: {err['msg']}), so its data for "
                               f"calibration and verification is unknown; give the data with {option('data')}") \
             from None

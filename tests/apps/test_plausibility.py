@@ -3,7 +3,7 @@
 import csv
 import json
 
-from edgekit.apps.analytics import panel_rows, totals, visitor_record
+from edgekit.apps.analytics import Votes, panel_rows, totals, visitor_record
 from edgekit.apps.kiosk import face_lines, run_kiosk
 from edgekit.apps.overlay import prediction_lines
 from edgekit.apps.plausibility import OutputCheck, is_age, plausible, shown
@@ -19,7 +19,9 @@ GENDER = HeadSpec("gender", "classification", ["female", "male"])
 
 def _track(ages, head="age"):
     t = Track(id=1, box=(0, 0, 10, 10), first_time=0.0, last_time=1.0, hits=len(ages))
-    t.predictions = [{head: {"value": a}, "gender": {"label": "female", "score": 0.7}} for a in ages]
+    t.votes = Votes([HeadSpec(head, "regression"), GENDER])
+    for a in ages:
+        t.votes.add({head: {"value": a}, "gender": {"label": "female", "score": 0.7}})
     return t
 
 

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from edgekit.benchmarks.harness import Bench, check_device, measure
-from edgekit.benchmarks.report import cell, markdown_table, pareto_front, write_reports
+from edgekit.benchmarks.report import cell, markdown_table, pareto_front, threads_line, write_reports
 from edgekit.benchmarks.stats import latency_stats, time_calls
 from edgekit.cli import parse_backends, parse_batches
 from edgekit.errors import ConfigError, EdgekitError
@@ -48,9 +48,11 @@ def test_report_writers_and_na(tmp_path):
     rows = [
         {"model": "t", "role": "teacher", "backend": "torch", "precision": "fp32", "batch": 1, "params": 2_000_000,
          "gflops": 0.5, "size_mb": 8.0, "p50_ms": 2.0, "p90_ms": 2.2, "p99_ms": 3.0, "spread_pct": 4.0,
-         "throughput_ips": 500.0, "peak_rss_mb": 300.0, "accuracy": {"digit": 0.99}},
+         "throughput_ips": 500.0, "peak_rss_mb": 300.0, "accuracy": {"digit": 0.99}, "threads": 2,
+         "threads_from": "torch.get_num_threads"},
         {"model": "s", "role": "model", "backend": "tflite", "precision": "int8", "batch": 1, "params": 500_000,
-         "gflops": None, "size_mb": 0.5, "p50_ms": 0.1, "p90_ms": 0.12, "p99_ms": 0.2, "spread_pct": 5.0,
+         "threads": 2, "threads_from": "set", "gflops": None, "size_mb": 0.5, "p50_ms": 0.1, "p90_ms": 0.12,
+         "p99_ms": 0.2, "spread_pct": 5.0,
          "throughput_ips": 10000.0, "peak_rss_mb": 80.0, "accuracy": {"digit": 0.97},
          "speedup_vs_teacher_torch": 20.0, "compression_vs_teacher": 4.0},
         {"model": "s", "role": "model", "backend": "ort", "precision": "int8", "batch": 1, "params": 500_000,
@@ -62,7 +64,10 @@ def test_report_writers_and_na(tmp_path):
     csv_lines = paths["csv"].read_text().splitlines()
     assert len(csv_lines) == 4 and "digit=0.9700" in csv_lines[2]
     md = paths["md"].read_text()
-    assert "| s | ort | int8 | 1 | 0.50 | n/a | 0.5 | n/a |" in md and "n/a because RuntimeError: boom" in md
+    assert "| s | ort | int8 | 1 | n/a | 0.50 | n/a | 0.5 | n/a |" in md and "n/a because RuntimeError: boom" in md
+    assert "every backend ran with 2 threads (torch 2 (torch.get_num_threads); tflite 2 (set))" in md
+    rows[1]["threads"] = 1  # a backend that ran with another count is named, never hidden
+    assert threads_line(rows).startswith("backends ran with different thread counts: torch 2")
     assert "20.0x" in md and "a note" in md and "pareto.png" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cell(rows[2], "peak_rss_mb") == "n/a" and cell({"gflops": None}, "gflops") == "n/a"

@@ -30,7 +30,7 @@ from edgekit.config import AudioConfig, DataConfig, HeadConfig
 from edgekit.errors import ConfigError, DataError, option
 from edgekit.runtime.audio_io import AUDIO_SUFFIXES, AudioError, read_audio
 from edgekit.runtime.logmel import AudioFrontend
-from edgekit.train.data.labels import csv_header, read_csv
+from edgekit.train.data.labels import class_order, csv_header, read_csv
 from edgekit.train.data.speech import SPEECH_COMMANDS, WORDS, speech_clips
 from edgekit.train.data.split import DataBundle, Split, split_lists
 
@@ -155,7 +155,8 @@ def _speech_commands(cfg: DataConfig, heads: list[HeadConfig], frontend: AudioFr
 
 
 def _list_sounds(folder: Path) -> list[str]:
-    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def _folder(root: Path, cfg: DataConfig, heads: list[HeadConfig], frontend: AudioFrontend) -> DataBundle:
@@ -163,13 +164,14 @@ def _folder(root: Path, cfg: DataConfig, heads: list[HeadConfig], frontend: Audi
         raise ConfigError("a folder per class has one label per sound: give one classification head (or none)")
     name = heads[0].name if heads else FOLDER_HEAD
     base = root / "train" if (root / "train").is_dir() else root
-    classes = sorted(d.name for d in base.iterdir() if d.is_dir() and _list_sounds(d))
+    classes = class_order(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")
+                          and _list_sounds(d))
     if len(classes) < 2:
         raise DataError(f"{base} needs two or more class folders holding sound files ({', '.join(AUDIO_SUFFIXES)})")
 
     def scan(folder: Path) -> tuple[list[str], list[int]]:
         paths, labels = [], []
-        for c in sorted(d.name for d in folder.iterdir() if d.is_dir()):
+        for c in class_order(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
             if c not in classes:
                 raise DataError(f"class folder {folder / c} does not exist under {base}")
             files = _list_sounds(folder / c)
@@ -249,9 +251,9 @@ def _spec(h: HeadConfig, rows: list[dict[str, str]], path: Path) -> HeadSpec:
     if not cells:
         raise DataError(f"{path}: column '{col}' has no labels")
     if h.kind == "multilabel":
-        classes = sorted({t for c in cells for t in split_tags(c)})
+        classes = class_order({t for c in cells for t in split_tags(c)})
     else:
-        classes = sorted(set(cells))
+        classes = class_order(cells)
         if len(classes) < 2:
             raise DataError(f"{path}: column '{col}' has a single class ({classes[0]}); a classifier needs two")
     return HeadSpec(name=h.name, kind=h.kind, classes=classes, threshold=h.threshold)

@@ -4,7 +4,6 @@ UTKFace folder (heads ``age``, ``gender``, ``race``), each providing the configu
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
@@ -14,7 +13,14 @@ from PIL import Image
 from edgekit.card import HeadSpec
 from edgekit.config import DataConfig, HeadConfig
 from edgekit.errors import ConfigError, DataError, option
-from edgekit.train.data.labels import IMAGE_EXTENSIONS, csv_errors, csv_header, file_split, verify_images
+from edgekit.train.data.labels import (
+    IMAGE_EXTENSIONS,
+    csv_errors,
+    csv_header,
+    file_split,
+    open_csv,
+    verify_images,
+)
 from edgekit.train.data.split import DataBundle, Split, split_lists
 
 FER_EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -57,8 +63,8 @@ def fer2013(path: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
 
     def read(csv_path: Path) -> tuple[list[str], np.ndarray, list[int], list[str]]:
         names, pixels, labels, usage = [], [], [], []
-        with csv_errors(csv_path), csv_path.open(newline="", encoding="utf-8") as fh:
-            for line, raw in enumerate(csv.DictReader(fh), start=2):
+        with csv_errors(csv_path), open_csv(csv_path) as reader:
+            for line, raw in enumerate(reader, start=2):
                 row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
                 where = f"{csv_path}:{line}"
                 reason = _fer_row_problem(row)
@@ -134,7 +140,8 @@ def utkface(folder: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundl
     specs = _face_heads(available, ["age", "gender"], heads, folder)
     skipped: list[str] = []
     paths, cols = [], {"age": [], "gender": [], "race": []}
-    for p in sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS):
+    for p in sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                    and not f.name.startswith(".")):
         m = _UTK_NAME.match(p.name)
         if m is None or int(m.group(1)) > 120:
             if cfg.skip_bad:

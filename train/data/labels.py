@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,7 @@ def read_csv(path: Path, need: list[str] | None = None, required: tuple[str, ...
     columns resolved relative to the CSV's folder, ``frames`` columns frame numbers."""
     if not path.is_file():
         raise DataError(f"CSV file not found: {path}")
-    with csv_errors(path), path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    with csv_errors(path), open_csv(path) as reader:
         columns = [c.strip() for c in (reader.fieldnames or [])]
         if any(c not in columns for c in required):
             names = ", ".join(f"'{c}'" for c in required)
@@ -72,6 +72,21 @@ def read_csv(path: Path, need: list[str] | None = None, required: tuple[str, ...
     return rows, columns
 
 
+DELIMITERS = (",", ";", "\t")
+
+
+@contextlib.contextmanager
+def open_csv(path: Path) -> Iterator[csv.DictReader]:
+    """A ``csv.DictReader`` over a label CSV as spreadsheets write them: UTF-8 with or without Excel's
+    byte-order mark ("CSV UTF-8"), separated by commas, semicolons (European Excel) or tabs — the one
+    the header line uses most."""
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        header = fh.readline()
+        fh.seek(0)
+        delimiter = max(DELIMITERS, key=header.count) if any(d in header for d in DELIMITERS) else ","
+        yield csv.DictReader(fh, delimiter=delimiter)
+
+
 @contextlib.contextmanager
 def csv_errors(path: Path) -> Iterator[None]:
     """A CSV that is not UTF-8 text or not CSV at all becomes a one-line :class:`DataError`."""
@@ -86,8 +101,8 @@ def csv_errors(path: Path) -> Iterator[None]:
 def csv_header(path: Path) -> list[str]:
     """The column names of a CSV, stripped and lower-cased (empty when it cannot be read)."""
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            return [c.strip().lower() for c in next(csv.reader(fh), [])]
+        with open_csv(path) as reader:
+            return [c.strip().lower() for c in (reader.fieldnames or [])]
     except (OSError, UnicodeDecodeError, csv.Error):
         return []
 
@@ -103,20 +118,26 @@ def _head_spec(h: HeadConfig, rows: list[dict[str, str]], path: Path) -> HeadSpe
         raise DataError(f"{path}: column '{col}' has no labels")
     if h.kind == "regression":
         return HeadSpec(name=h.name, kind="regression", outputs=1)
-    if h.kind == "multilabel":
-        classes = sorted({c for v in values for c in _multi(v)}, key=_natural)
-    else:
-        classes = sorted(set(values), key=_natural)
+    classes = class_order({c for v in values for c in _multi(v)} if h.kind == "multilabel" else set(values))
     if h.kind == "classification" and len(classes) < 2:
         raise DataError(f"{path}: column '{col}' has a single class ({classes[0]}); a classifier needs two")
     return HeadSpec(name=h.name, kind=h.kind, classes=classes, threshold=h.threshold)
 
 
+CLASS_ORDER = "natural: numeric names by value (2 before 10), then the others as text"
+
+
+def class_order(names) -> list[str]:
+    """The one order of class names, for folders and CSV labels alike (:data:`CLASS_ORDER`; the card says it)."""
+    return sorted(set(names), key=_natural)
+
+
 def _natural(s: str) -> tuple:
     try:
-        return (0, float(s), s)
+        value = float(s)
     except ValueError:
         return (1, 0.0, s)
+    return (0, value, s) if math.isfinite(value) else (1, 0.0, s)  # "nan", "inf" are names, not numbers
 
 
 def encode_labels(h: HeadConfig, spec: HeadSpec, values: list[str], where: Path) -> list[Any]:
@@ -161,6 +182,10 @@ def verify_images(paths: list[str], cols: list[list[Any]], skip_bad: bool, skipp
 
 
 def _unreadable(path: str) -> str | None:
+    """Why an image file cannot be used (None: it can). PIL's full decode catches truncated files that
+    OpenCV would fill with grey; OpenCV's decode is the one training and the runtime then use."""
+    from edgekit.runtime.preprocess import InputError, read_image
+
     try:
         with Image.open(path) as im:
             im.load()
@@ -172,16 +197,28 @@ def _unreadable(path: str) -> str | None:
         return "not an image"
     except (OSError, ValueError, SyntaxError) as exc:
         return str(exc) or type(exc).__name__
+    try:
+        read_image(path)
+    except InputError as exc:
+        return str(exc)
     return None
 
 
-def file_split(paths: list[str], targets: dict[str, np.ndarray]) -> Split:
-    """A :class:`Split` over image files (already checked by :func:`verify_images`), loaded as RGB."""
-    def load(i: int) -> Image.Image:
-        try:
-            with Image.open(paths[i]) as im:
-                return im.convert("RGB")
-        except (OSError, ValueError) as exc:  # changed on disk since it was verified
-            raise DataError(f"cannot read image {paths[i]}: {exc}") from exc
+def decode_rgb(path: str | Path) -> Image.Image:
+    """An image file as training sees it, decoded by the runtime's own decoder (OpenCV, EXIF orientation
+    applied: a portrait phone photo is upright on both sides), as an RGB PIL image for timm's transforms."""
+    import cv2
 
-    return Split(names=list(paths), load=load, targets=targets)
+    from edgekit.runtime.preprocess import InputError, read_image
+
+    try:
+        bgr = read_image(path)
+    except InputError as exc:  # changed on disk since it was verified
+        raise DataError(str(exc)) from exc
+    return Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def file_split(paths: list[str], targets: dict[str, np.ndarray]) -> Split:
+    """A :class:`Split` over image files (already checked by :func:`verify_images`), loaded as RGB by
+    :func:`decode_rgb`, the decoder the runtime uses."""
+    return Split(names=list(paths), load=lambda i: decode_rgb(paths[i]), targets=targets)

@@ -17,7 +17,15 @@ from edgekit.errors import ConfigError, DataError, option
 from edgekit.train.data.audio import is_audio_source, load_audio
 from edgekit.train.data.clips import MOVING_DIGITS, clip_csv, is_clip_csv, moving_digits
 from edgekit.train.data.faces import fer2013, is_fer2013, is_utkface, utkface
-from edgekit.train.data.labels import IMAGE_EXTENSIONS, encode_labels, file_split, read_csv, split_rows, verify_images
+from edgekit.train.data.labels import (
+    IMAGE_EXTENSIONS,
+    class_order,
+    encode_labels,
+    file_split,
+    read_csv,
+    split_rows,
+    verify_images,
+)
 from edgekit.train.data.split import DataBundle, Split, nested_fraction, split_lists
 
 DIGITS_HEAD = "digit"
@@ -98,7 +106,16 @@ def _digits(cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
 
 
 def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """Image files under ``folder``, recursively; hidden entries (``.ipynb_checkpoints``, ``.DS_Store``,
+    ``._photo.jpg``) are not data."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _class_dirs(folder: Path) -> list[str]:
+    """Class folders of an ImageFolder split, hidden ones left out (Jupyter leaves ``.ipynb_checkpoints`` in
+    every folder it opens), in the one class order edgekit uses everywhere (:func:`class_order`)."""
+    return class_order(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
 def _image_folder(root: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataBundle:
@@ -107,13 +124,13 @@ def _image_folder(root: Path, cfg: DataConfig, heads: list[HeadConfig]) -> DataB
     train_dir, val_dir = root / "train", root / "val"
     if not train_dir.is_dir():
         raise DataError(f"ImageFolder layout needs {train_dir}/<class>/ folders; {train_dir} does not exist")
-    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir())
+    classes = _class_dirs(train_dir)
     if not classes:
         raise DataError(f"{train_dir} has no class folders")
 
     def scan(split_dir: Path, must_fill: bool) -> tuple[list[str], list[int]]:
         paths, labels = [], []
-        for c in sorted(d.name for d in split_dir.iterdir() if d.is_dir()):
+        for c in _class_dirs(split_dir):
             if c not in classes:
                 raise DataError(f"class folder {split_dir / c} does not exist under {train_dir}")
             files = _list_images(split_dir / c)

@@ -86,3 +86,30 @@ def split_lists(paths: list[str], labels: list[Any], frac: float):
         raise DataError(f"cannot split {len(paths)} samples into train/val: {exc}") from exc
     tr, va = np.sort(tr), np.sort(va)
     return [paths[i] for i in tr], [labels[i] for i in tr], [paths[i] for i in va], [labels[i] for i in va]
+
+
+def missing_targets(split: Split, heads: list[HeadSpec], n: int | None = None) -> dict[str, np.ndarray]:
+    """Targets meaning "no label" for ``n`` samples (default: ``len(split)``) of ``heads``: class ``-1``,
+    regression ``NaN``, a multilabel row of ``NaN``; the losses and metrics mask them."""
+    n = len(split) if n is None else n
+    out = {}
+    for h in heads:
+        if h.kind == "classification":
+            out[h.name] = np.full(n, -1, np.int64)
+        elif h.kind == "multilabel":
+            out[h.name] = np.full((n, h.outputs), np.nan, np.float32)
+        else:
+            out[h.name] = np.full(n, np.nan, np.float32)
+    return out
+
+
+def concat_splits(first: Split, second: Split) -> Split:
+    """``first`` then ``second`` as one split (targets concatenated head by head)."""
+    n = len(first)
+
+    def load(i: int, *seed):
+        return first.load(i, *seed) if i < n else second.load(i - n, *seed)
+
+    targets = {k: np.concatenate([first.targets[k], second.targets[k]]) for k in first.targets}
+    return Split(names=first.names + second.names, load=load, targets=targets,
+                 seeded=first.seeded or second.seeded)
