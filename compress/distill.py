@@ -64,10 +64,9 @@ def response_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
 
 def multilabel_response_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                              temperature: float) -> torch.Tensor:
-    """The multilabel response loss: each class is its own yes/no event, so the teacher's softened
-    sigmoid ``q = sigmoid(t / T)`` is the target of the student's ``p = sigmoid(s / T)`` through a
-    binary KL ``q log(q/p) + (1-q) log((1-q)/(1-p))``, summed over classes, batch mean, times ``T^2``.
-    (A softmax over tags would make them compete, as the classes of a single-label head do.)"""
+    """Multilabel KD: each class is its own yes/no event (a softmax would make tags compete), so per class the
+    binary KL of the softened sigmoids ``q = sigmoid(t / T)``, ``p = sigmoid(s / T)``, summed over classes,
+    batch mean, times ``T^2``."""
     t = temperature
     s, q = student_logits.float() / t, torch.sigmoid(teacher_logits.float() / t)
     # KL = BCE(p; q) - H(q): the entropy term does not depend on the student, but keeps the loss 0 at p = q

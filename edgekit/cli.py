@@ -114,8 +114,7 @@ def _overrides(**kw) -> dict:
              "  edgekit train --resume runs/train/digits-mobileone_s0\n\n"
              "  edgekit train --data moving_digits --model mobilevit_xxs --temporal attention   # 8-frame clips\n\n"
              "  edgekit train --data epic.csv --frames 8 --temporal transformer --cross-attention  # verb + noun\n\n"
-             "  edgekit train --data speech_commands --model resnet18   # embedded spoken words, multilabel\n\n"
-             "  edgekit train --data train_curated.csv --model deit_tiny_patch16_224 --set train.mixup=0.4  # sound\n\n"
+             "  edgekit train --data train_curated.csv --model resnet18   # sound (or speech_commands, embedded)\n\n"
              "  torchrun --nproc_per_node 2 -m edgekit train --device cpu   # DDP")
 def train(config: Config = None, data: Data = None, val: Val = None, model: Model = None, heads: Heads = None,
           imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
@@ -568,23 +567,18 @@ def kiosk(model: DemoModel, source: DemoSource = "0", headless: Headless = False
         max_frames=max_frames, verbose=not quiet))
 
 
-@demo_app.command(epilog="Examples:\n\n"
-                  "  edgekit demo audio --model sound.onnx                      # the default microphone\n\n"
-                  "  edgekit demo audio -m sound.int8.tflite --source street.wav --headless   # log + summary\n\n"
-                  "  edgekit demo audio -m sound.onnx --source mic:2 --hop 0.25 --topk 5")
-def audio(model: DemoModel,
-          source: Annotated[str, typer.Option(help="'mic' (the default input), 'mic:N' (a device), or a sound "
-                                                   "file played as a stream.")] = "mic",
-          headless: Annotated[bool, typer.Option("--headless", help="No window: write the log and summary.")]
-          = False,
-          log: Annotated[Path | None, typer.Option(help="JSON-lines log, one record per window (default with "
-                                                        "--headless: runs/demo/audio/audio.jsonl).")] = None,
+@demo_app.command(epilog="Examples:\n\n  edgekit demo audio --model sound.onnx --source mic:2 --hop 0.25\n\n"
+                  "  edgekit demo audio -m sound.int8.tflite --source street.wav --headless   # log + summary")
+def audio(model: DemoModel, source: Annotated[str, typer.Option(
+              help="'mic' (the default input), 'mic:N' (a device), or a sound file played as a stream.")] = "mic",
+          headless: Annotated[bool, typer.Option("--headless", help="No window: write the log and summary.")] = False,
+          log: Annotated[Path | None, typer.Option(
+              help="JSON-lines log, one record per window (--headless: runs/demo/audio/audio.jsonl).")] = None,
           hop: Annotated[float | None, typer.Option(help="Seconds between windows (default: the card's).")] = None,
           topk: Annotated[int, typer.Option(help="Tags shown per window.")] = 3,
-          realtime: Annotated[bool | None, typer.Option(
-              "--realtime/--fast", help="A file at its own pace, or as fast as it is processed (default: "
-                                        "real time with a window, fast with --headless).")] = None,
-          threads: Threads = None, device: DemoDevice = "auto",
+          realtime: Annotated[bool | None, typer.Option("--realtime/--fast", help="A file at its own pace, or as "
+                                                        "fast as it is processed (default: fast if --headless).")]
+          = None, threads: Threads = None, device: DemoDevice = "auto",
           max_windows: Annotated[int | None, typer.Option(help="Stop after this many windows.")] = None,
           quiet: Quiet = False) -> None:
     """Tag sound live: a rolling window of the top tags and scores (log-mel frontend + model, no torch)."""
