@@ -84,9 +84,7 @@ def tag(predictor, sound: str | Path | np.ndarray, sample_rate: int | None = Non
     if hop_s is not None:
         fe = AudioFrontend(**{**{k: v for k, v in fe.to_dict().items() if k != "frames"}, "hop_s": float(hop_s)})
     wave = load_sound(sound, sample_rate, fe.sample_rate)
-    windows, starts = fe.windows(wave)
-    parts = [predictor.run(sound_batch(predictor, windows[i: i + BATCH])) for i in range(0, len(windows), BATCH)]
-    outputs = {h: np.concatenate([p[h] for p in parts]) for h in predictor.card.head_names}
+    outputs, starts = window_outputs(predictor, wave, fe)
     mode = mode or fe.aggregate
     whole = predictor.decode({h: aggregate(o, mode)[None] for h, o in outputs.items()}, topk)[0]
     per_window = predictor.decode(outputs, topk)
@@ -101,6 +99,23 @@ def tag(predictor, sound: str | Path | np.ndarray, sample_rate: int | None = Non
     if isinstance(sound, (str, Path)):
         result = {"source": str(sound), **result}
     return result
+
+
+def window_outputs(predictor, wave: np.ndarray, fe: AudioFrontend | None = None
+                   ) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Raw outputs ``{head: [W, C]}`` of every window of a mono waveform (at the frontend's rate), and the
+    windows' start samples."""
+    fe = fe or frontend(predictor)
+    windows, starts = fe.windows(wave)
+    parts = [predictor.run(sound_batch(predictor, windows[i: i + BATCH])) for i in range(0, len(windows), BATCH)]
+    return {h: np.concatenate([p[h] for p in parts]) for h in predictor.card.head_names}, starts
+
+
+def sound_outputs(predictor, sound: str | Path | np.ndarray, sample_rate: int | None = None) -> dict[str, np.ndarray]:
+    """Raw outputs ``{head: [C]}`` of a whole sound: its windows' outputs aggregated as the card says."""
+    fe = frontend(predictor)
+    outputs, _ = window_outputs(predictor, load_sound(sound, sample_rate, fe.sample_rate), fe)
+    return {h: aggregate(o, fe.aggregate) for h, o in outputs.items()}
 
 
 def events(head, preds: list[dict[str, Any]], spans: list[tuple[float, float]]) -> list[dict[str, Any]]:

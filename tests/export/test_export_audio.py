@@ -24,6 +24,9 @@ def test_every_file_passes_its_gate(audio_export):
         assert e["passed"], (name, e.get("gate_failures"), e.get("error"))
         assert {"map", "reference_map", "lwlrap", "reference_lwlrap"} <= set(e["heads"]["words"])
     assert parity["model.int8.onnx"]["precision_ran"] == "int8"
+    for name in ("model.onnx", "model.tflite"):  # raw sound files through predict's path vs training's windows
+        e2e = parity[name]["end_to_end"]
+        assert e2e["files"] > 1 and e2e["heads"]["words"]["label_set_agreement"] == 1.0, e2e
     assert parity["model.mlpackage"]["structure_ok"], parity["model.mlpackage"].get("problems")
 
 
@@ -80,3 +83,16 @@ def test_predict_tags_long_files(audio_export, tmp_path):
     assert [w["start"] for w in long["timeline"]] == [round(s / 16000, 3) for s in fe.window_starts(5 * 16000)]
     assert set(long["predictions"]["words"]["scores"]) == set(load(audio_export.out_dir / "model.onnx").card.head(
         "words").classes)
+
+
+def test_end_to_end_sound_files_match_training(audio_run, audio_export, tmp_path):
+    """Validation sounds written as files, through predict's path (decode, windows, frontend, ONNX, aggregate),
+    give PyTorch's per-sound outputs on training's windows."""
+    from edgekit.export.end_to_end_audio import raw_sounds
+    from edgekit.runtime.tagging import sound_outputs
+    from edgekit.train.trained import load_trained
+
+    files, reference = raw_sounds(load_trained(audio_run.run_dir / "best.pt"), tmp_path, 6)
+    model = load(audio_export.out_dir / "model.onnx")
+    got = np.stack([sound_outputs(model, f)["words"] for f in files])
+    assert len(files) == 6 and np.abs(got - reference["words"]).max() < 1e-4

@@ -128,8 +128,10 @@ def window_split(sounds: Sounds, targets: dict[str, np.ndarray], frontend: Audio
         i, start = items[j]
         return frontend.cut(sounds.wave(i), start)
 
-    return Split(names=[f"{sounds.names[i]}@{s / sr:.2f}s" for i, s in items], load=load,
-                 targets={k: v[ids] for k, v in targets.items()}, seeded=True, groups=ids)
+    split = Split(names=[f"{sounds.names[i]}@{s / sr:.2f}s" for i, s in items], load=load,
+                  targets={k: v[ids] for k, v in targets.items()}, seeded=True, groups=ids)
+    split.starts = np.asarray([s for _, s in items], np.int64)  # exact start samples (names round them)
+    return split
 
 
 # -- the embedded speech commands ------------------------------------------------------------------
