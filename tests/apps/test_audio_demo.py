@@ -56,3 +56,17 @@ def test_microphone_that_is_not_there_is_one_line(audio_onnx, tmp_path, monkeypa
         run_audio(audio_onnx, "mic", headless=True, log=tmp_path / "mic.jsonl", verbose=False)
     message = str(err.value)
     assert message.startswith("no microphone") and "\n" not in message and "source" in message
+
+
+def test_window_panel_draws_spectrogram_and_tags(audio_onnx):
+    import numpy as np
+
+    from edgekit.apps.sound_panel import SPEC_H, WIDTH, render
+    from edgekit.runtime.tagging import frontend, sound_batch
+
+    model = load(audio_onnx)
+    batch = sound_batch(model, 0.1 * np.random.default_rng(0).standard_normal(frontend(model).window_samples))
+    pred = model.decode(model.run(batch), 3)[0]
+    img = render(batch, pred, ["0.00s  yes 0.90"], model.card, 1.5)
+    assert img.dtype == np.uint8 and img.shape[1] == WIDTH and img.shape[2] == 3
+    assert img.shape[0] > SPEC_H and img[:SPEC_H].std() > 0  # the spectrogram is drawn, not blank

@@ -38,6 +38,10 @@ def test_golden_sound_inputs_recheck_the_file(audio_export):
     assert golden["kind"] == "audio" and golden["encoding"] == "flac-base64" and golden["inputs"]
     gate = parity_gate(model)
     assert gate["passed"], gate
+    from edgekit.recipes.check import check
+
+    gates = check(audio_export.out_dir / "model.onnx", max_latency_ms=60_000, seconds=0.1)  # a sound model's input
+    assert gates[0]["gate"].startswith("latency") and gates[0]["passed"]
 
 
 def test_runtime_frontend_equals_training(audio_run, audio_export, tmp_path, sound_files):
