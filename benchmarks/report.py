@@ -36,7 +36,10 @@ def cell(row: dict[str, Any], key: str) -> str:
     if key == "params":
         return f"{v / 1e6:.2f}"
     if key == "accuracy":
-        return ", ".join(f"{h} {a * 100:.2f}%" for h, a in v.items()) if v else "n/a"
+        parts = [f"{h} {a * 100:.2f}%" for h, a in v.items()]
+        parts += [f"{h} {m.upper()} {x * 100:.2f}%" if m == "map" else f"{h} {m.upper()} {x:.3g}"
+                  for h, ms in (row.get("metrics") or {}).items() for m, x in ms.items() if isinstance(x, float)]
+        return ", ".join(parts) if parts else "n/a"
     if key in ("speedup_vs_teacher_torch", "compression_vs_teacher"):
         return f"{v:.1f}x"
     if key == "gflops":

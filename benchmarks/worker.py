@@ -131,7 +131,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     result.update(what_ran(path, backend, feed, device))  # after the memory figures: it opens a second session
     if data is not None and spec.get("labels") and not model.frames and not model.card.input.audio:  # images only
-        result["accuracy"] = _accuracy(model, data, spec["labels"], batch)
+        result["accuracy"], metrics = _accuracy(model, data, spec["labels"], batch)
+        if metrics:
+            result["metrics"] = metrics
     return result
 
 
@@ -195,19 +197,42 @@ def _raw_call(backend, batch: int, assume: dict[str, Any], where: str):
     return call, feed, fixed, assumed
 
 
-def _accuracy(model, images: np.ndarray, labels_path: str, batch: int) -> dict[str, float]:
-    """Top-1 per classification head whose classes the dataset labels use (through this backend)."""
+def _accuracy(model, images: np.ndarray, labels_path: str, batch: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """Per head, through this backend: top-1 of classification heads whose classes the dataset labels use, and
+    for the others their own metric (regression MAE; multilabel mAP, with scikit-learn where installed)."""
     with open(labels_path) as fh:
-        labels = json.load(fh)  # {head: [class name per image]}
-    correct = {h: 0 for h in labels}
+        labels = json.load(fh)  # {head: [class name | None]} or {head: {"kind": ..., ...}}
+    outs: dict[str, list[np.ndarray]] = {h: [] for h in labels}
     for i in range(0, len(images), batch):
-        chunk = list(images[i: i + batch])
-        out = model.run(model.preprocess(chunk, color="RGB"))
-        for h, names in labels.items():
+        out = model.run(model.preprocess(list(images[i: i + batch]), color="RGB"))
+        for h in labels:
+            outs[h].append(out[h])
+    accuracy, metrics = {}, {}
+    for h, truth in labels.items():
+        pred = np.concatenate(outs[h])
+        if isinstance(truth, list):  # classification
             classes = model.card.head(h).classes
-            pred = out[h].argmax(1)
-            correct[h] += sum(classes[p] == names[i + j] for j, p in enumerate(pred))
-    return {h: c / len(images) for h, c in correct.items()}
+            pairs = [(classes[p], t) for p, t in zip(pred.argmax(1), truth, strict=True) if t is not None]
+            accuracy[h] = sum(p == t for p, t in pairs) / max(1, len(pairs))
+        elif truth["kind"] == "regression":
+            ok = [(float(p), t) for p, t in zip(pred[:, 0], truth["values"], strict=True) if t is not None]
+            metrics[h] = {"mae": float(np.mean([abs(p - t) for p, t in ok]))} if ok else {}
+        else:
+            metrics[h] = _map(pred, truth, model.card.head(h).classes)
+    return accuracy, metrics
+
+
+def _map(scores: np.ndarray, truth: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+    rows = [i for i, t in enumerate(truth["labels"]) if t is not None]
+    y = np.asarray([[c in truth["labels"][i] for c in classes] for i in rows], dtype=float)
+    keep = y.sum(0) > 0
+    if not keep.any():
+        return {}
+    try:
+        from sklearn.metrics import average_precision_score
+    except ImportError:
+        return {"map": None, "note": "mAP needs scikit-learn"}
+    return {"map": float(average_precision_score(y[:, keep], scores[rows][:, keep], average="macro"))}
 
 
 def main() -> int:

@@ -181,6 +181,8 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         name = formats.FORMATS[fmt].file(precision)
         if needs is None:  # the FP32 file this variant is derived from was not made
             failures.append(_failure(name, fmt, precision, "not made: the FP32 file it derives from failed"))
+            if verbose:
+                say(f"  [red]{name} failed[/]: {failures[-1]['error']}")
             return None
         t0 = time.perf_counter()
         if verbose:

@@ -205,7 +205,8 @@ def dataset_files(card: ModelCard, data: str, work: Path, limit: int | None = No
     names = {h.name for h in bundle.heads}
     pairs = {h.name: h.name for h in card.heads if h.kind == "classification" and h.name in names}
     pairs = pairs or _labelled_pairs(card, bundle.heads)
-    if not pairs:
+    others = {h.name: h for h in card.heads if h.kind != "classification" and h.name in names}
+    if not pairs and not others:
         return None
     split = bundle.val
     n = len(split) if limit is None else min(limit, len(split))
@@ -221,7 +222,17 @@ def dataset_files(card: ModelCard, data: str, work: Path, limit: int | None = No
             split.load(i).save(f)
         files.append(str(f))
     spec = {h.name: h for h in bundle.heads}
-    labels = {mine: [spec[theirs].classes[int(t)] for t in split.targets[theirs][:n]] for mine, theirs in pairs.items()}
+    labels: dict[str, Any] = {mine: [spec[theirs].classes[int(t)] if t >= 0 else None
+                                     for t in split.targets[theirs][:n]] for mine, theirs in pairs.items()}
+    for name, head in others.items():  # regression values, multilabel label lists (None: not labelled)
+        values = split.targets[name][:n]
+        if head.kind == "regression":
+            labels[name] = {"kind": "regression", "values": [None if v != v else float(v) for v in values]}
+        else:
+            classes = spec[name].classes
+            labels[name] = {"kind": "multilabel", "classes": classes,
+                            "labels": [None if row[0] != row[0] else [c for c, on in zip(classes, row, strict=True)
+                                                                      if on > 0.5] for row in values]}
     return files, labels
 
 
@@ -275,8 +286,10 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
     import platform
 
     from edgekit.benchmarks.report import print_table, write_reports
+    from edgekit.runtime.backends import check_threads
 
     check_device(device, backends)
+    threads = check_threads(threads)  # explicit for every backend: the machine's usable cores by default
     if not models and not teacher:
         raise ConfigError("give at least one model (a checkpoint, an exported file or a timm name)")
     work = out / "work"
@@ -322,9 +335,6 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
             raise ConfigError(f"its heads do not match the labels of '{source}'")
         return found
 
-    from edgekit.runtime.backends import check_threads
-
-    threads = check_threads(threads)  # explicit for every backend: the machine's usable cores by default
     rows = run_all(benches, backends, batches, device, threads, data, work, min_seconds, verbose,
                    dataset_of=dataset_of)
     notes += [n for b in benches for n in b.notes if n not in notes]  # what measuring added (accuracy n/a...)

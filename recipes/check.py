@@ -84,13 +84,16 @@ def _accuracy(model, data: str) -> float:
         if not found:
             raise ConfigError(f"{model.path.name}: no classification head of it has labels in '{data}'")
         files, labels = found
-        head, names = next(iter(labels.items()))
+        classified = {h: v for h, v in labels.items() if isinstance(v, list)}
+        if not classified:
+            raise ConfigError(f"{model.path.name}: no classification head of it has labels in '{data}'")
+        head, names = next(iter(classified.items()))
         classes = model.card.head(head).classes
         correct = 0
         for i in range(0, len(files), 64):
             out = model.run(model.preprocess(files[i: i + 64]))[head]
             correct += sum(classes[int(p)] == names[i + j] for j, p in enumerate(out.argmax(1)))
-    return correct / len(files)
+    return correct / max(1, sum(n is not None for n in names))
 
 
 def parity_gate(model) -> dict[str, Any]:

@@ -59,22 +59,26 @@ def card_for_file(path: Path, rows: list[dict[str, Any]] | None = None) -> dict[
         entry = next((e for e in json.loads(parity.read_text()).get("artifacts", []) if e.get("file") == path.name),
                      None)
         if entry:
-            card["parity"] = {k: entry.get(k) for k in ("passed", "max_rel", "heads", "structure_ok", "numeric",
+            card["parity"] = {k: entry.get(k) for k in ("passed", "precision_ran", "gate", "gate_failures", "kept",
+                                                         "max_rel", "heads", "end_to_end", "structure_ok", "numeric",
                                                          "error", "export_seconds") if k in entry}
     measured = []
     for r in rows or []:
         if "error" in r:
             measured.append({"backend": r["backend"], "batch": r.get("batch"), "error": r["error"]})
             continue
-        measured.append({k: r.get(k) for k in ("backend", "batch", "device", "p50_ms", "p90_ms", "p99_ms",
-                                               "throughput_ips", "load_ms", "first_run_ms", "peak_rss_mb",
-                                               "model_rss_mb", "accuracy", "residency", "fallback", "quant",
-                                               "gflops", "params") if k in r})
+        measured.append({k: r.get(k) for k in ("backend", "batch", "threads", "threads_from", "device", "p50_ms",
+                                               "p90_ms", "p99_ms", "throughput_ips", "load_ms", "first_run_ms",
+                                               "peak_rss_mb", "model_rss_mb", "accuracy", "metrics", "residency",
+                                               "fallback", "quant", "gflops", "params") if k in r})
     if measured:
         card["bench"] = measured
         accs = [m["accuracy"] for m in measured if m.get("accuracy")]
         if accs:
             card["accuracy"] = accs[0]
+        other = [m["metrics"] for m in measured if m.get("metrics")]
+        if other:
+            card["metrics"] = other[0]  # per head: regression MAE, multilabel mAP
     card["environment"] = environment()
     return card
 

@@ -33,19 +33,20 @@ def tiny_config(tmp_path):
 
 @pytest.fixture
 def age_mood_csv():
-    """``age_mood_csv(folder, n=48)`` writes n small PNGs and ``labels.csv`` (``path,age,mood``: a regression and a
-    3-class head, both following the image's brightness, so a model learns them) and returns the CSV's path."""
-    def make(root, n: int = 48):
+    """``age_mood_csv(folder, n=48, gender=False)`` writes n small PNGs and ``labels.csv`` (``path,age,mood``: a
+    regression and a 3-class head, both following the image's brightness, so a model learns them; with ``gender`` a
+    2-class ``gender`` column too) and returns the CSV's path."""
+    def make(root, n: int = 48, gender: bool = False):
         import numpy as np
         from PIL import Image
 
         rng = np.random.default_rng(0)
-        rows = ["path,age,mood"]
+        rows = ["path,age,mood" + (",gender" if gender else "")]
         for i in range(n):
             mood = ["calm", "happy", "sad"][i % 3]
             img = np.full((20, 20, 3), 60 * (i % 3), np.uint8) + rng.integers(0, 30, (20, 20, 3), dtype=np.uint8)
             Image.fromarray(img).save(root / f"{i}.png")
-            rows.append(f"{i}.png,{20 + 20 * (i % 3) + i % 5},{mood}")
+            rows.append(f"{i}.png,{20 + 20 * (i % 3) + i % 5},{mood}" + (f",{'fm'[i % 2]}" if gender else ""))
         (root / "labels.csv").write_text("\n".join(rows) + "\n")
         return root / "labels.csv"
 

@@ -106,7 +106,8 @@ def check(files: list[Path], rounds: int = 3, threads: int | None = None, second
         results.append({"file": str(f), "backend": backend, "size_mb": f.stat().st_size / 1e6,
                         "harness_p50_ms": h, "bare_p50_ms": b, "ratio": h / b, "within_10pct": abs(h / b - 1) <= 0.10,
                         "harness_runs_ms": harness, "bare_runs_ms": bare, "peak_rss_mb": statistics.median(rss),
-                        "harness_threads": rows[-1].get("threads"), "harness_threads_from": rows[-1].get("threads_from"),
+                        "harness_threads": rows[-1].get("threads"),
+                        "harness_threads_from": rows[-1].get("threads_from"),
                         "harness_threads_started": rows[-1].get("os_threads_started"),
                         "bare_threads_started": bare_rows[-1]["threads_started"]})
     summary = {"threads": threads, "rounds": rounds, "files": results}

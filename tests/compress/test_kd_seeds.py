@@ -1,5 +1,4 @@
 import json
-import time
 
 import pytest
 
@@ -39,14 +38,29 @@ def test_aggregate_one_seed_has_no_spread_and_bad_input_is_refused():
         aggregate_seeds([0.9], [0.8], mode="up")
 
 
-def test_kd_over_two_seeds_trains_the_teacher_once_on_the_full_split(tiny_config):
+def test_kd_over_two_seeds_trains_the_teacher_once_on_the_full_split(tiny_config, monkeypatch):
+    import numpy as np
+
+    from edgekit.compress import distill as distill_module
+
     cfg = tiny_config("distill", name="kds", data__limit=64, train__epochs=1, distill__teacher="timm:test_efficientnet",
                       distill__teacher_epochs=1, distill__views=1)
-    result = kd_over_seeds(cfg, seeds=2, fraction=0.5, verbose=False)
+    result = kd_over_seeds(cfg, seeds=2, fraction=0.5, verbose=False, unlabeled="rest")
     saved = json.loads((cfg.run_dir.parent / "kds-f0.5" / "seeds.json").read_text())
     assert saved["seeds"] == [0, 1] and saved["monitor"] == "digit/acc" and saved["fraction"] == 0.5
     assert len(saved["kd"]["values"]) == 2 and len(saved["no_kd"]["values"]) == 2
-    assert saved["kd"]["std"] is not None and saved["exceeds_spread"] in (True, False)
+    spread = max(np.std(saved["kd"]["values"], ddof=1), np.std(saved["no_kd"]["values"], ddof=1))
+    assert saved["spread"] == pytest.approx(spread) and saved["exceeds_spread"] == bool(saved["gain"] > spread)
+    # the third arm: KD whose student also sees the other half of the images, unlabelled
+    arm = saved["with_unlabeled"]
+    assert arm["unlabeled"] == "rest" and arm["unlabeled_samples"] == 32 and len(arm["kd"]["values"]) == 2
+    assert arm["no_kd"]["values"] == saved["no_kd"]["values"]  # compared with the same labelled-only baseline
+    unl_card = json.loads((cfg.run_dir.parent / "kds-f0.5-unl" / "card.json").read_text())
+    assert unl_card["provenance"]["train_samples"] == 32 and unl_card["provenance"]["unlabeled_samples"] == 32
+    import torch
+
+    cache = torch.load(cfg.run_dir.parent / "kds-f0.5-unl" / "teacher_cache.pt", weights_only=True)
+    assert cache["emb"].shape[0] == 64  # the teacher labelled every image for that student
     assert saved["gain"] == pytest.approx(result["gain"])
     assert [r["kd"].rsplit("/", 1)[-1] for r in saved["runs"]] == ["kds-f0.5", "kds-f0.5-seed1"]
     assert [r["no_kd"].rsplit("/", 1)[-1] for r in saved["runs"]] == ["kds-f0.5-nokd", "kds-f0.5-seed1-nokd"]
@@ -58,9 +72,12 @@ def test_kd_over_two_seeds_trains_the_teacher_once_on_the_full_split(tiny_config
     assert teacher_card["provenance"]["train_samples"] == 64  # the teacher saw the full split
     assert student_card["provenance"]["train_samples"] == saved["train_samples"] == 32  # the students half
     assert student_card["provenance"]["seed"] == 1
-    t = time.perf_counter()  # a second call reads the finished seeds back
-    again = kd_over_seeds(cfg, seeds=2, fraction=0.5, verbose=False)
-    assert time.perf_counter() - t < 5 and all(r["reused"] for r in again["runs"])
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished seed was trained again")
+
+    monkeypatch.setattr(distill_module, "distill", no_training)  # a second call reads the finished seeds back
+    again = kd_over_seeds(cfg, seeds=2, fraction=0.5, verbose=False, unlabeled="rest")
+    assert all(r["reused"] for r in again["runs"]) and all(r["reused"] for r in again["with_unlabeled"]["runs"])
     assert again["kd"]["values"] == saved["kd"]["values"]
 
 

@@ -106,3 +106,26 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ConfigError, match="--target"):
         parse_targets("onnx,tensorrt")
     assert parse_targets("all")[:3] == ["onnx", "tflite", "coreml"]  # + executorch where its extra is installed
+
+
+def test_heads_of_different_widths_keep_their_outputs_in_every_format(tiny_config, tmp_path, age_mood_csv):
+    """TFLite names outputs output_N and ExecuTorch returns them by position: the mapping to heads is checked by
+    value (parity per head) on heads of widths 1, 3 and 2, so a swap cannot pass."""
+    from edgekit.config import parse_heads
+    from edgekit.runtime import load
+    from edgekit.train.supervised import train
+
+    cfg = tiny_config(name="widths", data__source=str(age_mood_csv(tmp_path, n=48, gender=True)), data__limit=None,
+                      model__heads=parse_heads("age:regression,mood,gender"), train__epochs=1)
+    run = train(cfg, verbose=False)
+    report = export_checkpoint(run.run_dir / "best.pt", ["tflite", "executorch"], tmp_path / "out", int8=True,
+                               calib_images=16, verbose=False, strict=False)
+    widths = {"age": 1, "mood": 3, "gender": 2}
+    for name in ("model.tflite", "model.pte"):
+        entry = report.by_file(name)
+        assert entry["passed"] and entry["max_rel"] <= 1e-4, entry
+        model = load(tmp_path / "out" / name)
+        out = model.run(model.preprocess([np.zeros((20, 20, 3), np.uint8)] * 2))
+        assert {h: v.shape[1] for h, v in out.items()} == widths
+    for name in ("model.int8.tflite", "model.int8.pte"):  # every head is judged by the INT8 gate
+        assert set(report.by_file(name)["heads"]) == set(widths) and "gate" in report.by_file(name)

@@ -112,3 +112,62 @@ def test_clip_model_torch_parity_with_exported_batch(clip_run):
         a = trained.model(x)["direction"]
         b = ChannelsLast(trained.wrapped())(to_channels_last(x))[0]
     torch.testing.assert_close(a, b)
+
+
+def _lying_video(path, frames, claimed: int) -> None:
+    """An MJPG AVI of ``frames`` whose headers claim ``claimed`` frames (containers often over-report)."""
+    import struct
+
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 8, (w, h))
+    for f in frames:
+        writer.write(np.ascontiguousarray(f))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, data.find(b"avih") + 8 + 16, claimed)  # dwTotalFrames
+    struct.pack_into("<I", data, data.find(b"strh") + 8 + 32, claimed)  # the stream's dwLength
+    path.write_bytes(bytes(data))
+    assert cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT) == claimed
+
+
+def test_transformer_and_cross_attention_clips_export_predict_and_bench(tmp_path, tiny_config, capsys):
+    """verb + noun clips with transformer pooling and cross-task attention: ONNX and TFLite files pass their
+    gates, `edgekit predict` runs them on a video whose container lies about its length, bench measures them."""
+    import cv2
+
+    from edgekit.cli import main
+    from edgekit.export.exporter import export_checkpoint
+    from edgekit.recipes.bench import bench
+    from edgekit.train.supervised import train
+
+    for name, n in (("a.avi", 30), ("b.avi", 24)):
+        writer = cv2.VideoWriter(str(tmp_path / name), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+        for i in range(n):
+            writer.write(np.full((24, 32, 3), 6 * i, np.uint8))
+        writer.release()
+    rows = [f"a.avi,{s},{s + 5},{verb},{noun}" for s, verb, noun in ((0, "take", "cup"), (6, "put", "cup"),
+                                                                      (12, "take", "plate"), (18, "put", "plate"))]
+    rows += [f"b.avi,{s},{s + 4},{verb},{noun}" for s, verb, noun in ((0, "put", "cup"), (5, "take", "plate"),
+                                                                       (10, "take", "cup"), (15, "put", "plate"))]
+    (tmp_path / "clips.csv").write_text("video,start_frame,stop_frame,verb_class,noun_class\n" + "\n".join(rows * 3))
+    cfg = tiny_config(data__source=str(tmp_path / "clips.csv"), data__frames=3, train__epochs=1,
+                      model__temporal="transformer", model__cross_attention=True, name="cross")
+    run = train(cfg, verbose=False)
+    report = export_checkpoint(run.run_dir / "best.pt", ["onnx", "tflite"], tmp_path / "out", verbose=False)
+    assert {e["file"] for e in report.parity} == {"model.onnx", "model.tflite"}
+    for entry in report.parity:
+        assert entry["passed"] and entry["max_rel"] <= 1e-4 and set(entry["heads"]) == {"verb", "noun"}
+        assert entry["end_to_end"]["skipped"].startswith("clip model")
+    frames = [np.full((24, 32, 3), 10 * i, np.uint8) for i in range(7)]
+    _lying_video(tmp_path / "lies.avi", frames, claimed=25)
+    import json
+
+    for name in ("model.onnx", "model.tflite"):
+        assert main(["predict", str(tmp_path / "out" / name), str(tmp_path / "lies.avi"), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)[0]
+        assert result["frames"] == 7 and {"verb", "noun"} <= set(result["predictions"])
+    rows, _ = bench([str(tmp_path / "out" / "model.onnx"), str(tmp_path / "out" / "model.tflite")],
+                    ["ort", "tflite"], [1], "cpu", None, None, tmp_path / "bench", min_seconds=0.05, verbose=False)
+    assert [r["backend"] for r in rows] == ["ort", "tflite"] and all(r["p50_ms"] > 0 for r in rows)

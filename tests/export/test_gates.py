@@ -114,3 +114,21 @@ def test_multi_head_int8_is_gated_on_every_head_including_regression(tiny_config
     assert not bad["passed"]
     assert any(f.startswith("age: ") and "MAE" in f for f in bad["gate_failures"])
     assert any(f.startswith("mood: ") for f in bad["gate_failures"])
+    # bench measures every head on the model's own val data: top-1 for mood, MAE for age
+    import numpy as np
+
+    from edgekit.recipes.bench import bench, dataset_files
+    from edgekit.runtime import load
+
+    onnx = tmp_path / "good" / "model.int8.onnx"
+    rows, _ = bench([str(onnx)], ["ort"], [4], "cpu", None, "auto", tmp_path / "bench", min_seconds=0.05,
+                    verbose=False)
+    model = load(onnx)
+    files, labels = dataset_files(model.card, model.card.provenance["data"], tmp_path / "w")
+    out = model.run(model.preprocess(files))
+    truth = labels["age"]["values"]
+    assert rows[0]["metrics"]["age"]["mae"] == pytest.approx(np.mean(np.abs(out["age"][:, 0] - truth)))
+    mood = model.card.head("mood").classes
+    assert rows[0]["accuracy"]["mood"] == pytest.approx(np.mean([mood[p] == t for p, t in
+                                                                 zip(out["mood"].argmax(1), labels["mood"],
+                                                                     strict=True)]))

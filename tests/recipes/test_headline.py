@@ -5,9 +5,9 @@ from pathlib import Path
 from edgekit.recipes.quickstart import _headline, deployment_lines
 
 
-def _r(role, backend, precision, ms, batch=1, size=1.0):
+def _r(role, backend, precision, ms, batch=1, size=1.0, threads=2):
     return {"role": role, "backend": backend, "precision": precision, "batch": batch, "p50_ms": ms, "size_mb": size,
-            "model": role}
+            "model": role, "threads": threads}
 
 
 ROWS = [_r("teacher", "torch", "fp32", 8.3, size=44.0), _r("teacher", "ort", "fp32", 1.115, size=44.0),
@@ -18,10 +18,10 @@ ROWS = [_r("teacher", "torch", "fp32", 8.3, size=44.0), _r("teacher", "ort", "fp
 
 def test_headline_pairs_rows_on_the_same_backend_and_precision():
     text = "\n".join(_headline(ROWS))
-    assert "onnxruntime 0.300 vs 1.115 ms (**3.7x**)" in text  # student vs teacher, both ORT FP32
-    assert "TFLite (XNNPACK) 0.204 vs 1.200 ms (**5.9x**)" in text
-    assert "onnxruntime 0.200 vs 0.300 ms (**1.50x**" in text  # INT8 vs FP32, both ORT
-    assert "TFLite (XNNPACK) 0.200 vs 0.204 ms (**1.02x**" in text
+    assert "onnxruntime 0.300 vs 1.115 ms (**3.7x**, 2 threads)" in text  # student vs teacher, both ORT FP32
+    assert "TFLite (XNNPACK) 0.204 vs 1.200 ms (**5.9x**, 2 threads)" in text
+    assert "onnxruntime 0.200 vs 0.300 ms (**1.50x**, 2 threads" in text  # INT8 vs FP32, both ORT
+    assert "TFLite (XNNPACK) 0.200 vs 0.204 ms (**1.02x**, 2 threads" in text
     assert "INT8 does not pay for speed on TFLite (XNNPACK)" in text  # 1.02x < 1.1x: said, with the reason
     extra = [ln for ln in text.splitlines() if "eager PyTorch" in ln]
     assert len(extra) == 1 and extra[0].startswith("- Extra, not like for like") and "41.5x" in extra[0]
@@ -39,6 +39,13 @@ def test_int8_reason_names_the_cpu_and_the_call_length(monkeypatch, tmp_path):
     assert "should be fast; check the 224-px table" in quickstart.cpu_note(3.0)
 
 
+def test_headline_never_pairs_rows_measured_at_other_thread_counts():
+    rows = [dict(r) for r in ROWS]
+    next(r for r in rows if r["role"] == "teacher" and r["backend"] == "tflite")["threads"] = 1  # the issue's case
+    text = "\n".join(_headline(rows))
+    assert "TFLite (XNNPACK) 0.204 vs 1.200" not in text and "onnxruntime 0.300 vs 1.115" in text
+
+
 def test_headline_without_measurements_says_so():
     assert "could not be measured" in _headline([])[0]
 
@@ -47,5 +54,6 @@ def test_deployment_table_pairs_fp32_and_int8_per_backend_and_batch():
     rows = [_r("student", "ort", "fp32", 4.0), _r("student", "ort", "int8", 2.5),
             _r("student", "ort", "fp32", 20.0, batch=8), _r("student", "ort", "int8", 16.0, batch=8)]
     text = "\n".join(deployment_lines(rows, 224))
-    assert "| student | onnxruntime | 1 | 4.000 | 2.500 | 1.60x |" in text
-    assert "| student | onnxruntime | 8 | 20.000 | 16.000 | 1.25x |" in text
+    assert "| student | onnxruntime | 1 | 2 | 4.000 | 2.500 | 1.60x |" in text
+    assert "every backend ran with 2 threads" in text
+    assert "| student | onnxruntime | 8 | 2 | 20.000 | 16.000 | 1.25x |" in text

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+ROOT = __import__('pathlib').Path(__file__).parents[2]
+
 
 @pytest.mark.slow
 def test_quickstart_runs_end_to_end(tmp_path):
@@ -16,5 +18,11 @@ def test_quickstart_runs_end_to_end(tmp_path):
     for section in ("## Headline", "## Distillation", "## Reparameterization", "## Quantization",
                     "## Exported files and parity", "## Benchmark", "## Time per stage"):
         assert section in report
-    assert "x faster" in report and "FAIL" not in report
+    assert "FAIL" not in report and "KD + 1293 unlabelled images" in report
+    assert "every backend ran with" in report and "(**" in report  # the headline's ratios, with their threads
     assert (tmp_path / "runs" / "quickstart" / "bench" / "pareto.png").is_file()
+    # what CI checks after the main job: gates, like-for-like headline, KD section, stage times, README claims
+    check = subprocess.run([sys.executable, "tools/check_quickstart.py", str(tmp_path / "runs" / "quickstart" /
+                                                                            "report.json"), "--readme", "README.md"],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert check.returncode == 0, check.stdout[-3000:]

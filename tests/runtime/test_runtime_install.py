@@ -19,12 +19,33 @@ print(" ".join(labels))
 """
 
 
+SKIP = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "runs", "__pycache__", ".pytest_cache",
+                              ".ruff_cache", "tests", "node_modules", ".venv*", "venv*", "*.venv")
+
+
+def not_source(folder: str, names: list[str]) -> set[str]:
+    """What a copy of the checkout leaves out: build outputs, caches, tests, and any virtual environment
+    (a folder holding pyvenv.cfg, whatever its name: one inside the checkout was 7.4 GB)."""
+    from pathlib import Path
+
+    return set(SKIP(folder, names)) | {n for n in names if (Path(folder) / n / "pyvenv.cfg").is_file()}
+
+
+def test_copy_of_the_checkout_skips_virtual_environments(tmp_path):
+    (tmp_path / "repo" / "myenv").mkdir(parents=True)
+    (tmp_path / "repo" / "myenv" / "pyvenv.cfg").write_text("home = /usr\n")
+    (tmp_path / "repo" / ".venv-gpu" / "lib").mkdir(parents=True)
+    (tmp_path / "repo" / "train").mkdir()
+    (tmp_path / "repo" / "train" / "a.py").write_text("")
+    shutil.copytree(tmp_path / "repo", tmp_path / "copy", ignore=not_source)
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["train"]
+
+
 def test_runtime_extra_in_a_fresh_venv(exported, val_pngs, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     src = tmp_path / "src"  # install from a copy: pip builds in-tree and would leave build/ in the checkout
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "runs", "__pycache__",
-                                                             ".pytest_cache", ".ruff_cache", "tests"))
+    shutil.copytree(ROOT, src, ignore=not_source)
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{src}[runtime]"],
                              capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-3000:]

@@ -1,0 +1,130 @@
+"""CI's check of the main job: the report ``edgekit quickstart`` just wrote, and the README's claims against it.
+
+The report (``OUT/quickstart/report.json``, what ``report.md`` says as data) must show:
+
+- every file it made passed its gate (parity.json's verdicts), and the INT8 files of both backends exist;
+- the headline compares like with like: student vs teacher (FP32) and INT8 vs FP32, each on one backend, at
+  batch 1, both rows at one stated thread count, for onnxruntime and TFLite;
+- the KD section: KD vs no KD over at least 3 seeds, and the arm with the unlabelled images;
+- the time of every stage.
+
+Then every qualitative claim the README makes about these numbers, written beside the prose as
+``<!-- claim: EXPRESSION -->`` (a Python expression over the report: ``kd.with_unlabeled.gain > 0.1``,
+``kd.with_unlabeled.exceeds_spread``, ``pair("INT8 vs FP32", "tflite").ratio > 1``), must hold on this run.
+A contradicted claim fails CI: the README must not say what the machine that just ran it did not see::
+
+    python tools/check_quickstart.py runs/quickstart/report.json --readme README.md
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+CLAIM = re.compile(r"<!--\s*claim:\s*(.+?)\s*-->")
+MIN_SEEDS = 3
+
+
+class View:
+    """Attribute access over the report's dicts (``kd.with_unlabeled.gain``); lists and numbers as they are."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._data:
+            raise AttributeError(f"the report has no '{name}' (it has {', '.join(self._data)})")
+        return wrap(self._data[name])
+
+    def __getitem__(self, name: str) -> Any:
+        return wrap(self._data[name])
+
+
+def wrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        return View(value)
+    if isinstance(value, list):
+        return [wrap(v) for v in value]
+    return value
+
+
+def problems(report: dict[str, Any]) -> list[str]:
+    """What is wrong with a quickstart report (empty: nothing)."""
+    out = []
+    parity = report.get("parity") or []
+    if not parity:
+        out.append("no exported file was verified")
+    out += [f"{e['file']} did not pass its gate: {'; '.join(e.get('gate_failures') or []) or e.get('error')}"
+            for e in parity if not e.get("passed")]
+    files = {e["file"] for e in parity}
+    out += [f"{f} is missing" for f in ("model.int8.onnx", "model.int8.tflite") if f not in files]
+    pairs = report.get("headline") or []
+    for what in ("student vs teacher", "INT8 vs FP32"):
+        for backend in ("ort", "tflite"):
+            p = [x for x in pairs if x["what"] == what and x["backend"] == backend]
+            if not p:
+                out.append(f"the headline has no '{what}' row on {backend} at one thread count")
+            elif not (isinstance(p[0].get("threads"), int) and p[0]["threads"] >= 1 and p[0]["batch"] == 1):
+                out.append(f"the headline's '{what}' row on {backend} states no thread count")
+    kd = report.get("kd") or {}
+    if kd.get("n", 0) < MIN_SEEDS:
+        out.append(f"the KD section has {kd.get('n', 0)} seeds, fewer than {MIN_SEEDS}")
+    if not (kd.get("with_unlabeled") or {}).get("n", 0) >= MIN_SEEDS:
+        out.append("the KD section has no arm with the unlabelled images over the same seeds")
+    times = report.get("times") or {}
+    if "total" not in times or any(not v > 0 for v in times.values()):
+        out.append(f"stage times are missing or zero: {times}")
+    return out
+
+
+def claims(readme: str, report: dict[str, Any]) -> list[tuple[str, bool | str]]:
+    """Every ``<!-- claim: ... -->`` of the README, evaluated on the report: (claim, True/False/error)."""
+    pairs = report.get("headline") or []
+
+    def pair(what: str, backend: str) -> Any:
+        found = [p for p in pairs if p["what"] == what and p["backend"] == backend]
+        if not found:
+            raise LookupError(f"no headline pair '{what}' on {backend}")
+        return wrap(found[0])
+
+    names = {k: wrap(v) for k, v in report.items()}
+    names.update(pair=pair, abs=abs, min=min, max=max, all=all, any=any, len=len)
+    results = []
+    for expr in CLAIM.findall(readme):
+        try:
+            results.append((expr, bool(eval(expr, {"__builtins__": {}}, names))))  # noqa: S307 - our README
+        except Exception as exc:  # noqa: BLE001 - a claim that cannot be evaluated is a failed claim
+            results.append((expr, f"cannot be evaluated: {exc}"))
+    return results
+
+
+def main(report: Annotated[Path, typer.Argument(help="The quickstart's report.json.")],
+         readme: Annotated[Path | None, typer.Option(help="README whose <!-- claim: ... --> must hold.")] = None
+         ) -> None:
+    """Exit 1 when the report misses what the main job must show, or the README claims what this run contradicts."""
+    data = json.loads(report.read_text())
+    bad = problems(data)
+    for p in bad:
+        typer.echo(f"FAIL report: {p}")
+    if readme is not None:
+        found = claims(readme.read_text(), data)
+        if not found:
+            bad.append("the README states no claim to check")
+            typer.echo("FAIL readme: no <!-- claim: ... --> found")
+        for expr, ok in found:
+            why = "" if isinstance(ok, bool) else f" ({ok})"
+            typer.echo(f"{'ok  ' if ok is True else 'FAIL'} claim: {expr}{why}")
+            if ok is not True:
+                bad.append(expr)
+    if bad:
+        raise typer.Exit(1)
+    typer.echo(f"quickstart report ok: {len(data['parity'])} files passed their gates, "
+               f"{len(data['headline'])} like-for-like headline pairs, KD over {data['kd']['n']} seeds")
+
+
+if __name__ == "__main__":
+    typer.run(main)
