@@ -256,10 +256,23 @@ def sound_files():
 
 
 @pytest.fixture(scope="session")
-def audio_onnx(audio_run, tmp_path_factory):
-    """The tiny sound model exported to ONNX (FP32, verified)."""
+def audio_export(audio_run, tmp_path_factory):
+    """The tiny sound model exported to ONNX (FP32 and INT8) and TFLite (FP32), verified on 96 windows; not
+    strict: the tests read the verdicts (a 1-epoch model's INT8 file sits near its gate's SQNR and drop limits)."""
     from edgekit.export.exporter import export_checkpoint
 
-    out = tmp_path_factory.mktemp("audio_onnx")
-    export_checkpoint(audio_run.run_dir / "best.pt", ["onnx"], out, verbose=False)
-    return out / "model.onnx"
+    out = tmp_path_factory.mktemp("audio_export")
+    report = export_checkpoint(audio_run.run_dir / "best.pt", ["tflite"], out, val_images=96, verbose=False,
+                               strict=False)
+    onnx = export_checkpoint(audio_run.run_dir / "best.pt", ["onnx"], out / "onnx", int8=True, calib_images=32,
+                             val_images=96, verbose=False, strict=False)
+    for f in (out / "onnx").glob("model*"):  # model.onnx, and model.int8.onnx (or .failed: a tiny model's INT8)
+        f.rename(out / f.name)
+    report.parity += onnx.parity
+    return report
+
+
+@pytest.fixture(scope="session")
+def audio_onnx(audio_export):
+    """The tiny sound model's FP32 ONNX file."""
+    return audio_export.out_dir / "model.onnx"

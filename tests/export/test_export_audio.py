@@ -1,8 +1,6 @@
 """Exporting sound models: every target verified on real windows, INT8 judged by the multilabel gate, golden
 sound inputs in the card, and the runtime's frontend equal to training's."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -10,24 +8,23 @@ from edgekit.export.exporter import export_checkpoint
 from edgekit.runtime import load
 
 
-@pytest.fixture(scope="module")
-def audio_export(audio_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("audio_export")
-    return export_checkpoint(audio_run.run_dir / "best.pt", ["onnx", "tflite", "coreml"], out, int8=True,
-                             calib_images=32, verbose=False, strict=False)
+def test_files_are_judged_by_their_gates(audio_export):
+    """FP32 files pass; the INT8 file is judged by the multilabel gate (mAP / LWLRAP drop, SQNR) and kept or
+    moved aside by that verdict."""
+    from edgekit.export.gates import gate_for, judge
 
-
-def test_every_file_passes_its_gate(audio_export):
-    parity = {e["file"]: e for e in json.loads((audio_export.out_dir / "parity.json").read_text())["artifacts"]}
-    for name in ("model.onnx", "model.tflite", "model.int8.onnx"):
-        e = parity[name]
-        assert e["passed"], (name, e.get("gate_failures"), e.get("error"))
-        assert {"map", "reference_map", "lwlrap", "reference_lwlrap"} <= set(e["heads"]["words"])
-    assert parity["model.int8.onnx"]["precision_ran"] == "int8"
-    for name in ("model.onnx", "model.tflite"):  # raw sound files through predict's path vs training's windows
-        e2e = parity[name]["end_to_end"]
+    parity = {e["file"]: e for e in audio_export.parity}
+    for name in ("model.onnx", "model.tflite"):
+        assert parity[name]["passed"], (name, parity[name].get("gate_failures"), parity[name].get("error"))
+        e2e = parity[name]["end_to_end"]  # raw sound files through predict's path vs training's windows
         assert e2e["files"] > 1 and e2e["heads"]["words"]["label_set_agreement"] == 1.0, e2e
-    assert parity["model.mlpackage"]["structure_ok"], parity["model.mlpackage"].get("problems")
+    int8 = parity["model.int8.onnx"]
+    assert int8["precision_ran"] == "int8"
+    assert {"map", "reference_map", "lwlrap", "reference_lwlrap"} <= set(int8["heads"]["words"])
+    verdict = judge(int8, gate_for("int8"))
+    assert int8["passed"] == verdict["passed"] and int8["gate_failures"] == verdict["failures"]
+    kept = (audio_export.out_dir / "model.int8.onnx").exists()
+    assert kept == int8["passed"] and (audio_export.out_dir / "model.int8.onnx.failed").exists() != kept
 
 
 def test_golden_sound_inputs_recheck_the_file(audio_export):
@@ -100,3 +97,15 @@ def test_end_to_end_sound_files_match_training(audio_run, audio_export, tmp_path
     model = load(audio_export.out_dir / "model.onnx")
     got = np.stack([sound_outputs(model, f)["words"] for f in files])
     assert len(files) == 6 and np.abs(got - reference["words"]).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_executorch_and_coreml(audio_run, tmp_path):
+    report = export_checkpoint(audio_run.run_dir / "best.pt", ["executorch", "coreml"], tmp_path, int8=True,
+                               calib_images=32, val_images=96, verbose=False, strict=False)
+    parity = {e["file"]: e for e in report.parity}
+    assert parity["model.pte"]["passed"], (parity["model.pte"].get("gate_failures"), parity["model.pte"].get("error"))
+    int8 = parity["model.int8.pte"]  # judged by the multilabel INT8 gate (a 1-epoch model sits near its limits)
+    assert int8["precision_ran"] == "int8" and "lwlrap" in int8["heads"]["words"] and "error" not in int8
+    for name in ("model.mlpackage", "model.int8.mlpackage"):
+        assert parity[name]["structure_ok"], parity[name].get("problems")
