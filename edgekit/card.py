@@ -78,7 +78,8 @@ class InputSpec:
         if len(self.size) != 2 or min(self.size) <= 0:
             raise CardError(f"input size must be [height, width] with positive values, got {self.size}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise CardError(f"input mean and std must have {self.channels} value(s) (one per channel)")
+            raise CardError(f"input mean and std must have {self.channels} value{'s' * (self.channels > 1)} "
+                            f"(one per channel)")
         self.mean = [float(m) for m in self.mean]
         self.std = [float(s) for s in self.std]
         if self.color not in ("RGB", "BGR"):
