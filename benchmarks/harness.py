@@ -41,6 +41,7 @@ class Bench:
     # from them) and whether it is measured on synthesized inputs only (no single image input)
     assume: dict[str, Any] | None = None
     raw: bool = False
+    source: Path | None = None  # the checkpoint the files were exported from (a run's best.pt: bench notes it there)
 
 
 def check_device(device: str, backends: list[str]) -> None:

@@ -17,8 +17,9 @@ COLUMNS = [("model", "model"), ("backend", "backend"), ("precision", "prec"), ("
            ("peak_rss_mb", "peak RSS MB"), ("accuracy", "accuracy"), ("speedup_vs_teacher_torch", "x teacher"),
            ("compression_vs_teacher", "compression"), ("load_ms", "load ms"), ("first_run_ms", "1st run ms"),
            ("model_rss_mb", "model MB"), ("residency", "residency"), ("quant", "int8 layers")]
-MEASURED = ("threads", "p50_ms", "p90_ms", "p99_ms", "spread_pct", "throughput_ips", "peak_rss_mb", "accuracy",
-            "load_ms", "first_run_ms", "model_rss_mb", "residency")
+FRONTEND = ("frontend_p50_ms", "frontend ms")  # sound models: the log-mel frontend per batch, beside the model
+MEASURED = ("threads", "frontend_p50_ms", "p50_ms", "p90_ms", "p99_ms", "spread_pct", "throughput_ips",
+            "peak_rss_mb", "accuracy", "load_ms", "first_run_ms", "model_rss_mb", "residency")
 
 
 def cell(row: dict[str, Any], key: str) -> str:
@@ -45,14 +46,23 @@ def cell(row: dict[str, Any], key: str) -> str:
         return f"{v:.1f}x"
     if key == "gflops":
         return f"{v:.3f}"
-    if key in ("p50_ms", "p90_ms", "p99_ms"):
+    if key in ("p50_ms", "p90_ms", "p99_ms", "frontend_p50_ms"):
         return f"{v:.3f}"
     if isinstance(v, float):
         return f"{v:.1f}" if v < 1000 else f"{v:.0f}"
     return str(v)
 
 
-def markdown_table(rows: list[dict[str, Any]], columns=COLUMNS) -> str:
+def columns_for(rows: list[dict[str, Any]], columns=COLUMNS) -> list[tuple[str, str]]:
+    """``columns``, with the frontend's cost after p50 when a sound model was measured."""
+    if not any(FRONTEND[0] in r for r in rows):
+        return list(columns)
+    at = [k for k, _ in columns].index("p50_ms") + 1
+    return [*columns[:at], FRONTEND, *columns[at:]]
+
+
+def markdown_table(rows: list[dict[str, Any]], columns=None) -> str:
+    columns = columns or columns_for(rows)
     head = "| " + " | ".join(title for _, title in columns) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
     lines = [head, sep] + ["| " + " | ".join(cell(r, k) for k, _ in columns) + " |" for r in rows]
@@ -64,7 +74,7 @@ def write_reports(rows: list[dict[str, Any]], out: Path, notes: list[str], meta:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": write_json(out / "bench.json", {"meta": meta, "notes": notes, "rows": rows})}
     buf = io.StringIO()
-    keys = [k for k, _ in COLUMNS] + ["device", "fallback", "assumed", "pid", "error", "file"]
+    keys = [k for k, _ in columns_for(rows)] + ["device", "fallback", "assumed", "pid", "error", "file"]
     writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     writer.writeheader()
     for r in rows:
@@ -92,7 +102,10 @@ def write_reports(rows: list[dict[str, Any]], out: Path, notes: list[str], meta:
            "XNNPACK delegate took (TFLite, and ExecuTorch from the card's lowering record; a .pte without one shows "
            "its partitions and portable-kernel ops, read from the program). INT8 layers: ONNX compute nodes (Conv, "
            "MatMul, Gemm) that are QDQ-wrapped "
-           "or integer ops vs plain float; TFLite ops by the type of their data tensor (int8 vs float32).", ""]
+           "or integer ops vs plain float; TFLite ops by the type of their data tensor (int8 vs float32)."
+           + (" Frontend (sound models): the numpy log-mel of the batch's waveform windows (p50), which runs "
+              "beside the model on the device; p50 ms is the model alone." if any(FRONTEND[0] in r for r in rows)
+              else ""), ""]
     plot = pareto_plot(rows, out / "pareto.png")
     if plot:
         paths["png"] = plot
@@ -233,10 +246,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
     from edgekit.console import console
 
-    keep = ("model", "backend", "precision", "batch", "threads", "params", "size_mb", "p50_ms", "p99_ms",
-            "throughput_ips", "peak_rss_mb", "accuracy", "speedup_vs_teacher_torch", "load_ms",
+    keep = ("model", "backend", "precision", "batch", "threads", "params", "size_mb", "p50_ms", "frontend_p50_ms",
+            "p99_ms", "throughput_ips", "peak_rss_mb", "accuracy", "speedup_vs_teacher_torch", "load_ms",
             "residency")  # the rest: bench.md
-    columns = [(k, t) for k, t in COLUMNS if k in keep]
+    columns = [(k, t) for k, t in columns_for(rows) if k in keep]
     table = Table(title="edgekit bench")
     for _, title in columns:
         table.add_column(title, justify="left" if title in ("model", "backend", "prec") else "right")

@@ -121,6 +121,11 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     samples = time_calls(call, min_runs=spec.get("min_runs", 50), min_seconds=spec.get("min_seconds", 1.0),
                          warmup=spec.get("warmup", 10))
     result.update(latency_stats(samples))
+    if model is not None and model.card.input.audio:  # the log-mel frontend runs beside the model: its own cost
+        windows = _windows(model, batch)
+        front = latency_stats(time_calls(lambda: model.preprocess(windows), min_runs=spec.get("min_runs", 50),
+                                         min_seconds=spec.get("min_seconds", 1.0), warmup=spec.get("warmup", 10)))
+        result.update(frontend_p50_ms=front["p50_ms"], frontend_p90_ms=front["p90_ms"])
     result["throughput_ips"] = batch / (result["p50_ms"] / 1e3)
     result["peak_rss_mb"] = _peak_rss_mb()
     result["rss_before_load_mb"] = rss_before
@@ -131,7 +136,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     result.update(what_ran(path, backend, feed, device))  # after the memory figures: it opens a second session
-    if data is not None and spec.get("labels") and not model.frames:  # the accuracy data are images, not clips
+    if data is not None and spec.get("labels") and not model.frames and not model.card.input.audio:  # images only
         result["accuracy"], metrics = _accuracy(model, data, spec["labels"], batch)
         if metrics:
             result["metrics"] = metrics
@@ -151,8 +156,19 @@ def _import_backend(path: str) -> None:
             importlib.import_module(module)
 
 
+def _windows(model, batch: int) -> np.ndarray:
+    """``batch`` waveform windows of a sound model: seeded noise at the card's sample rate and length."""
+    from edgekit.runtime.tagging import frontend
+
+    n = frontend(model).window_samples
+    return (0.1 * np.random.default_rng(0).standard_normal((batch, n))).astype(np.float32)
+
+
 def _inputs(model, batch: int, data: np.ndarray | None) -> np.ndarray:
-    """A preprocessed batch: dataset images when given, else random pixels at the model's input size."""
+    """A preprocessed batch: dataset images when given, else random pixels at the model's input size (sound
+    models: the log-mel of noise windows)."""
+    if model.card.input.audio:
+        return model.preprocess(_windows(model, batch))
     per_sample = model.frames or 1  # a clip model takes `batch` clips of T frames
     if data is not None and len(data) >= 1:
         frames = [data[i % len(data)] for i in range(batch * per_sample)]

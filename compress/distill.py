@@ -3,7 +3,8 @@
 - ``L_feat``: the student's embedding, projected to the teacher's width by a linear layer, against
   the teacher's embedding (``cosine``: mean of 1 - cos; ``mse``: mean squared error).
 - ``L_resp``: ``KL(softmax(t / T) || softmax(s / T)) * T^2`` per classification head the teacher
-  has logits for (Hinton et al.), averaged over those heads.
+  has logits for (Hinton et al.); for a multilabel head, the binary KL of each class's softened
+  sigmoid (:func:`multilabel_response_loss`); averaged over those heads.
 - ``L_task``: the usual per-head task loss on the labels.
 
 The teacher is frozen and runs once per (sample, augmentation view): before the first epoch every
@@ -37,7 +38,7 @@ from edgekit.runs import finished
 from edgekit.train.data import ImageDataset, Split, make_loader, view_seed
 from edgekit.train.device import resolve_device
 from edgekit.train.losses import TaskLoss
-from edgekit.train.metrics import compute_metrics, monitor_key
+from edgekit.train.metrics import compute_metrics, monitor_key, per_sound
 from edgekit.train.models import count_params
 from edgekit.train.teachers import Teacher, load_teacher
 
@@ -59,6 +60,19 @@ def response_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
     log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
     p_t = F.softmax(teacher_logits.float() / t, dim=-1)
     return F.kl_div(log_p_s, p_t, reduction="batchmean") * (t * t)
+
+
+def multilabel_response_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                             temperature: float) -> torch.Tensor:
+    """Multilabel KD: each class is its own yes/no event (a softmax would make tags compete), so per class the
+    binary KL of the softened sigmoids ``q = sigmoid(t / T)``, ``p = sigmoid(s / T)``, summed over classes,
+    batch mean, times ``T^2``."""
+    t = temperature
+    s, q = student_logits.float() / t, torch.sigmoid(teacher_logits.float() / t)
+    # KL = BCE(p; q) - H(q): the entropy term does not depend on the student, but keeps the loss 0 at p = q
+    bce = F.binary_cross_entropy_with_logits(s, q, reduction="none")
+    entropy = F.binary_cross_entropy(q, q, reduction="none")
+    return (bce - entropy).sum(dim=-1).mean() * (t * t)
 
 
 # -- the teacher cache ---------------------------------------------------------------------------
@@ -149,7 +163,8 @@ class DistillLoss(nn.Module):
         outputs = model.forward_heads(emb)
         t_emb, t_logits = self.cache.lookup(batch["index"], batch["view"], emb.device)
         l_feat = feature_loss(self.proj(emb), t_emb, self.feature_kind)
-        resp = [response_loss(outputs[h], t_logits[h], self.temperature) for h in t_logits]
+        resp = [(multilabel_response_loss if self.task.kinds.get(h) == "multilabel" else response_loss)(
+            outputs[h], t_logits[h], self.temperature) for h in t_logits]
         l_resp = torch.stack(resp).mean() if resp else emb.sum() * 0.0
         l_task, task_terms = self.task(outputs, batch["targets"])
         total = self.alpha * l_feat + self.beta * l_resp + self.gamma * l_task
@@ -188,6 +203,9 @@ def distill(cfg: RunConfig, *, resume: bool = False, verbose: bool = True,
     d = cfg.distill
     if d is None:
         raise ConfigError("distill needs a distill: section")
+    if cfg.train.mixup > 0:
+        raise ConfigError(f"{option('mixup', flag='--set train.mixup')} is for edgekit train: distillation's "
+                          "teacher cache holds the teacher's outputs on unmixed views")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     s = prepare(cfg)
@@ -201,13 +219,15 @@ def distill(cfg: RunConfig, *, resume: bool = False, verbose: bool = True,
         teacher_run = ensure_teacher(cfg, verbose=verbose)
         weights = str(teacher_run / "best.pt")
     seconds["teacher_train"] = time.perf_counter() - t0
-    teacher = load_teacher(d.teacher, weights, s.data.heads, d.teacher_logits, prompt=d.prompt)
+    teacher = load_teacher(d.teacher, weights, s.data.heads, d.teacher_logits, prompt=d.prompt,
+                           audio=s.tfs.input if s.tfs.input.audio else None)
     teacher.set_student_input(s.tfs.input.mean, s.tfs.input.std)
 
     t1 = time.perf_counter()
     meta = {"teacher": d.teacher, "weights": _file_id(weights), "views": d.views, "seed": cfg.train.seed,
             "n": len(s.data.train), "data": cfg.data.source, "imgsz": cfg.data.imgsz, "logits": d.teacher_logits,
-            "augment": json.dumps(s.tfs.augment, sort_keys=True)}
+            "augment": json.dumps(s.tfs.augment, sort_keys=True),
+            "audio": json.dumps(cfg.data.audio.model_dump() if cfg.data.audio else None, sort_keys=True)}
     cache_path = cfg.run_dir / "teacher_cache.pt"
     cache = TeacherCache.load(cache_path, meta) if resume else None
     if cache is None:
@@ -221,7 +241,7 @@ def distill(cfg: RunConfig, *, resume: bool = False, verbose: bool = True,
         teacher_heads_from_cache(teacher, cache, s.data)
     seconds["teacher_cache"] = time.perf_counter() - t1
     teacher_val = evaluate_teacher(teacher, s.data.val, s.tfs.eval, s.data.heads, cfg.train.batch_size,
-                                   cfg.data.workers, device)
+                                   cfg.data.workers, device, aggregate=(s.tfs.input.audio or {}).get("aggregate"))
 
     task = TaskLoss(s.data.heads, cfg.model.heads, cfg.train.label_smoothing)
     criterion = DistillLoss(task, cache, s.model.embed_dim, d.alpha, d.beta, d.gamma, d.temperature, d.feature_loss)
@@ -274,8 +294,9 @@ def add_unlabeled(s, cfg: RunConfig) -> None:
         have = set(labelled.names)
         rest = full.subset(np.asarray([i for i, n in enumerate(full.names) if n not in have], dtype=np.int64))
     else:
-        if s.data.frames:
-            raise ConfigError(f"{option('unlabeled')}: a folder of unlabelled images is for image models, not clips")
+        if s.data.frames or s.data.kind == "audio":
+            raise ConfigError(f"{option('unlabeled')}: a folder of unlabelled images is for image models, not "
+                              f"{'clips' if s.data.frames else 'sound'} (use 'rest' with data.fraction)")
         rest = unlabeled_folder(Path(d.unlabeled), cfg.data.skip_bad)
     rest.targets = missing_targets(rest, s.data.heads)
     s.data.train = concat_splits(labelled, rest)
@@ -346,8 +367,8 @@ def teacher_heads_from_cache(teacher: Teacher, cache: TeacherCache, data) -> Non
 
 @torch.no_grad()
 def evaluate_teacher(teacher: Teacher, split: Split, transform, heads: list[HeadSpec], batch_size: int,
-                     workers: int, device: torch.device) -> dict[str, float]:
-    """Val metrics of the teacher's logits (the heads it has)."""
+                     workers: int, device: torch.device, aggregate: str | None = None) -> dict[str, float]:
+    """Val metrics of the teacher's logits (the heads it has); per sound for sound sources."""
     if not teacher.heads:
         return {}
     teacher.to(device)
@@ -357,8 +378,11 @@ def evaluate_teacher(teacher: Teacher, split: Split, transform, heads: list[Head
         for h, v in logits.items():
             outs[h].append(v.cpu().numpy())
     specs = [h for h in heads if h.name in teacher.heads]
-    return compute_metrics(specs, {h: np.concatenate(v) for h, v in outs.items()},
-                           {h.name: split.targets[h.name] for h in specs})
+    outputs = {h: np.concatenate(v) for h, v in outs.items()}
+    targets = {h.name: split.targets[h.name] for h in specs}
+    if split.groups is not None:
+        outputs, targets = per_sound(outputs, targets, split.groups, aggregate or "mean")
+    return compute_metrics(specs, outputs, targets)
 
 
 def print_report(report: DistillReport) -> None:

@@ -67,6 +67,9 @@ class InputSpec:
     crop_pct: float = 1.0  # resize the short side to size/crop_pct, then centre-crop
     quant: dict[str, float] | None = None  # {"scale", "zero_point"} when the input tensor is integer
     frames: int | None = None  # clip models: frames per clip; the tensor is [N, T, C, H, W] (NCHW) or [N, T, H, W, C]
+    # audio models: the log-mel frontend's parameters (edgekit.runtime.logmel.AudioFrontend); the input is one
+    # channel, [n_mels, frames] = size, normalized with mean[0] / std[0]
+    audio: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.size, int):
@@ -74,8 +77,9 @@ class InputSpec:
         self.size = [int(s) for s in self.size]
         if len(self.size) != 2 or min(self.size) <= 0:
             raise CardError(f"input size must be [height, width] with positive values, got {self.size}")
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise CardError("input mean and std must have 3 values (one per channel)")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise CardError(f"input mean and std must have {self.channels} value{'s' * (self.channels > 1)} "
+                            f"(one per channel)")
         self.mean = [float(m) for m in self.mean]
         self.std = [float(s) for s in self.std]
         if self.color not in ("RGB", "BGR"):
@@ -84,6 +88,13 @@ class InputSpec:
             raise CardError(f"input layout must be NCHW or NHWC, got '{self.layout}'")
         if self.frames is not None and int(self.frames) < 1:
             raise CardError(f"input frames must be a positive number of frames per clip, got {self.frames}")
+        if self.audio is not None and not isinstance(self.audio, dict):
+            raise CardError("input audio must be an object (the log-mel frontend's parameters)")
+
+    @property
+    def channels(self) -> int:
+        """Channels of the input tensor: 1 (a log-mel spectrogram) for audio models, else 3."""
+        return 1 if self.audio else 3
 
 
 @dataclass

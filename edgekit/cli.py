@@ -20,7 +20,7 @@ from edgekit.errors import EdgekitError, cli_messages
 
 app = typer.Typer(
     name="edgekit",
-    help="Distill, compress, export, verify, benchmark and run vision models on edge devices.\n\n"
+    help="Distill, compress, export, verify, benchmark and run vision and sound models on edge devices.\n\n"
          "Every command defaults to the embedded digits dataset, so each one does real work with no "
          "arguments on a fresh machine.",
     no_args_is_help=True,
@@ -33,7 +33,8 @@ app = typer.Typer(
 Config = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (e.g. a run's config.yaml).")]
 Data = Annotated[str | None, typer.Option(
     help="'digits' (embedded), an ImageFolder root (train/ val/) or a CSV; clips: 'moving_digits' (embedded) or a "
-         "CSV of video,start_frame,stop_frame,label (or verb_class,noun_class).")]
+         "CSV of video,start_frame,stop_frame,label (or verb_class,noun_class); sound: 'speech_commands' "
+         "(embedded), a folder per class of sound files or a CSV (fname,labels / path,label).")]
 Val = Annotated[str | None, typer.Option(help="Validation CSV (for a CSV --data; default: a stratified split).")]
 Model = Annotated[str | None, typer.Option("--model", "-m", help="timm model name of the student.")]
 Heads = Annotated[str | None, typer.Option(
@@ -115,6 +116,7 @@ def _overrides(**kw) -> dict:
              "  edgekit train --resume runs/train/digits-mobileone_s0\n\n"
              "  edgekit train --data moving_digits --model mobilevit_xxs --temporal attention   # 8-frame clips\n\n"
              "  edgekit train --data epic.csv --frames 8 --temporal transformer --cross-attention  # verb + noun\n\n"
+             "  edgekit train --data train_curated.csv --model resnet18   # sound (or speech_commands, embedded)\n\n"
              "  torchrun --nproc_per_node 2 -m edgekit train --device cpu   # DDP")
 def train(config: Config = None, data: Data = None, val: Val = None, model: Model = None, heads: Heads = None,
           imgsz: Imgsz = None, epochs: Epochs = None, batch_size: Batch = None, lr: Lr = None,
@@ -374,9 +376,11 @@ Layout = Annotated[str | None, typer.Option(help="Card-less file: nchw or nhwc (
              "  edgekit predict runs/export/digits-mobileone_s0-fused/model.int8.tflite digit.png\n\n"
              "  edgekit predict model.onnx photos/ --json --topk 3\n\n"
              "  edgekit predict model.onnx clip.mp4 --stride 10\n\n"
+             "  edgekit predict sound_model.onnx sounds/ --json          # tags, and their times in long files\n\n"
              "  edgekit predict not_edgekit.onnx cat.jpg --labels labels.txt --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5")
 def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .xml (OpenVINO), .mlpackage or edgekit .pt")],
-            source: Annotated[Path, typer.Argument(help="An image, a folder of images, or a video file.")],
+            source: Annotated[Path, typer.Argument(
+                help="An image, a folder of images, a video file; for a sound model a sound file or a folder.")],
             json_: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
             topk: Annotated[int, typer.Option(help="Classes to list per classification head.")] = 1,
             device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps; gpu or npu for OpenVINO.")] = "auto",
@@ -386,7 +390,7 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .xml (Op
             imgsz: Annotated[int | None, typer.Option(help="Card-less file with dynamic H, W: input size "
                                                            "(default 224).")] = None,
             mean: Mean = None, std: Std = None, bgr: Bgr = False, labels: Labels = None, layout: Layout = None) -> None:
-    """Run a model on images or a video and print the predictions (the runtime: no torch needed)."""
+    """Run a model on images, a video or sound files and print the predictions (the runtime: no torch needed)."""
     from edgekit.config import parse_assume
     from edgekit.runtime.predict_files import print_predictions, run_on_source
 

@@ -12,7 +12,7 @@ import typer
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 demo_app = typer.Typer(help="Demos on exported models (no torch): a webcam classifier, a retail-kiosk "
-                            "face analyzer and the browser page of a web bundle.", no_args_is_help=True)
+                            "face analyzer, a sound tagger and the browser page of a web bundle.", no_args_is_help=True)
 
 DemoModel = Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx, .tflite, .xml (or .mlpackage).")]
 DemoSource = Annotated[str, typer.Option(help="Camera index (0), a video file or a folder of images.")]
@@ -96,3 +96,24 @@ def web(model: Annotated[Path, typer.Option("--model", "-m", help="A .web bundle
     bundle = bundle_for(model, out)
     serve_bundle(bundle, host, port, on_start=lambda url: typer.echo(
         f"serving {bundle} at {url} (bound to {host}: {reach(host)}); Ctrl-C to stop"))
+
+
+@demo_app.command(epilog="Examples:\n\n  edgekit demo audio --model sound.onnx --source mic:2 --hop 0.25\n\n"
+                  "  edgekit demo audio -m sound.int8.tflite --source street.wav --headless   # log + summary")
+def audio(model: DemoModel, source: Annotated[str, typer.Option(
+              help="'mic' (the default input), 'mic:N' (a device), or a sound file played as a stream.")] = "mic",
+          headless: Annotated[bool, typer.Option("--headless", help="No window: write the log and summary.")] = False,
+          log: Annotated[Path | None, typer.Option(
+              help="JSON-lines log, one record per window (--headless: runs/demo/audio/audio.jsonl).")] = None,
+          hop: Annotated[float | None, typer.Option(help="Seconds between windows (default: the card's).")] = None,
+          topk: Annotated[int, typer.Option(help="Tags shown per window.")] = 3,
+          realtime: Annotated[bool | None, typer.Option("--realtime/--fast", help="A file at its own pace, or as "
+                                                        "fast as it is processed (default: fast if --headless).")]
+          = None, threads: Threads = None, device: DemoDevice = "auto",
+          max_windows: Annotated[int | None, typer.Option(help="Stop after this many windows.")] = None,
+          quiet: Quiet = False) -> None:
+    """Tag sound live: a rolling window of the top tags and scores (log-mel frontend + model, no torch)."""
+    from edgekit.apps.audio import run_audio
+
+    run_audio(model, source, headless=headless, log=log, hop_s=hop, topk=topk, threads=threads, device=device,
+              max_windows=max_windows, realtime=realtime, verbose=not quiet)

@@ -37,6 +37,28 @@ class AugmentConfig(_Strict):
     re_prob: float | None = None
 
 
+class AudioConfig(_Strict):
+    """Sound sources: the log-mel frontend (edgekit.runtime.logmel, recorded in the model card) and
+    SpecAugment's masks (training only: ``*_masks`` masks of up to ``*_mask`` mel bands / frames each)."""
+
+    sample_rate: int = Field(16000, ge=1000)
+    window_s: float = Field(0.96, gt=0.0)  # seconds the model sees (random crops in training)
+    hop_s: float = Field(0.48, gt=0.0)  # seconds between windows at evaluation and inference
+    n_fft: int = Field(512, ge=16)
+    win_length: int = Field(400, ge=1)
+    hop_length: int = Field(160, ge=1)
+    n_mels: int = Field(64, ge=1)
+    fmin: float = Field(50.0, ge=0.0)
+    fmax: float | None = None  # None: sample_rate / 2
+    mel_scale: Literal["slaney", "htk"] = "slaney"
+    log_offset: float = Field(1e-6, gt=0.0)
+    aggregate: Literal["mean", "max"] = "mean"  # window logits -> one per sound
+    freq_masks: int = Field(2, ge=0)
+    freq_mask: int = Field(8, ge=0)
+    time_masks: int = Field(2, ge=0)
+    time_mask: int = Field(16, ge=0)
+
+
 class DataConfig(_Strict):
     source: str = "digits"  # "digits", an ImageFolder root, or a CSV file
     val: str | None = None  # optional separate validation CSV
@@ -56,6 +78,7 @@ class DataConfig(_Strict):
     crop_pct: float | None = None
     interpolation: str | None = None
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    audio: AudioConfig | None = None  # sound sources (filled with the defaults when the source is audio)
 
 
 HeadKind = Literal["classification", "multilabel", "regression"]
@@ -96,6 +119,7 @@ class TrainConfig(_Strict):
     save_every: int = Field(5, ge=0)  # write epoch_N.pt every N epochs (0: never)
     monitor: str = "auto"  # val metric choosing best.pt, e.g. "digit/acc" or "loss"
     threads: int | None = None  # torch intra-op threads on cpu
+    mixup: float = Field(0.0, ge=0.0)  # alpha of mixup's Beta(alpha, alpha) (0: off); inputs and targets mixed
 
 
 class DistillConfig(_Strict):
@@ -184,7 +208,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return cfg
 
 
-EMBEDDED_SOURCES = ("digits", "moving_digits")  # data.source names that are datasets inside edgekit, never paths
+# data.source names that are datasets inside edgekit, never paths
+EMBEDDED_SOURCES = ("digits", "moving_digits", "speech_commands")
 
 
 def resolve_source(source: str) -> str:

@@ -24,16 +24,18 @@ from edgekit.errors import DependencyError
 
 
 class ImageInModel(nn.Module):
-    """Normalize [0, 255] RGB pixels inside the graph and activate each head."""
+    """Normalize [0, 255] RGB pixels inside the graph and activate each head. A sound model (``pixels``
+    False) takes its normalized log-mel tensor as is: the frontend runs beside the model, in the app."""
 
-    def __init__(self, module: nn.Module, card: ModelCard) -> None:
+    def __init__(self, module: nn.Module, card: ModelCard, pixels: bool = True) -> None:
         super().__init__()
-        self.module, self.kinds = module, [h.kind for h in card.heads]
-        self.register_buffer("mean", torch.tensor(card.input.mean).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("std", torch.tensor(card.input.std).view(1, 3, 1, 1) * 255.0)
+        self.module, self.kinds, self.pixels = module, [h.kind for h in card.heads], pixels
+        c = card.input.channels
+        self.register_buffer("mean", torch.tensor(card.input.mean).view(1, c, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(card.input.std).view(1, c, 1, 1) * 255.0)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outs = self.module((x - self.mean) / self.std)
+        outs = self.module((x - self.mean) / self.std if self.pixels else x)
         return tuple(torch.softmax(o, 1) if k == "classification" else torch.sigmoid(o) if k == "multilabel" else o
                      for o, k in zip(outs, self.kinds, strict=True))
 
@@ -45,7 +47,9 @@ def export_coreml(module: nn.Module, card: ModelCard, path: str | Path, sample: 
     except ImportError as exc:
         raise DependencyError("CoreML export needs coremltools: pip install 'edgekit[all]'") from exc
     h, w = card.input.size
-    program = torch.export.export(ImageInModel(module, card).eval(), (sample * 0 + 128.0,)).run_decompositions({})
+    audio = bool(card.input.audio)  # a log-mel tensor in, not an image
+    program = torch.export.export(ImageInModel(module, card, pixels=not audio).eval(),
+                                  (sample * 0 + (0.0 if audio else 128.0),)).run_decompositions({})
     _drop_aliases(program)
     single_classifier = len(card.heads) == 1 and card.heads[0].kind == "classification"
     kwargs: dict[str, Any] = {}
@@ -54,14 +58,15 @@ def export_coreml(module: nn.Module, card: ModelCard, path: str | Path, sample: 
     else:
         kwargs["outputs"] = [ct.TensorType(name=n) for n in card.head_names]
     with contextlib.redirect_stderr(io.StringIO()):  # coremltools draws a progress bar per pass
-        model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
-                           inputs=[ct.ImageType(name="image", shape=(int(sample.shape[0]), 3, h, w),
-                                                color_layout=ct.colorlayout.RGB)],
+        inp = (ct.TensorType(name="logmel", shape=tuple(int(d) for d in sample.shape)) if audio else
+               ct.ImageType(name="image", shape=(int(sample.shape[0]), 3, h, w), color_layout=ct.colorlayout.RGB))
+        model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16, inputs=[inp],
                            compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32, **kwargs)
         if int8_weights:
             model = _int8_weights(model)
-    card.input.mean, card.input.std = [0.0, 0.0, 0.0], [1 / 255.0] * 3  # the graph normalizes
-    card.input.dtype, card.input.layout = "image", "NHWC"
+    if not audio:
+        card.input.mean, card.input.std = [0.0, 0.0, 0.0], [1 / 255.0] * 3  # the graph normalizes
+        card.input.dtype, card.input.layout = "image", "NHWC"
     card.provenance.update(format="coreml", outputs_activated=True, batch=int(sample.shape[0]),
                            classifier=single_classifier)
     from edgekit.runtime.metadata import card_json
@@ -129,7 +134,11 @@ def check_structure(path: str | Path, card: ModelCard) -> dict[str, Any]:
     desc = spec.description
     problems = []
     inp = desc.input[0]
-    if inp.type.WhichOneof("Type") != "imageType":
+    if card.input.audio:  # a sound model takes the log-mel tensor [N, 1, n_mels, frames]
+        shape = list(inp.type.multiArrayType.shape) if inp.type.WhichOneof("Type") == "multiArrayType" else None
+        if shape is None or shape[1:] != [1, *card.input.size]:
+            problems.append(f"input is {shape or inp.type.WhichOneof('Type')}, card says [N, 1, {card.input.size}]")
+    elif inp.type.WhichOneof("Type") != "imageType":
         problems.append("input is not an image")
     elif (inp.type.imageType.height, inp.type.imageType.width) != tuple(card.input.size):
         problems.append(f"input is {inp.type.imageType.height}x{inp.type.imageType.width}, card says {card.input.size}")

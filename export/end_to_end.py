@@ -29,6 +29,10 @@ def raw_sample(trained, folder: Path, limit: int = SAMPLE) -> tuple[list[str], d
 
     if trained.card.input.frames:
         return None
+    if trained.card.input.audio:
+        from edgekit.export.end_to_end_audio import raw_sounds
+
+        return raw_sounds(trained, folder, limit)
     trained.images("val", limit=1)  # loads the data once
     split = trained._data.val
     ids = np.unique(np.linspace(0, len(split) - 1, min(limit, len(split))).round().astype(int))
@@ -53,7 +57,13 @@ def check_file(path: Path, files: list[str], reference: dict[str, np.ndarray]) -
     from edgekit.runtime import load
 
     predictor = load(path, device="cpu")
-    out = predictor.run(predictor.preprocess(files))
+    if predictor.card.input.audio:  # sound files: each one's windows aggregated, as edgekit predict does
+        from edgekit.runtime.tagging import sound_outputs
+
+        per = [sound_outputs(predictor, f) for f in files]
+        out = {h: np.stack([o[h] for o in per]) for h in predictor.card.head_names}
+    else:
+        out = predictor.run(predictor.preprocess(files))
     activated = bool(predictor.card.provenance.get("outputs_activated"))
     heads: dict[str, Any] = {}
     for head in predictor.card.heads:

@@ -36,6 +36,8 @@ def golden_inputs(trained, count: int = MAX_INPUTS, max_bytes: int = MAX_BYTES) 
     split = trained._data.val
     if len(split) == 0:
         return None
+    if trained.card.input.audio:
+        return _audio(trained, split, count, max_bytes)
     geometric = _geometric(eval_transform(trained.card.input))
     picks = np.unique(np.linspace(0, len(split) - 1, min(count, len(split))).round().astype(int))
     inputs: list[Any] = []
@@ -50,6 +52,30 @@ def golden_inputs(trained, count: int = MAX_INPUTS, max_bytes: int = MAX_BYTES) 
         inputs.append(encoded if isinstance(item, list) else encoded[0])
         used += size
     golden: dict[str, Any] = {"kind": GOLDEN_KIND_IMAGES, "encoding": "png-base64", "color": "RGB",
+                              "source": f"val split of {trained.card.provenance.get('data', 'the training data')}",
+                              "inputs": inputs}
+    batch = golden_batch(golden, trained.card.input)
+    with torch.no_grad():
+        out = trained.model(torch.from_numpy(batch))
+    golden["outputs"] = {h: out[h].float().numpy().reshape(len(batch), -1).tolist() for h in trained.card.head_names}
+    return golden
+
+
+def _audio(trained, split, count: int, max_bytes: int) -> dict[str, Any]:
+    """Sound models: validation windows as FLAC (see :mod:`edgekit.runtime.golden_audio`), and the model's
+    outputs on them as the runtime will feed them (decoded 16-bit samples, the runtime's frontend)."""
+    from edgekit.runtime.golden import GOLDEN_KIND_AUDIO
+    from edgekit.runtime.golden_audio import encode_window
+
+    rate = int(trained.card.input.audio["sample_rate"])
+    picks = np.unique(np.linspace(0, len(split) - 1, min(count, len(split))).round().astype(int))
+    inputs: list[str] = []
+    for i in picks:
+        encoded = encode_window(split.load(int(i)), rate)
+        if inputs and sum(map(len, inputs)) + len(encoded) > max_bytes:
+            break
+        inputs.append(encoded)
+    golden: dict[str, Any] = {"kind": GOLDEN_KIND_AUDIO, "encoding": "flac-base64", "sample_rate": rate,
                               "source": f"val split of {trained.card.provenance.get('data', 'the training data')}",
                               "inputs": inputs}
     batch = golden_batch(golden, trained.card.input)

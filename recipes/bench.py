@@ -117,7 +117,7 @@ def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | N
         errors = {}
     return Bench(name=_name(card, path), card=card, files=files, precisions=precisions,
                  params=count_params(trained.model),
-                 gflops=gflops(trained.model, trained.sample(1)), role=role, errors=errors)
+                 gflops=gflops(trained.model, trained.sample(1)), role=role, errors=errors, source=path)
 
 
 def random_checkpoint(arch: str, out: Path, imgsz: int, data: str) -> tuple[Path, list[str]]:
@@ -327,6 +327,9 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
         backends = [*backends, "executorch"]  # a .pte given by name is measured (no checkpoint is exported to it)
 
     def dataset_of(b: Bench) -> tuple[Path, Path] | None:
+        if b.card is not None and b.card.input.audio:
+            raise ConfigError("a sound model is timed on noise windows; its mAP / LWLRAP through each runtime is "
+                              "in its export's parity.json")
         if b.raw:
             raise ConfigError("no single image input, so no images to classify")
         if b.assume is not None and not b.card.provenance.get("labels"):
@@ -352,6 +355,7 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
 
     rec = recommend(rows)  # the fastest file that passed its gates, per model and batch, on this machine
     paths.update(write_recommendation(rec, out))
+    write_run_latency(benches, rows, meta)
     cards = write_cards(rows, out, rec)  # FILE.report.json beside each file + deployment.md
     if cards:
         paths["deployment"] = cards[-1]
@@ -360,3 +364,25 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
         for line in lines(rec):
             say(escape(line))
     return rows, paths
+
+
+def write_run_latency(benches: list[Bench], rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[Path]:
+    """``latency.json`` in the run folder of each checkpoint measured (a ``best.pt`` beside a ``config.yaml``):
+    what ``edgekit report`` shows as the run's latency, with the machine and threads it was measured on."""
+    import datetime as dt
+
+    from edgekit.atomic import write_json
+
+    written = []
+    for b in benches:
+        run = b.source.parent if b.source is not None else None
+        if run is None or not (run / "config.yaml").is_file():
+            continue
+        mine = [{k: r.get(k) for k in ("backend", "precision", "batch", "p50_ms", "p90_ms", "frontend_p50_ms",
+                                       "threads", "file")}
+                for r in rows if r["model"] == b.name and "p50_ms" in r]
+        if mine:
+            written.append(write_json(run / "latency.json", {
+                "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": meta["machine"],
+                "threads": meta["threads"], "rows": mine}))
+    return written

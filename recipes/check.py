@@ -52,7 +52,12 @@ def check(path: str | Path, max_latency_ms: float | None = None, min_accuracy: f
         gates.append(parity_gate(model))
     if max_latency_ms is not None:
         h, w = model.card.input.size
-        x = model.preprocess([np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)], color="RGB")
+        if model.card.input.audio:  # a sound model: the log-mel of one noise window
+            from edgekit.runtime.tagging import frontend
+
+            x = model.preprocess(0.1 * np.random.default_rng(0).standard_normal(frontend(model).window_samples))
+        else:
+            x = model.preprocess([np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)], color="RGB")
         p50 = latency_stats(time_calls(lambda: model.run(x), min_seconds=seconds))["p50_ms"]
         gates.append({"gate": "latency p50 ms (batch 1)", "limit": max_latency_ms, "value": round(p50, 4),
                       "passed": p50 <= max_latency_ms})

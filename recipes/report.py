@@ -34,6 +34,7 @@ from typing import Any
 from edgekit.atomic import write_json, write_text
 from edgekit.config import RunConfig, load_config
 from edgekit.errors import ConfigError, RunError, first_line
+from edgekit.recipes.run_latency import read_latency, side_by_side
 from edgekit.runs import missing
 from edgekit.train.metrics import monitor_key
 
@@ -172,7 +173,7 @@ def summarize(run: Run) -> dict[str, Any]:
                   "val_loss": final["val"].get("loss")},
         "seconds_per_epoch": statistics.median(secs) if secs else None,
         "seconds": sum(secs) if secs else None,
-        "val": final["val"],
+        "val": final["val"], "best_val": best_rec["val"] if best_rec else {}, "latency": read_latency(run.path),
         "curves": {"epoch": [r["epoch"] for r in hist], "train_loss": [r.get("train_loss") for r in hist],
                    "train": [r["train"].get(key) for r in hist], "val": [r["val"].get(key) for r in hist]},
     }
@@ -333,6 +334,7 @@ def markdown(rows: list[dict[str, Any]], points: list[dict[str, Any]]) -> str:
     keys = list(dict.fromkeys(k for r in rows for k in r["val"]))
     md += ["", "## Final val metrics", ""]
     md += _md_table(["run", *keys], [[r["name"], *(fmt_metric(k, r["val"].get(k)) for k in keys)] for r in rows])
+    md += [""] + side_by_side(rows, fmt_metric)
     md += ["", "## Training curves", "", "![training curves](curves.png)", ""]
     if points:
         md += ["## Sample efficiency", "",

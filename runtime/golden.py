@@ -16,6 +16,7 @@ from edgekit.card import InputSpec
 from edgekit.errors import CardError
 
 GOLDEN_KIND_IMAGES = "images"
+GOLDEN_KIND_AUDIO = "audio"  # waveform windows, FLAC (16-bit PCM) base64: see edgekit.runtime.golden_audio
 
 
 def decode_png(data: str) -> np.ndarray:
@@ -36,6 +37,10 @@ def golden_batch(golden: dict[str, Any], spec: InputSpec) -> np.ndarray:
     """The preprocessed batch of a card's golden image inputs (clips: ``[N, T, ...]``)."""
     from edgekit.runtime.preprocess import preprocess
 
+    if golden.get("kind") == GOLDEN_KIND_AUDIO:
+        from edgekit.runtime.golden_audio import golden_audio_batch
+
+        return golden_audio_batch(golden, spec)
     if golden.get("kind") != GOLDEN_KIND_IMAGES:
         raise CardError(f"golden inputs of kind '{golden.get('kind')}' are not images")
     items = golden.get("inputs") or []

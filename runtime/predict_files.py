@@ -1,4 +1,4 @@
-"""``edgekit predict``: a model on an image, a folder of images or a video (no torch needed)."""
+"""``edgekit predict``: a model on an image, a folder of images, a video, or sound files (no torch needed)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def run_on_source(model: str | Path, source: str | Path, topk: int = 1, device: 
 def _on_source(predictor, source: Path, topk: int, stride: int) -> list[dict[str, Any]]:
     if not source.exists():
         raise InputError(f"not found: {source}")
+    if predictor.card.input.audio:  # a sound model: tags of each sound file, with their times
+        from edgekit.runtime.tagging import tag_source
+
+        return tag_source(predictor, source, topk)
     if predictor.frames:
         return _clips_on_source(predictor, source, topk)
     results: list[dict[str, Any]] = []
@@ -102,6 +106,10 @@ def print_predictions(results: list[dict[str, Any]], as_json: bool = False, mode
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
+    if any("duration_s" in r for r in results):
+        from edgekit.runtime.tagging import print_tags
+
+        return print_tags(results)
     for r in results:
         where = r["source"] + (f"#{r['frame']}" if "frame" in r else "")
         if "error" in r:

@@ -46,7 +46,8 @@ class Predictor:
             backend.set_classes(card.heads[0].classes)
         self.layout = card.input.layout
         self.frames = card.input.frames
-        self._shape = (3, *card.input.size) if self.layout == "NCHW" else (*card.input.size, 3)
+        c = card.input.channels  # 1 for a sound model's log-mel
+        self._shape = (c, *card.input.size) if self.layout == "NCHW" else (*card.input.size, c)
         if self.frames:
             self._shape = (self.frames, *self._shape)
         self._heads = card.head_names
@@ -86,7 +87,12 @@ class Predictor:
     def preprocess(self, images: Image | Sequence[Image], color: str = "BGR") -> np.ndarray:
         """Images (paths, HxWx3 uint8 arrays, or a list of them) -> the model's input batch.
 
-        Clip models: one clip (a list of frames or an ``[F, H, W, 3]`` array) or a list of clips."""
+        Clip models: one clip (a list of frames or an ``[F, H, W, 3]`` array) or a list of clips.
+        Sound models: waveform windows, see :mod:`edgekit.runtime.tagging`."""
+        if self.card.input.audio:
+            from edgekit.runtime.tagging import sound_batch
+
+            return sound_batch(self, images)
         if not self.frames:
             return preprocess(self._frames(images), self.card.input, color)
         clips = self._clips(images)
@@ -95,8 +101,19 @@ class Predictor:
 
     # -- decoded ---------------------------------------------------------------------------------
     def predict(self, images: Image | Sequence[Image], topk: int = 5, color: str = "BGR") -> list[dict[str, Any]]:
-        """One dict per image: ``{head: {"label", "score", "top"} | {"labels", "scores"} | {"value"}}``."""
+        """One dict per image: ``{head: {"label", "score", "top"} | {"labels", "scores"} | {"value"}}``.
+
+        A sound model takes waveform windows (``[W, window samples]`` at the card's rate); to tag a
+        sound file or a longer recording use :meth:`tag`."""
         return self.decode(self.run(self.preprocess(images, color)), topk)
+
+    def tag(self, sound: str | Path | np.ndarray, sample_rate: int | None = None, topk: int = 5,
+            **options: Any) -> dict[str, Any]:
+        """A sound model on a file or a waveform: tags of the whole sound, per window and as timed events
+        (:func:`edgekit.runtime.tagging.tag`)."""
+        from edgekit.runtime.tagging import tag
+
+        return tag(self, sound, sample_rate=sample_rate, topk=topk, **options)
 
     __call__ = predict
 

@@ -238,3 +238,66 @@ def ort_web():
         return onnxruntime_web()
     except DependencyError as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def audio_run(tmp_path_factory):
+    """A tiny sound model (test_efficientnet, one log-mel channel) trained for one epoch on 64 clips of the
+    embedded speech_commands (multilabel head ``words``)."""
+    from edgekit.config import load_config
+    from edgekit.train.supervised import train
+
+    out = tmp_path_factory.mktemp("audio")
+    cfg = load_config(overrides={**TINY, "data.source": "speech_commands", "data.limit": 64, "train.epochs": 1,
+                                 "out": str(out / "runs"), "name": "sound"})
+    return train(cfg, verbose=False)
+
+
+@pytest.fixture
+def sound_files():
+    """``sound_files(folder)`` writes user-style sound files and a Freesound-style ``labels.csv`` (quoted
+    multi-labels, odd label names) and returns its path: 16 kHz mono WAV, 44.1 kHz stereo FLAC, 8 kHz OGG
+    shorter than a window, 22.05 kHz WAV, each a tone whose pitch follows its first label."""
+    def make(root, n: int = 12):
+        import numpy as np
+        import soundfile as sf
+
+        tags = ["Bark", "Walk_and_footsteps", "Chink_and_clink", "Crowd (indoor)", "Café \"noise\""]
+        rates = [(16000, "wav", 1, 1.3), (44100, "flac", 2, 2.1), (8000, "ogg", 1, 0.5), (22050, "wav", 1, 1.0)]
+        rows = ["fname,labels"]
+        for i in range(n):
+            rate, ext, channels, seconds = rates[i % len(rates)]
+            labels = [tags[i % len(tags)]] + ([tags[(i + 2) % len(tags)]] if i % 2 else [])
+            t = np.arange(int(rate * seconds)) / rate
+            tone = 0.3 * np.sin(2 * np.pi * (200 + 150 * tags.index(labels[0])) * t).astype(np.float32)
+            wave = np.stack([tone, 0.5 * tone], 1) if channels == 2 else tone
+            sf.write(root / f"clip {i}.{ext}", wave, rate)
+            cell = ",".join(labels).replace('"', '""')
+            rows.append(f'"clip {i}.{ext}","{cell}"')
+        (root / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        return root / "labels.csv"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def audio_export(audio_run, tmp_path_factory):
+    """The tiny sound model exported to ONNX (FP32 and INT8) and TFLite (FP32), verified on 96 windows; not
+    strict: the tests read the verdicts (a 1-epoch model's INT8 file sits near its gate's SQNR and drop limits)."""
+    from edgekit.export.exporter import export_checkpoint
+
+    out = tmp_path_factory.mktemp("audio_export")
+    report = export_checkpoint(audio_run.run_dir / "best.pt", ["tflite"], out, val_images=96, verbose=False,
+                               strict=False)
+    onnx = export_checkpoint(audio_run.run_dir / "best.pt", ["onnx"], out / "onnx", int8=True, calib_images=32,
+                             val_images=96, verbose=False, strict=False)
+    for f in (out / "onnx").glob("model*"):  # model.onnx, and model.int8.onnx (or .failed: a tiny model's INT8)
+        f.rename(out / f.name)
+    report.parity += onnx.parity
+    return report
+
+
+@pytest.fixture(scope="session")
+def audio_onnx(audio_export):
+    """The tiny sound model's FP32 ONNX file."""
+    return audio_export.out_dir / "model.onnx"

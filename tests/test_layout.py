@@ -90,7 +90,8 @@ def test_no_import_cycles_between_files():
 
 
 @pytest.mark.parametrize("package", ["edgekit.runtime", "edgekit.apps", "edgekit.runtime.predictor",
-                                     "edgekit.apps.kiosk", "edgekit.apps.webcam", "edgekit.benchmarks.harness"])
+                                     "edgekit.apps.kiosk", "edgekit.apps.webcam", "edgekit.benchmarks.harness",
+                                     "edgekit.apps.audio", "edgekit.runtime.tagging", "edgekit.runtime.golden_audio"])
 def test_runtime_and_apps_import_without_torch(package):
     code = ("import sys; sys.modules['torch'] = None; sys.modules['edgekit.train'] = None; "
             f"import {package}; print('ok')")

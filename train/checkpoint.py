@@ -63,7 +63,8 @@ def model_from_checkpoint(path_or_ckpt: str | Path | dict[str, Any]):
 
     ckpt = load_checkpoint(path_or_ckpt) if not isinstance(path_or_ckpt, dict) else path_or_ckpt
     card = card_of(ckpt)
-    model = EdgeModel(card.arch, card.heads, temporal=card.temporal_spec)
+    model = EdgeModel(card.arch, card.heads, temporal=card.temporal_spec, in_chans=card.input.channels,
+                      img_size=card.input.size if card.input.audio else None)
     if card.provenance.get("fused"):
         from timm.utils import reparameterize_model
 

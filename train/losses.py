@@ -73,3 +73,28 @@ class Supervised(nn.Module):
         outputs = model(batch["image"])
         loss, terms = self.task(outputs, batch["targets"])
         return loss, terms, outputs
+
+
+class Mixup(nn.Module):
+    """Plain training with mixup (Zhang et al., 2018): each batch is mixed with a shuffled copy of
+    itself, ``x = lam * x + (1 - lam) * x[perm]`` with ``lam ~ Beta(alpha, alpha)``, and the loss is
+    ``lam * L(y) + (1 - lam) * L(y[perm])`` (for BCE that is the loss of the mixed multi-hot targets).
+    The draws come from the torch RNG the trainer seeds per epoch. Evaluation sees unmixed inputs."""
+
+    def __init__(self, task: TaskLoss, alpha: float) -> None:
+        super().__init__()
+        self.task, self.alpha = task, float(alpha)
+
+    def forward(self, model: nn.Module, batch: dict):
+        x, targets = batch["image"], batch["targets"]
+        if not model.training or len(x) < 2:
+            outputs = model(x)
+            loss, terms = self.task(outputs, targets)
+            return loss, terms, outputs
+        lam = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
+        perm = torch.randperm(len(x), device=x.device)
+        outputs = model(lam * x + (1.0 - lam) * x[perm])
+        loss_a, terms_a = self.task(outputs, targets)
+        loss_b, terms_b = self.task(outputs, {k: v[perm] for k, v in targets.items()})
+        terms = {k: lam * terms_a[k] + (1.0 - lam) * terms_b[k] for k in terms_a}
+        return lam * loss_a + (1.0 - lam) * loss_b, terms, outputs

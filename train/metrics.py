@@ -114,6 +114,19 @@ def compute_metrics(heads: list[HeadSpec], outputs: dict[str, np.ndarray],
     return result
 
 
+def per_sound(outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray], groups: np.ndarray,
+              mode: str = "mean") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Window outputs and targets -> one row per sound (``groups[i]``: the sound of window ``i``): the
+    outputs aggregated as the runtime aggregates them (:func:`edgekit.runtime.logmel.group_outputs`),
+    the targets of each sound's first window (all its windows carry the sound's labels)."""
+    from edgekit.runtime.logmel import group_outputs
+
+    groups = np.asarray(groups)
+    _, first = np.unique(groups, return_index=True)
+    first = np.sort(first)
+    return group_outputs(outputs, groups, mode), {k: v[first] for k, v in targets.items()}
+
+
 def monitor_key(heads: list[HeadSpec], monitor: str = "auto") -> tuple[str, str]:
     """The metric that picks ``best.pt`` and whether higher (``max``) or lower (``min``) is better."""
     if monitor != "auto":

@@ -73,6 +73,9 @@ class NamedHeads(nn.Module):
 class EdgeModel(nn.Module):
     """A timm backbone producing a pooled embedding, and one linear layer per named head.
 
+    ``in_chans=1`` and ``img_size=(n_mels, frames)`` make a sound model: one log-mel channel, and for
+    ViTs a position embedding of that (non-square) size.
+
     With ``temporal`` (``{"frames": T, "pooling": "mean|attention|transformer", "cross": [a, b]}``)
     it is a clip model: input ``[N, T, 3, H, W]``, the backbone runs on every frame, a temporal
     head (:mod:`edgekit.train.temporal`) turns the frame embeddings into one clip embedding. With
@@ -80,11 +83,13 @@ class EdgeModel(nn.Module):
     """
 
     def __init__(self, arch: str, heads: list[HeadSpec], drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, temporal: dict[str, Any] | None = None) -> None:
+                 drop_path_rate: float = 0.0, temporal: dict[str, Any] | None = None, in_chans: int = 3,
+                 img_size: Sequence[int] | None = None) -> None:
         super().__init__()
         self.arch = arch
         self.head_specs = list(heads)
-        self.backbone = create_backbone(arch, drop_path_rate=drop_path_rate)
+        self.in_chans = in_chans
+        self.backbone = create_backbone(arch, drop_path_rate=drop_path_rate, in_chans=in_chans, img_size=img_size)
         self.embed_dim = self.frame_dim = embed_dim(self.backbone)
         self.temporal_spec = dict(temporal) if temporal else None
         self.cross: list[str] = []
@@ -140,8 +145,12 @@ def module_path(model: nn.Module, layer: str) -> str:
     return layer
 
 
-def create_backbone(arch: str, drop_path_rate: float = 0.0) -> nn.Module:
-    """``timm.create_model(arch, num_classes=0)``, with clear errors for unknown names."""
+def create_backbone(arch: str, drop_path_rate: float = 0.0, in_chans: int = 3,
+                    img_size: Sequence[int] | None = None) -> nn.Module:
+    """``timm.create_model(arch, num_classes=0)``, with clear errors for unknown names.
+
+    ``in_chans`` other than 3 (a spectrogram's 1) goes to timm; ``img_size`` to the models that take it
+    (ViTs size their position embedding with it; CNNs take any size and refuse the argument)."""
     import timm
 
     if not timm.is_model(arch):
@@ -149,7 +158,14 @@ def create_backbone(arch: str, drop_path_rate: float = 0.0) -> nn.Module:
         close = timm.list_models(f"{stem}*")[:8]
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise ConfigError(f"unknown timm model '{arch}'{hint}")
-    kwargs = {"drop_path_rate": drop_path_rate} if drop_path_rate > 0 else {}
+    kwargs: dict[str, Any] = {"drop_path_rate": drop_path_rate} if drop_path_rate > 0 else {}
+    if in_chans != 3:
+        kwargs["in_chans"] = in_chans
+    if img_size is not None:
+        try:
+            return timm.create_model(arch, pretrained=False, num_classes=0, img_size=tuple(img_size), **kwargs)
+        except TypeError:
+            pass  # a model without a size of its own (CNNs): built without it
     try:
         return timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
     except TypeError as exc:
@@ -169,11 +185,13 @@ def backbone_data_config(backbone: nn.Module) -> dict:
 
 
 def build_student(arch: str, heads: list[HeadSpec], drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                  weights: str | Path | None = None, temporal: dict[str, Any] | None = None) -> EdgeModel:
+                  weights: str | Path | None = None, temporal: dict[str, Any] | None = None, in_chans: int = 3,
+                  img_size: Sequence[int] | None = None) -> EdgeModel:
     """A student: timm ``arch`` with ``heads``; ``weights`` optionally initialises the backbone.
 
-    ``temporal`` makes it a clip model (see :class:`EdgeModel`)."""
-    model = EdgeModel(arch, heads, drop_rate=drop_rate, drop_path_rate=drop_path_rate, temporal=temporal)
+    ``temporal`` makes it a clip model, ``in_chans``/``img_size`` a sound model (see :class:`EdgeModel`)."""
+    model = EdgeModel(arch, heads, drop_rate=drop_rate, drop_path_rate=drop_path_rate, temporal=temporal,
+                      in_chans=in_chans, img_size=img_size)
     if weights:
         load_backbone_weights(model.backbone, weights)
     return model
@@ -256,7 +274,7 @@ def fix_position_embeddings(model: nn.Module, size: Sequence[int]) -> int:
     return fixed
 
 
-def check_input_size(model: nn.Module, size: int, frames: int | None = None) -> None:
+def check_input_size(model: nn.Module, size: int | Sequence[int], frames: int | None = None) -> None:
     """Refuse an input size the architecture cannot take, before anything is trained or exported.
 
     The last stage may run on a 1x1 map (a 16 px input to a stride-32 CNN is a fair small-input
@@ -267,20 +285,22 @@ def check_input_size(model: nn.Module, size: int, frames: int | None = None) -> 
     """
     backbone = getattr(model, "backbone", model)
     arch = getattr(model, "arch", type(backbone).__name__)
-    if size < 1:
-        raise ConfigError(f"input size must be a positive number of pixels, got {size}")
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    shown = f"{h}" if h == w else f"{h}x{w}"
+    if min(h, w) < 1:
+        raise ConfigError(f"input size must be a positive number of pixels, got {shown}")
     info = getattr(backbone, "feature_info", None) or []
     strides = sorted({f.get("reduction") for f in info if isinstance(f, dict) and f.get("reduction")})
     least = strides[-2] if len(strides) > 1 else (strides[0] if strides else 1)
-    if size < least:
-        raise ConfigError(f"input size {size} px is too small for {arch} (strides {strides}): its stages before the "
+    if min(h, w) < least:
+        raise ConfigError(f"input size {shown} px is too small for {arch} (strides {strides}): its stages before the "
                           f"last would see no real pixels; use at least {least} px")
     was_training = backbone.training
     backbone.eval()
     try:
         with torch.no_grad():
-            backbone(torch.zeros(1, 3, size, size))
+            backbone(torch.zeros(1, getattr(model, "in_chans", 3), h, w))
     except Exception as exc:  # noqa: BLE001 - timm raises assertions, shape and runtime errors alike
-        raise ConfigError(f"{arch} cannot take {size} px input: {first_line(exc, 200)}") from None
+        raise ConfigError(f"{arch} cannot take {shown} px input: {first_line(exc, 200)}") from None
     finally:
         backbone.train(was_training)

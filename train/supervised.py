@@ -13,10 +13,14 @@ from edgekit.card import ModelCard
 from edgekit.config import RunConfig, load_config
 from edgekit.errors import ConfigError
 from edgekit.train.data import DataBundle, Transforms, build_transforms, is_clip_source, load_data, warn_skipped
+from edgekit.train.data.audio import frontend_of
 from edgekit.train.data.labels import CLASS_ORDER
-from edgekit.train.losses import Supervised, TaskLoss
+from edgekit.train.data.speech import SPEECH_COMMANDS
+from edgekit.train.losses import Mixup, Supervised, TaskLoss
 from edgekit.train.models import EdgeModel, backbone_data_config, build_student, check_input_size
 from edgekit.train.trainer import FitResult, fit
+
+EMBEDDED_ORDER = {SPEECH_COMMANDS: "the embedded word list's (Google Speech Commands' core words)"}
 
 
 @dataclass
@@ -74,17 +78,25 @@ def prepare(cfg: RunConfig) -> Setup:
     warn_skipped(data)
     torch.manual_seed(cfg.train.seed)
     temporal = clip_temporal(cfg, data)
+    audio = data.kind == "audio"
+    size = frontend_of(cfg.data).size if audio else None  # sound: [n_mels, frames], one channel
     model = build_student(cfg.model.arch, data.heads, drop_rate=cfg.model.drop_rate,
-                          drop_path_rate=cfg.model.drop_path_rate, weights=cfg.model.weights, temporal=temporal)
-    tfs = build_transforms(cfg.data, data.kind, backbone_data_config(model.backbone))
-    check_input_size(model, tfs.input.size[0])
+                          drop_path_rate=cfg.model.drop_path_rate, weights=cfg.model.weights, temporal=temporal,
+                          in_chans=1 if audio else 3, img_size=size)
+    if audio:
+        from edgekit.train.data.audio_transforms import audio_transforms
+
+        tfs = audio_transforms(cfg.data, data)
+    else:
+        tfs = build_transforms(cfg.data, data.kind, backbone_data_config(model.backbone))
+    check_input_size(model, tfs.input.size if audio else tfs.input.size[0])
     card = ModelCard(name=cfg.name, arch=cfg.model.arch, heads=data.heads, input=tfs.input,
                      provenance={"stage": cfg.stage, "edgekit": __version__, "data": cfg.data.source,
                                  # how its val split was drawn: parity, bench and check measure on that split
                                  # (whole: data.limit is a smoke-run knob, verification takes every val image)
                                  "data_split": {"val": cfg.data.val, "val_fraction": cfg.data.val_fraction},
                                  **domain_of(cfg, data),  # the kiosk warns when a model was not trained on faces
-                                 "class_order": CLASS_ORDER,
+                                 "class_order": EMBEDDED_ORDER.get(cfg.data.source, CLASS_ORDER),
                                  "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                  "seed": cfg.train.seed, "augment": tfs.augment,
                                  "train_samples": len(data.train), "val_samples": len(data.val)})
@@ -97,7 +109,8 @@ def prepare(cfg: RunConfig) -> Setup:
 def train(cfg: RunConfig, *, resume: bool = False, verbose: bool = True, stop_after: int | None = None) -> FitResult:
     """Train ``cfg.model`` on ``cfg.data`` with the task loss; writes ``cfg.run_dir``."""
     s = prepare(cfg)
-    criterion = Supervised(TaskLoss(s.data.heads, cfg.model.heads, cfg.train.label_smoothing))
+    task = TaskLoss(s.data.heads, cfg.model.heads, cfg.train.label_smoothing)
+    criterion = Mixup(task, cfg.train.mixup) if cfg.train.mixup > 0 else Supervised(task)
     return fit(s.model, criterion, s.data, s.tfs, cfg, s.card, resume=resume, stop_after=stop_after,
                verbose=verbose)
 

@@ -66,11 +66,12 @@ class Teacher(nn.Module):
                  heads: dict[str, nn.Module] | None = None, logits_from: str = "none", source: str = "",
                  pool: nn.Module | None = None) -> None:
         super().__init__()
-        self.name, self.encoder, self.embed_dim, self.size = name, encoder, embed_dim, size
+        self.name, self.encoder, self.embed_dim = name, encoder, embed_dim
+        self.size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))  # (height, width)
         self.pool = pool
         self.source = source  # the weights file, for provenance
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))  # 3 or 1 channel
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.heads = NamedHeads(heads or {})
         self.logits_from = logits_from
         self.student_mean = self.student_std = None
@@ -83,17 +84,17 @@ class Teacher(nn.Module):
 
     def set_student_input(self, mean, std) -> None:
         """Tell the teacher how the student's batches are normalized."""
-        self.student_mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.student_std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.student_mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.student_std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def adapt(self, x: torch.Tensor) -> torch.Tensor:
         """Student-normalized batch -> teacher-normalized batch at the teacher's size."""
         if self.student_mean is None:
             raise RuntimeError("call set_student_input(mean, std) before using the teacher")
         pix = x * self.student_std.to(x.device) + self.student_mean.to(x.device)
-        if pix.shape[-1] != self.size or pix.shape[-2] != self.size:
-            pix = F.interpolate(pix, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                                antialias=pix.shape[-1] > self.size)
+        if tuple(pix.shape[-2:]) != self.size:
+            pix = F.interpolate(pix, size=self.size, mode="bilinear", align_corners=False,
+                                antialias=pix.shape[-1] > self.size[1])
         return (pix - self.mean) / self.std
 
     @torch.no_grad()
@@ -140,18 +141,23 @@ class Teacher(nn.Module):
 
 
 def load_teacher(spec: str, weights: str | None, heads: list[HeadSpec], logits: str = "auto",
-                 size: int | None = None, prompt: str = "a photo of the number {}.") -> Teacher:
-    """Build a frozen :class:`Teacher` from ``timm:<name>`` or ``open_clip:<arch>[:<tag>]``."""
+                 size: int | None = None, prompt: str = "a photo of the number {}.", audio=None) -> Teacher:
+    """Build a frozen :class:`Teacher` from ``timm:<name>`` or ``open_clip:<arch>[:<tag>]``.
+
+    ``audio`` (the student's :class:`~edgekit.card.InputSpec` when it is a sound model): a plain timm
+    weights file is then a 1-channel backbone at the student's spectrogram size."""
     kind, _, name = spec.partition(":")
+    if audio is not None and kind != "timm":
+        raise ConfigError(f"a sound model's teacher must be a timm:<name> model on spectrograms, not {spec}")
     if kind == "timm" and name:
-        return _timm_teacher(name, weights, heads, logits, size)
+        return _timm_teacher(name, weights, heads, logits, size, audio)
     if kind == "open_clip" and name:
         return _clip_teacher(name, weights, heads, logits, size, prompt)
     raise ConfigError(f"teacher '{spec}' must be timm:<model name> or open_clip:<arch>[:<pretrained tag>]")
 
 
 def _timm_teacher(arch: str, weights: str | None, heads: list[HeadSpec], logits: str,
-                  size: int | None) -> Teacher:
+                  size: int | None, audio=None) -> Teacher:
     from edgekit.train.checkpoint import FORMAT, model_from_checkpoint
     from edgekit.train.models import backbone_data_config, create_backbone, embed_dim, load_backbone_weights
 
@@ -175,16 +181,26 @@ def _timm_teacher(arch: str, weights: str | None, heads: list[HeadSpec], logits:
         model, card, _ = model_from_checkpoint(ckpt)
         if card.arch != arch:
             raise ConfigError(f"{option('teacher', 'timm:' + arch)} but {path} holds a {card.arch}")
+        if bool(card.input.audio) != (audio is not None):
+            what = ("a sound model" if card.input.audio else "an image model", "a sound" if audio else "an image")
+            raise ConfigError(f"{path} is {what[0]}: it cannot teach {what[1]} student")
         if logits == "probe" or model.cross:  # cross-task heads read halves of a joint embedding: probe instead
             t_heads, src = {}, "none"
         else:
             t_heads = {h: model.heads[h] for h in model.heads if h in {s.name for s in heads}}
             src = "head" if t_heads else "none"
-        if size is not None and size != card.input.size[0]:
-            raise ConfigError(f"{path} was trained at {card.input.size[0]} px; it cannot be used at {size}")
+        if size is not None and list(size if isinstance(size, (list, tuple)) else [size, size]) != card.input.size:
+            raise ConfigError(f"{path} was trained at {card.input.size} px; it cannot be used at {size}")
         pool = model.temporal if card.temporal_spec else None  # a clip model pools its frames its own way
-        return Teacher(f"timm:{arch}", model.backbone, model.embed_dim, card.input.size[0], card.input.mean,
+        # a sound model's input is its log-mel [n_mels, frames]: the teacher gets the student's own size
+        t_size = card.input.size if card.input.audio else card.input.size[0]
+        return Teacher(f"timm:{arch}", model.backbone, model.embed_dim, t_size, card.input.mean,
                        card.input.std, heads=t_heads, logits_from=src, source=str(path), pool=pool)
+    if audio is not None:  # user weights of a 1-channel sound backbone, at the student's spectrogram size
+        backbone = create_backbone(arch, in_chans=1, img_size=audio.size)
+        load_backbone_weights(backbone, path)
+        return Teacher(f"timm:{arch}", backbone.eval(), embed_dim(backbone), audio.size, audio.mean, audio.std,
+                       source=str(path))
     backbone = create_backbone(arch)
     load_backbone_weights(backbone, path)
     cfg = backbone_data_config(backbone)

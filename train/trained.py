@@ -66,8 +66,8 @@ class Trained:
 
     def sample(self, batch: int = 1) -> torch.Tensor:
         h, w = self.card.input.size
-        frames = self.card.input.frames
-        return torch.zeros(batch, frames, 3, h, w) if frames else torch.zeros(batch, 3, h, w)
+        frames, c = self.card.input.frames, self.card.input.channels
+        return torch.zeros(batch, frames, c, h, w) if frames else torch.zeros(batch, c, h, w)
 
     def images(self, split: str = "val", limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, dict]:
         """Preprocessed float32 NCHW images (clips: ``[N, T, C, H, W]``) of ``split`` (the card's eval

@@ -45,7 +45,7 @@ from edgekit.train.batchnorm import BN_IMAGES, bn_layers, recompute_bn_stats
 from edgekit.train.checkpoint import load_checkpoint, save_checkpoint
 from edgekit.train.data import DataBundle, EpochSampler, ImageDataset, Split, Transforms, make_loader, mix_seed
 from edgekit.train.device import resolve_device
-from edgekit.train.metrics import compute_metrics, monitor_key
+from edgekit.train.metrics import compute_metrics, monitor_key, per_sound
 from edgekit.train.models import count_params
 from edgekit.train.target_scaling import (
     Scaling,
@@ -190,7 +190,8 @@ def fit(model: nn.Module, criterion: nn.Module, data: DataBundle, tfs: Transform
                 with _autocast(device, amp_dtype):
                     used = recompute_bn_stats(model, bn_loader, BN_IMAGES, device)
                 card.provenance["bn_stats"] = {"images": used, "transform": "eval", "split": "train"}
-            val = evaluate(model, criterion, val_loader, card, device, amp_dtype, scaling=scaling)
+            val = evaluate(model, criterion, val_loader, card, device, amp_dtype, scaling=scaling,
+                           groups=data.val.groups)
             secs = time.perf_counter() - t0
             record = _record(epoch, train_terms, train_metrics, val, key, mode,
                              optimizer.param_groups[0]["lr"], secs)
@@ -226,11 +227,13 @@ def fit(model: nn.Module, criterion: nn.Module, data: DataBundle, tfs: Transform
 
 @torch.no_grad()
 def evaluate(model: nn.Module, criterion: nn.Module, loader, card: ModelCard, device: torch.device,
-             amp_dtype: torch.dtype | None = None, scaling: Scaling | None = None) -> dict[str, float]:
+             amp_dtype: torch.dtype | None = None, scaling: Scaling | None = None,
+             groups: np.ndarray | None = None) -> dict[str, float]:
     """Val metrics per head plus the task loss (``loss``) of ``model`` on ``loader``.
 
     ``scaling``: heads whose outputs are standardized (inside ``fit``); the loss is taken on
-    standardized targets, the metrics in target units."""
+    standardized targets, the metrics in target units. ``groups`` (sound sources: the sound of each
+    window): the loss is per window, the metrics per sound, its windows aggregated as the card says."""
     model.eval()
     task = getattr(criterion, "task", None)
     outs: dict[str, list[np.ndarray]] = {h: [] for h in card.head_names}
@@ -247,7 +250,10 @@ def evaluate(model: nn.Module, criterion: nn.Module, loader, card: ModelCard, de
         for h in card.head_names:
             outs[h].append(outputs[h].float().cpu().numpy())
             tgts[h].append(batch["targets"][h].cpu().numpy())
-    result = compute_metrics(card.heads, denormalize(_cat(outs), scaling or {}), _cat(tgts))
+    outputs, targets = denormalize(_cat(outs), scaling or {}), _cat(tgts)
+    if groups is not None:
+        outputs, targets = per_sound(outputs, targets, groups, (card.input.audio or {}).get("aggregate", "mean"))
+    result = compute_metrics(card.heads, outputs, targets)
     if task is not None and n:
         result["loss"] = loss_sum / n
     return result

@@ -14,6 +14,7 @@ from PIL import Image
 from edgekit.card import HeadSpec
 from edgekit.config import DataConfig, HeadConfig
 from edgekit.errors import ConfigError, DataError, option
+from edgekit.train.data.audio import is_audio_source, load_audio
 from edgekit.train.data.clips import MOVING_DIGITS, clip_csv, is_clip_csv, moving_digits
 from edgekit.train.data.faces import fer2013, is_fer2013, is_utkface, utkface
 from edgekit.train.data.labels import (
@@ -56,8 +57,10 @@ def _load_source(src: str, cfg: DataConfig, heads: list[HeadConfig]) -> DataBund
         return _digits(cfg, heads)
     if src == MOVING_DIGITS:
         return moving_digits(cfg, heads)
+    if is_audio_source(src):
+        return load_audio(src, cfg, heads)
     if not path.exists():
-        raise DataError(f"dataset not found: {src} (expected 'digits', an ImageFolder root or a CSV file)")
+        raise DataError(f"dataset not found: {src} (expected 'digits', 'speech_commands', a folder or a CSV file)")
     if path.is_dir():
         return utkface(path, cfg, heads) if is_utkface(path) else _image_folder(path, cfg, heads)
     if path.suffix.lower() == ".csv":

@@ -26,6 +26,9 @@ class Split:
     load: Callable[..., Image.Image | list[Image.Image]]
     targets: dict[str, np.ndarray]  # int64 (-1 missing) / float32 (NaN missing) / float32 [N, C]
     seeded: bool = False
+    # sound sources' validation splits hold one sample per window; ``groups[i]`` is the sound window ``i``
+    # was cut from, and evaluation aggregates the windows of a sound into one prediction
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -34,7 +37,8 @@ class Split:
         ids = np.asarray(ids)
         return Split(names=[self.names[i] for i in ids],
                      load=lambda i, *seed, ids=ids, load=self.load: load(int(ids[i]), *seed),
-                     targets={k: v[ids] for k, v in self.targets.items()}, seeded=self.seeded)
+                     targets={k: v[ids] for k, v in self.targets.items()}, seeded=self.seeded,
+                     groups=None if self.groups is None else self.groups[ids])
 
 
 @dataclass
@@ -44,7 +48,7 @@ class DataBundle:
     train: Split
     val: Split
     heads: list[HeadSpec]
-    kind: str  # "digits", "images", "faces" or "clips": picks augmentation defaults
+    kind: str  # "digits", "images", "faces", "clips" or "audio": picks augmentation defaults
     skipped: list[str] = field(default_factory=list)
     frames: int | None = None  # clip datasets: frames per sample
 

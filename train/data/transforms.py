@@ -55,8 +55,14 @@ def build_transforms(cfg: DataConfig, kind: str, backbone_cfg: dict[str, Any]) -
 
 
 def eval_transform(spec: InputSpec) -> Callable:
-    """timm's eval transform for a model card's input contract (what the runtime mirrors)."""
+    """timm's eval transform for a model card's input contract (what the runtime mirrors); for a sound
+    model, its log-mel frontend."""
     from timm.data import create_transform
+
+    if spec.audio:
+        from edgekit.train.data.audio_transforms import audio_eval_transform
+
+        return audio_eval_transform(spec)
 
     return create_transform(input_size=(3, *spec.size), interpolation=spec.interpolation, mean=tuple(spec.mean),
                             std=tuple(spec.std), crop_pct=spec.crop_pct, is_training=False)
