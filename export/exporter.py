@@ -271,9 +271,7 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
     A file whose check crashes (its runtime refuses it) is a failed entry, not a crash of the whole
     verification. A failed file is moved aside as ``*.failed`` (``keep_failed``: left in place, its
     card saying it failed). With ``strict``, a failure raises :class:`ParityError`."""
-    from edgekit.export.verify import verify_file
-
-    from edgekit.export.verify import compare_outputs
+    from edgekit.export.verify import compare_outputs, verify_file
 
     x, targets = trained.images("val", limit=val_images)
     reference = _outputs(trained.model, trained.card.head_names, x)

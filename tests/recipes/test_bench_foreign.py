@@ -10,8 +10,8 @@ def test_bench_card_less_files_with_labels_and_shapes(foreign_models, tmp_path, 
     labels.write_text("\n".join(str(i) for i in range(10)))
     out = tmp_path / "bench"
     assert main(["bench", str(foreign_models / "cls.onnx"), str(foreign_models / "two.onnx"), "--batch", "2",
-                 "--seconds", "0.05", "--backend", "ort", "--labels", str(labels), "--data", "digits", "--shape", "image:1,3,16,16",
-                 "--threads", "1", "--out", str(out), "--quiet"]) == 0
+                 "--seconds", "0.05", "--backend", "ort", "--labels", str(labels), "--data", "digits",
+                 "--shape", "image:1,3,16,16", "--threads", "1", "--out", str(out), "--quiet"]) == 0
     data = json.loads((out / "bench.json").read_text())
     rows = {r["model"]: r for r in data["rows"]}
     assert set(rows) == {"cls", "two"} and not any("error" in r for r in rows.values())
