@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 
@@ -8,6 +9,8 @@ from edgekit.benchmarks.report import cell, markdown_table, pareto_front, thread
 from edgekit.benchmarks.stats import latency_stats, time_calls
 from edgekit.cli import parse_backends, parse_batches
 from edgekit.errors import ConfigError, EdgekitError
+
+HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
 
 
 def test_percentiles_on_known_samples():
@@ -86,7 +89,8 @@ def test_bad_arguments():
         parse_batches("1,x")
     with pytest.raises(ConfigError, match="positive"):
         parse_batches("0")
-    assert parse_batches("1, 8") == [1, 8] and parse_backends("all") == ["torch", "ort", "tflite", "coreml"]
+    assert parse_batches("1, 8") == [1, 8] and parse_backends("all") == ["torch", "ort", "tflite", "coreml",
+                                                                          *(["openvino"] if HAVE_OPENVINO else [])]
     import torch
 
     if not torch.cuda.is_available():
