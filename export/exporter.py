@@ -105,12 +105,18 @@ class ExportReport:
         if not failed:
             return
         made = len(self.artifacts) - sum(1 for p in self.parity if not p.get("passed", True))
-        why = "; ".join(f"{e['file']}: {e.get('error') or _parity_reason(e)}" for e in failed)
+        why = "; ".join(f"{e['file']}: {failure_reason(e)}" for e in failed)
         error = ExportError if self.failures else ParityError  # only files that exist but disagree: parity
         raise error(f"{len(failed)} of {made + len(failed)} requested file(s) failed ({why}); "
                           f"details in {self.out_dir / 'parity.json'}", self)
 
 CLIP_TARGETS = "targets=['onnx', 'tflite']"  # what a clip model exports to (Python spelling)
+
+
+def failure_reason(e: dict[str, Any]) -> str:
+    """One line on why a failed entry of :attr:`ExportReport.failed` failed: not made (its error), or made
+    and missing its gate (the gate's numbers, and where the file went)."""
+    return e.get("error") or _parity_reason(e)
 
 
 def _parity_reason(e: dict[str, Any]) -> str:

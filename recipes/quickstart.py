@@ -366,15 +366,16 @@ def deployment_table(ckpts: dict[str, Path], out: Path, imgsz: int = 224, batche
     """The same teacher and student at a deployment size: the run's weights exported at ``imgsz``
     (convolutions do not depend on the input size; BatchNorm statistics are the run's), FP32 and
     INT8 per backend, batch 1 and 8, latency only. Returns bench rows and notes."""
-    from edgekit.export.exporter import export_checkpoint
+    from edgekit.export.exporter import export_checkpoint, failure_reason
     from edgekit.recipes.bench import bench
 
     files, notes = [], []
     for role, ckpt in ckpts.items():
         report = export_checkpoint(ckpt, ["onnx", "tflite"], out / role, int8=True, imgsz=imgsz, calib_images=32,
                                    val_images=32, dynamic_batch=True, verbose=False, strict=False)
-        notes += [f"{role}: {f['file']} failed at {imgsz} px: {f['error']}" for f in report.failed]
-        files += [(role, str(a.path)) for a in report.artifacts]
+        notes += [f"{role}: {f['file']} failed at {imgsz} px: {failure_reason(f)}" for f in report.failed]
+        gone = {f["file"] for f in report.failed}  # moved aside as *.failed: nothing to measure
+        files += [(role, str(a.path)) for a in report.artifacts if a.path.name not in gone]
     rows: list[dict[str, Any]] = []
     for role in ckpts:
         mine = [f for r, f in files if r == role]

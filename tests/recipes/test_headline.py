@@ -57,3 +57,25 @@ def test_deployment_table_pairs_fp32_and_int8_per_backend_and_batch():
     assert "| student | onnxruntime | 1 | 2 | 4.000 | 2.500 | 1.60x |" in text
     assert "every backend ran with 2 threads" in text
     assert "| student | onnxruntime | 8 | 2 | 20.000 | 16.000 | 1.25x |" in text
+
+
+def test_deployment_table_names_a_file_that_missed_its_gate(monkeypatch, tmp_path):
+    """CI crashed here (KeyError 'error'): an INT8 file made but missing its gate at 224 px has gate numbers, not
+    an error; the table's notes give them, and the file that failed is not benchmarked."""
+    from edgekit.export import exporter
+    from edgekit.recipes import bench as bench_mod
+    from edgekit.recipes import quickstart
+
+    ok, bad = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
+    entry = {"file": bad.name, "passed": False, "precision": "int8", "gate_failures": ["SQNR 8.1 dB < 10 dB"]}
+    report = exporter.ExportReport(out_dir=tmp_path, artifacts=[exporter.Artifact(ok, "onnx", "fp32", 1.0), exporter.Artifact(bad, "onnx", "int8", 1.0)],
+                                   parity=[{"file": ok.name, "passed": True}, entry],
+                                   failures=[{"file": "model.tflite", "error": "the converter refused it"}])
+    monkeypatch.setattr(exporter, "export_checkpoint", lambda *a, **k: report)
+    benched = []
+    monkeypatch.setattr(bench_mod, "bench", lambda files, *a, **k: (benched.extend(files) or [], None))
+    rows, notes = quickstart.deployment_table({"student": tmp_path / "best.pt"}, tmp_path)
+    assert benched == [str(ok)]
+    assert notes == ["student: model.tflite failed at 224 px: the converter refused it",
+                     "student: model.int8.onnx failed at 224 px: missed its int8 gate (SQNR 8.1 dB < 10 dB), moved "
+                     "aside as model.int8.onnx.failed"]
