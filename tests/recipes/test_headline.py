@@ -68,7 +68,8 @@ def test_deployment_table_names_a_file_that_missed_its_gate(monkeypatch, tmp_pat
 
     ok, bad = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
     entry = {"file": bad.name, "passed": False, "precision": "int8", "gate_failures": ["SQNR 8.1 dB < 10 dB"]}
-    report = exporter.ExportReport(out_dir=tmp_path, artifacts=[exporter.Artifact(ok, "onnx", "fp32", 1.0), exporter.Artifact(bad, "onnx", "int8", 1.0)],
+    made = [exporter.Artifact(ok, "onnx", "fp32", 1.0), exporter.Artifact(bad, "onnx", "int8", 1.0)]
+    report = exporter.ExportReport(out_dir=tmp_path, artifacts=made,
                                    parity=[{"file": ok.name, "passed": True}, entry],
                                    failures=[{"file": "model.tflite", "error": "the converter refused it"}])
     monkeypatch.setattr(exporter, "export_checkpoint", lambda *a, **k: report)
