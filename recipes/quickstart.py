@@ -16,6 +16,7 @@ from typing import Any
 
 from edgekit.atomic import write_json, write_text
 from edgekit.console import say
+from edgekit.recipes.deploy_size import backend_name, deployment_lines, deployment_table, find_row
 
 KD_SEEDS = 3
 KD_FRACTION = 0.1  # the small-data regime where a teacher that saw all the data has something to give
@@ -284,11 +285,6 @@ def machine_line() -> str:
     return machine()
 
 
-def _row(rows: list[dict[str, Any]], role: str, backend: str, precision: str, batch: int = 1) -> dict | None:
-    return next((r for r in rows if r["role"] == role and r["backend"] == backend and r["precision"] == precision
-                 and r["batch"] == batch and "p50_ms" in r), None)
-
-
 def headline_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The like-for-like comparisons of the headline: student vs teacher (FP32) and INT8 vs FP32 (student), each
     on one backend at batch 1, both rows measured at the same thread count (a pair that is not is left out)."""
@@ -296,7 +292,7 @@ def headline_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for what, (a_role, a_prec), (b_role, b_prec) in (("student vs teacher", ("model", "fp32"), ("teacher", "fp32")),
                                                       ("INT8 vs FP32", ("model", "int8"), ("model", "fp32"))):
         for backend in ("ort", "tflite"):
-            a, b = _row(rows, a_role, backend, a_prec), _row(rows, b_role, backend, b_prec)
+            a, b = find_row(rows, a_role, backend, a_prec), find_row(rows, b_role, backend, b_prec)
             if a and b and a.get("threads") == b.get("threads"):
                 pairs.append({"what": what, "backend": backend, "batch": 1, "threads": a.get("threads"),
                               "precisions": [a_prec, b_prec], "ms": [a["p50_ms"], b["p50_ms"]],
@@ -312,33 +308,29 @@ def _headline(rows: list[dict[str, Any]]) -> list[str]:
     vs = [p for p in pairs if p["what"] == "student vs teacher"]
     if vs:
         lines.append("- **Student vs teacher, same backend, FP32, batch 1:** " + "; ".join(
-            f"{_backend_name(p['backend'])} {p['ms'][0]:.3f} vs {p['ms'][1]:.3f} ms (**{p['ratio']:.1f}x**, "
+            f"{backend_name(p['backend'])} {p['ms'][0]:.3f} vs {p['ms'][1]:.3f} ms (**{p['ratio']:.1f}x**, "
             f"{p['threads']} threads)" for p in vs) + ".")
     q = [p for p in pairs if p["what"] == "INT8 vs FP32"]
     if q:
         lines.append("- **INT8 vs FP32 student, same backend, batch 1:** " + "; ".join(
-            f"{_backend_name(p['backend'])} {p['ms'][0]:.3f} vs {p['ms'][1]:.3f} ms (**{p['ratio']:.2f}x**, "
+            f"{backend_name(p['backend'])} {p['ms'][0]:.3f} vs {p['ms'][1]:.3f} ms (**{p['ratio']:.2f}x**, "
             f"{p['threads']} threads, file {p['size_ratio']:.1f}x smaller)" for p in q) + ".")
     slow = [p for p in q if p["ratio"] < 1.1]
     if slow:
-        lines.append(f"- INT8 does not pay for speed on {', '.join(_backend_name(p['backend']) for p in slow)} here: "
+        lines.append(f"- INT8 does not pay for speed on {', '.join(backend_name(p['backend']) for p in slow)} here: "
                      f"{cpu_note(max(p['ms'][1] for p in slow))} INT8's size gain holds everywhere; keep INT8 for "
                      "size and for ARM (dot-product) or VNNI targets.")
-    teacher = _row(rows, "teacher", "torch", "fp32")
+    teacher = find_row(rows, "teacher", "torch", "fp32")
     int8 = [r for r in rows if r["role"] != "teacher" and r["precision"] == "int8" and r["batch"] == 1
             and "p50_ms" in r]
     if teacher and int8:
         best = min(int8, key=lambda r: r["p50_ms"])
         ratio = teacher["p50_ms"] / best["p50_ms"]
-        lines.append(f"- Extra, not like for like: INT8 student ({_backend_name(best['backend'])}, "
+        lines.append(f"- Extra, not like for like: INT8 student ({backend_name(best['backend'])}, "
                      f"{best.get('threads')} threads) {best['p50_ms']:.3f} ms vs FP32 teacher in eager PyTorch "
                      f"({teacher.get('threads')} threads) {teacher['p50_ms']:.3f} ms ({ratio:.1f}x); at this input "
                      "size the ratio mostly measures eager PyTorch's per-call overhead.")
     return lines or ["(the headline comparison could not be measured; see the benchmark table)"]
-
-
-def _backend_name(backend: str) -> str:
-    return {"ort": "onnxruntime", "tflite": "TFLite (XNNPACK)"}.get(backend, backend)
 
 
 def cpu_note(fp32_ms: float | None = None) -> str:
@@ -359,73 +351,3 @@ def cpu_note(fp32_ms: float | None = None) -> str:
         return f"this CPU has {', '.join(have)}, so the integer kernels should be fast; check the 224-px table."
     return (f"this {platform.machine()} CPU has no VNNI (x86) or dot-product (ARM) instructions, so INT8 "
             "convolutions run on widened 16-bit arithmetic and barely beat (or lose to) FP32 kernels.")
-
-
-def deployment_table(ckpts: dict[str, Path], out: Path, imgsz: int = 224, batches: tuple[int, ...] = (1, 8),
-                     seconds: float = 0.5, verbose: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
-    """The same teacher and student at a deployment size: the run's weights exported at ``imgsz``
-    (convolutions do not depend on the input size; BatchNorm statistics are the run's), FP32 and
-    INT8 per backend, batch 1 and 8, latency only. Returns bench rows and notes."""
-    from edgekit.export.exporter import export_checkpoint, failure_reason
-    from edgekit.recipes.bench import bench
-
-    files, notes, uncertified = [], [], set()
-    for role, ckpt in ckpts.items():
-        # keep_failed: a file that misses its gate here stays for its latency, its card saying it failed (the
-        # recommendation never picks it) and its rows marked; the kernels' speed does not depend on the answers
-        report = export_checkpoint(ckpt, ["onnx", "tflite"], out / role, int8=True, imgsz=imgsz, calib_images=32,
-                                   val_images=32, dynamic_batch=True, verbose=False, strict=False, keep_failed=True)
-        for f in report.failed:
-            if f.get("kept"):
-                uncertified.add(str(out / role / f["file"]))
-                notes.append(f"{role}: {f['file']} missed its {f.get('precision_ran') or f.get('precision')} gate "
-                             f"at {imgsz} px ({'; '.join(f.get('gate_failures') or []) or 'failed its check'}): "
-                             "kept for its latency only (*), not certified")
-            else:
-                notes.append(f"{role}: {f['file']} failed at {imgsz} px: {failure_reason(f)}")
-        gone = {f["file"] for f in report.failed if not f.get("kept")}  # not made, or moved aside: nothing to time
-        files += [(role, str(a.path)) for a in report.artifacts if a.path.name not in gone]
-    rows: list[dict[str, Any]] = []
-    for role in ckpts:
-        mine = [f for r, f in files if r == role]
-        if mine:
-            got, _ = bench(mine, ["ort", "tflite"], list(batches), "cpu", None, None, out / "bench" / role,
-                           min_seconds=seconds, verbose=False)
-            rows += [{**r, "role": role, "certified": str(r.get("file")) not in uncertified} for r in got]
-    return rows, notes
-
-
-def deployment_lines(rows: list[dict[str, Any]], imgsz: int) -> list[str]:
-    from edgekit.benchmarks.report import threads_line
-
-    lines = [f"## Deployment size: {imgsz} px", "",
-             f"The same teacher and student exported at {imgsz} px (the runs' weights; latency only), each file "
-             f"measured in its own process; {threads_line(rows)}. Regenerate: `edgekit quickstart`.",
-             "", "| model | backend | batch | threads | FP32 ms | INT8 ms | INT8 speed-up | size FP32 -> INT8 |",
-             "|---|---|---|---|---|---|---|---|"]
-    for role in dict.fromkeys(r["role"] for r in rows):
-        for backend in ("ort", "tflite"):
-            for batch in sorted({r["batch"] for r in rows if r["batch"]}):
-                f, q = _row(rows, role, backend, "fp32", batch), _row(rows, role, backend, "int8", batch)
-                if not f and not q:
-                    continue
-                fm, qm = (f or {}).get("p50_ms"), (q or {}).get("p50_ms")
-                used = sorted({r["threads"] for r in (f, q) if r and r.get("threads") is not None})
-                lines.append(f"| {role} | {_backend_name(backend)} | {batch} | {'/'.join(map(str, used)) or 'n/a'} | "
-                             f"{_ms(fm)}{_star(f)} | {_ms(qm)}{_star(q)} | "
-                             f"{f'{fm / qm:.2f}x' if fm and qm else 'n/a'} | "
-                             f"{_mb(f)} -> {_mb(q)} |")
-    return lines + [""]
-
-
-def _star(r: dict | None) -> str:
-    """``*`` beside a latency whose file missed its gate (kept for timing only; see the notes below the table)."""
-    return " *" if r and r.get("certified") is False else ""
-
-
-def _ms(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
-
-
-def _mb(r: dict | None) -> str:
-    return "n/a" if not r or r.get("size_mb") is None else f"{r['size_mb']:.2f} MB"
