@@ -119,9 +119,14 @@ def failure_reason(e: dict[str, Any]) -> str:
     return e.get("error") or _parity_reason(e)
 
 
+def gate_failures_text(e: dict[str, Any]) -> str:
+    """The thresholds a made file missed, as one line (``"failed its check"`` when none is recorded)."""
+    return "; ".join(e.get("gate_failures") or []) or "failed its check"
+
+
 def _parity_reason(e: dict[str, Any]) -> str:
     where = "kept at the user's request" if e.get("kept") else f"moved aside as {e['file']}.failed"
-    why = "; ".join(e.get("gate_failures") or []) or "failed its check"
+    why = gate_failures_text(e)
     return f"missed its {e.get('precision_ran', e.get('precision'))} gate ({why}), {where}"
 
 

@@ -21,7 +21,7 @@ def deployment_table(ckpts: dict[str, Path], out: Path, imgsz: int = 224, batche
     """The same teacher and student at a deployment size: the run's weights exported at ``imgsz``
     (convolutions do not depend on the input size; BatchNorm statistics are the run's), FP32 and
     INT8 per backend, batch 1 and 8, latency only. Returns bench rows and notes."""
-    from edgekit.export.exporter import export_checkpoint, failure_reason
+    from edgekit.export.exporter import export_checkpoint, failure_reason, gate_failures_text
     from edgekit.recipes.bench import bench
 
     files, notes, uncertified = [], [], set()
@@ -34,12 +34,11 @@ def deployment_table(ckpts: dict[str, Path], out: Path, imgsz: int = 224, batche
             if f.get("kept"):
                 uncertified.add(str(out / role / f["file"]))
                 notes.append(f"{role}: {f['file']} missed its {f.get('precision_ran') or f.get('precision')} gate "
-                             f"at {imgsz} px ({'; '.join(f.get('gate_failures') or []) or 'failed its check'}): "
+                             f"at {imgsz} px ({gate_failures_text(f)}): "
                              "kept for its latency only (*), not certified")
             else:
                 notes.append(f"{role}: {f['file']} failed at {imgsz} px: {failure_reason(f)}")
-        gone = {f["file"] for f in report.failed if not f.get("kept")}  # not made, or moved aside: nothing to time
-        files += [(role, str(a.path)) for a in report.artifacts if a.path.name not in gone]
+        files += [(role, str(a.path)) for a in report.artifacts]  # kept_failed: every made file is there
     rows: list[dict[str, Any]] = []
     for role in ckpts:
         mine = [f for r, f in files if r == role]

@@ -5,17 +5,29 @@ import json
 import numpy as np
 
 
+def _bench_dataset(where):
+    """The validation images bench prepared under ``where`` (RGB uint8 at the input size) and the labels of
+    ``--labels``' head (the digits' own)."""
+    (images,) = [p for p in where.rglob("*.npy") if p.with_suffix(".labels.json").is_file()]
+    return np.load(images), json.loads(images.with_suffix(".labels.json").read_text())["logits"]
+
+
+def _as_assumed(images):
+    """NCHW float32, normalized with the ImageNet mean/std bench assumes for a card-less file."""
+    from edgekit.runtime.foreign import IMAGENET_MEAN, IMAGENET_STD
+
+    return ((images / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)).transpose(0, 3, 1, 2).astype(
+        np.float32)
+
+
 def _top1_by_hand(onnx_path, where):
-    """The digits' validation top-1 of a card-less file, counted here: the images bench prepared (at the input
-    size), normalized as it assumed, a bare onnxruntime session, and the labels' class names."""
+    """The digits' validation top-1 of a card-less file, counted here: the images bench prepared, normalized
+    as it assumed, a bare onnxruntime session, and the labels' class names."""
     import onnxruntime as ort
 
-    (images,) = [p for p in where.rglob("*.npy") if p.with_suffix(".labels.json").is_file()]
-    truth = json.loads(images.with_suffix(".labels.json").read_text())["logits"]  # --labels' head: the digits' own
-    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])  # the ImageNet it assumed
-    x = ((np.load(images) / 255.0 - mean) / std).transpose(0, 3, 1, 2).astype(np.float32)  # already 16 x 16 RGB
+    images, truth = _bench_dataset(where)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    pred = session.run(None, {session.get_inputs()[0].name: x})[0].argmax(1)
+    pred = session.run(None, {session.get_inputs()[0].name: _as_assumed(images)})[0].argmax(1)
     pairs = [(str(p), t) for p, t in zip(pred, truth, strict=True) if t is not None]
     assert len(pairs) == 360
     return sum(p == t for p, t in pairs) / len(pairs)
@@ -62,8 +74,7 @@ def _centroid_onnx(images, truth, path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    x = ((images / 255.0 - mean) / std).transpose(0, 3, 1, 2).reshape(len(images), -1)
+    x = _as_assumed(images).reshape(len(images), -1).astype(np.float64)
     c = np.stack([x[[t == str(k) for t in truth]].mean(0) for k in range(10)])  # argmin |x-c|^2 = argmax x.c - |c|^2/2
     graph = helper.make_graph(
         [helper.make_node("Flatten", ["image"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["xw"]),
@@ -84,9 +95,7 @@ def test_bench_counts_the_top1_of_a_card_less_file_that_discriminates(foreign_mo
     args = ["--batch", "1", "--seconds", "0.05", "--backend", "ort", "--labels", str(labels), "--data", "digits",
             "--shape", "image:1,3,16,16", "--threads", "1", "--quiet"]
     assert main(["bench", str(foreign_models / "cls.onnx"), *args, "--out", str(tmp_path / "b0")]) == 0
-    (images,) = [p for p in tmp_path.rglob("*.npy") if p.with_suffix(".labels.json").is_file()]
-    truth = json.loads(images.with_suffix(".labels.json").read_text())["logits"]
-    model = _centroid_onnx(np.load(images), truth, tmp_path / "centroids.onnx")
+    model = _centroid_onnx(*_bench_dataset(tmp_path / "b0"), tmp_path / "centroids.onnx")
     assert main(["bench", str(model), *args, "--out", str(tmp_path / "b1")]) == 0
     (row,) = json.loads((tmp_path / "b1" / "bench.json").read_text())["rows"]
     by_hand = _top1_by_hand(model, tmp_path / "b1")
