@@ -26,6 +26,7 @@ from edgekit.atomic import write_json
 from edgekit.card import ModelCard
 from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError, either, first_line, option
+from edgekit.export.gates import gate_failures_text
 from edgekit.train.models import fix_position_embeddings, module_path
 from edgekit.train.trained import Trained, load_trained
 
@@ -119,15 +120,9 @@ def failure_reason(e: dict[str, Any]) -> str:
     return e.get("error") or _parity_reason(e)
 
 
-def gate_failures_text(e: dict[str, Any]) -> str:
-    """The thresholds a made file missed, as one line (``"failed its check"`` when none is recorded)."""
-    return "; ".join(e.get("gate_failures") or []) or "failed its check"
-
-
 def _parity_reason(e: dict[str, Any]) -> str:
     where = "kept at the user's request" if e.get("kept") else f"moved aside as {e['file']}.failed"
-    why = gate_failures_text(e)
-    return f"missed its {e.get('precision_ran', e.get('precision'))} gate ({why}), {where}"
+    return f"missed its {e.get('precision_ran', e.get('precision'))} gate ({gate_failures_text(e)}), {where}"
 
 
 def default_out_dir(card: ModelCard, stage: str = "export") -> Path:

@@ -130,3 +130,8 @@ def describe(gate: dict[str, Any]) -> str:
 def table_rows() -> list[dict[str, Any]]:
     """The gate table for reports and the README: one dict per precision."""
     return [{f.name: getattr(g, f.name) for f in fields(g)} for g in GATES.values()]
+
+
+def gate_failures_text(e: dict[str, Any]) -> str:
+    """The thresholds a verified file missed, as one line (``"failed its check"`` when none is recorded)."""
+    return "; ".join(e.get("gate_failures") or []) or "failed its check"

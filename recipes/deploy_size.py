@@ -21,7 +21,8 @@ def deployment_table(ckpts: dict[str, Path], out: Path, imgsz: int = 224, batche
     """The same teacher and student at a deployment size: the run's weights exported at ``imgsz``
     (convolutions do not depend on the input size; BatchNorm statistics are the run's), FP32 and
     INT8 per backend, batch 1 and 8, latency only. Returns bench rows and notes."""
-    from edgekit.export.exporter import export_checkpoint, failure_reason, gate_failures_text
+    from edgekit.export.exporter import export_checkpoint, failure_reason
+    from edgekit.export.gates import gate_failures_text
     from edgekit.recipes.bench import bench
 
     files, notes, uncertified = [], [], set()
