@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+IMGSZ, BATCHES = 224, (1, 8)  # the deployment size and batches the quickstart re-measures at
+
 
 def find_row(rows: list[dict[str, Any]], role: str, backend: str, precision: str, batch: int = 1) -> dict | None:
     return next((r for r in rows if r["role"] == role and r["backend"] == backend and r["precision"] == precision
@@ -16,7 +18,7 @@ def backend_name(backend: str) -> str:
     return {"ort": "onnxruntime", "tflite": "TFLite (XNNPACK)"}.get(backend, backend)
 
 
-def deployment_table(ckpts: dict[str, Path], out: Path, imgsz: int = 224, batches: tuple[int, ...] = (1, 8),
+def deployment_table(ckpts: dict[str, Path], out: Path, imgsz: int = IMGSZ, batches: tuple[int, ...] = BATCHES,
                      seconds: float = 0.5, verbose: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
     """The same teacher and student at a deployment size: the run's weights exported at ``imgsz``
     (convolutions do not depend on the input size; BatchNorm statistics are the run's), FP32 and

@@ -16,6 +16,7 @@ from typing import Any
 
 from edgekit.atomic import write_json, write_text
 from edgekit.console import say
+from edgekit.recipes import deploy_size
 from edgekit.recipes.deploy_size import backend_name, deployment_lines, deployment_table, find_row
 
 KD_SEEDS = 3
@@ -100,18 +101,20 @@ def quickstart(out: str = "runs", fresh: bool = False, batches: tuple[int, ...] 
     rows, paths = bench(students, ["torch", "ort", "tflite"], list(batches), "cpu", None, "digits",
                         report_dir / "bench", teacher=teacher_ckpt, min_seconds=bench_seconds, verbose=verbose)
     times["bench"] = time.perf_counter() - t
-    stage("4b/5 the same models at a deployment size (224 px), FP32 and INT8, batch 1 and 8")
+    size = deploy_size.IMGSZ
+    stage(f"4b/5 the same models at a deployment size ({size} px), FP32 and INT8, batch "
+          f"{' and '.join(map(str, deploy_size.BATCHES))}")
     t = time.perf_counter()
     deploy, deploy_notes = deployment_table({"teacher": Path(teacher_ckpt), "student": fused.path},
-                                            report_dir / "deploy-224", verbose=verbose)
-    times["deployment table (224 px)"] = time.perf_counter() - t
+                                            report_dir / f"deploy-{size}", verbose=verbose)
+    times[f"deployment table ({size} px)"] = time.perf_counter() - t
 
     stage("5/5 write the report")
     times["total"] = time.perf_counter() - t_all
     curves = training_curves(cfg.run_dir / "history.json", Path(kd["baseline"]["run_dir"]) / "history.json"
                              if kd.get("baseline") else None, report_dir / "training.png")
     path = write_report(report_dir, kd, rp, quant, parity, rows, times, curves,
-                        deployment_lines(deploy, 224) + [f"- {n}" for n in deploy_notes], seeds_lines(seeds))
+                        deployment_lines(deploy, size) + [f"- {n}" for n in deploy_notes], seeds_lines(seeds))
     write_json(report_dir / "report.json", report_data(kd, quant, parity, rows, deploy, seeds, times))
     say(f"\n[bold green]done[/] in {times['total'] / 60:.1f} min -> {path}")
     return path
@@ -345,9 +348,10 @@ def cpu_note(fp32_ms: float | None = None) -> str:
     have = [f for f in ("avx512_vnni", "avx_vnni", "asimddp", "i8mm") if f" {f}" in f" {flags.split(':')[-1]} "]
     if have and fp32_ms is not None and fp32_ms < 0.5:
         return (f"this CPU has {', '.join(have)}, but a call takes {fp32_ms:.3f} ms at this input size, so fixed "
-                "per-call costs (quantizing the input, dequantizing the output, dispatch) decide; the 224-px table "
-                "shows INT8 where the convolutions dominate.")
+                "per-call costs (quantizing the input, dequantizing the output, dispatch) decide; the "
+                f"{deploy_size.IMGSZ}-px table shows INT8 where the convolutions dominate.")
     if have:
-        return f"this CPU has {', '.join(have)}, so the integer kernels should be fast; check the 224-px table."
+        return (f"this CPU has {', '.join(have)}, so the integer kernels should be fast; check the "
+                f"{deploy_size.IMGSZ}-px table.")
     return (f"this {platform.machine()} CPU has no VNNI (x86) or dot-product (ARM) instructions, so INT8 "
             "convolutions run on widened 16-bit arithmetic and barely beat (or lose to) FP32 kernels.")
