@@ -83,8 +83,9 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
 
     On an x86 CPU without VNNI or AMX, onnxruntime's u8s8 kernels add pairs of products into a saturating
     int16 (VPMADDUBSW), so full-range 8-bit weights clip (a test model: output SQNR 7.5 dB fused vs 19.9 dB
-    simulated in float): there the weights use 7 bits (``reduce_range``, onnxruntime's documented remedy;
-    18.0 dB on that model), and the card says which CPU features decided it."""
+    simulated in float): there the weights are uint8 too (U8U8, one of onnxruntime's two documented remedies:
+    20.1 dB on that model, against 18.0 dB for the other, 7-bit weights), and the card says which CPU features
+    decided it."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -108,7 +109,7 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
     from edgekit.runtime.machine import cpu_features, u8s8_saturates
 
     machine = cpu_features()
-    reduce_range = u8s8_saturates(machine["features"])
+    saturates = u8s8_saturates(machine["features"])
     fixed = graph_input.type.tensor_type.shape.dim[0].dim_value
     if fixed > 0:  # a file exported with a fixed batch is calibrated in batches of that size
         batch = fixed
@@ -127,15 +128,16 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
             exclude = _float_nodes(fp32_path, pre, skip)
             floats = float_op_types(onnx.load(str(pre), load_external_data=False))
             quantize_static(str(pre), str(raw), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
+                            activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QUInt8 if saturates else QuantType.QInt8,
                             calibrate_method={"minmax": CalibrationMethod.MinMax,
                                               "percentile": CalibrationMethod.Percentile,
                                               "entropy": CalibrationMethod.Entropy}[method],
                             nodes_to_exclude=exclude, op_types_to_quantize=quantized_op_types(floats))
         card.provenance.update(quantization={"method": "ptq", "backend": "onnxruntime", "format": "QDQ",
                                              "activations": "uint8",
-                                             "weights": "int8 per-channel" + (", 7-bit range" if reduce_range else ""),
-                                             "reduce_range": _range_reason(reduce_range, machine),
+                                             "weights": ("uint8" if saturates else "int8") + " per-channel",
+                                             "weight_type": _weight_reason(saturates, machine),
                                              "calibration": method, "calibration_images": int(len(calib)),
                                              "float_layers": list(skip), "float_nodes": len(exclude),
                                              "shape_inference": shapes, "float_ops": floats})
@@ -243,14 +245,14 @@ def build(job, precision: str, card: ModelCard, path: str | Path) -> Path:
     return to_int8(job.fp32, job.like(card), path, job.calib, job.calib_method, job.skip)
 
 
-def _range_reason(reduce_range: bool, machine: dict) -> dict:
-    """Why the weights use 7 or 8 bits, from the CPU features read on the machine that quantized and verified."""
+def _weight_reason(saturates: bool, machine: dict) -> dict:
+    """Why the weights are int8 or uint8, from the CPU features read on the machine that quantized and verified."""
     import platform
 
     from edgekit.runtime.machine import NO_SATURATION
 
     have = ", ".join(machine["features"]) or "none of AVX2, VNNI, AMX, dot-product"
-    why = (f"this {platform.machine()} CPU ({machine['cpu']}; features: {have}) has none of "
-           f"{', '.join(NO_SATURATION)}, so onnxruntime's u8s8 kernels saturate 8-bit weights" if reduce_range else
-           f"this {platform.machine()} CPU ({machine['cpu']}; features: {have}) does not saturate u8s8 products")
-    return {"used": reduce_range, "why": why}
+    cpu = f"this {platform.machine()} CPU ({machine['cpu']}; features: {have})"
+    why = (f"{cpu} has none of {', '.join(NO_SATURATION)}, so onnxruntime's u8s8 kernels would saturate: weights "
+           "are uint8 (U8U8)" if saturates else f"{cpu} does not saturate u8s8 products: weights are int8 (U8S8)")
+    return {"type": "uint8" if saturates else "int8", "why": why}

@@ -17,6 +17,7 @@ def test_int8_onnx_card_says_which_cpu_chose_the_weight_range(exported):
 
     q = read_card(exported.out_dir / "model.int8.onnx").provenance["quantization"]
     machine = cpu_features()
-    assert q["reduce_range"]["used"] is u8s8_saturates(machine["features"])
-    assert machine["cpu"] in q["reduce_range"]["why"]
-    assert ("7-bit" in q["weights"]) is q["reduce_range"]["used"]
+    saturates = u8s8_saturates(machine["features"])
+    assert q["weight_type"]["type"] == ("uint8" if saturates else "int8")
+    assert machine["cpu"] in q["weight_type"]["why"]
+    assert q["weights"].startswith(q["weight_type"]["type"])
