@@ -182,7 +182,7 @@ def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr:
 
     qat_model = QATModel(for_onnx, trained.card.head_names)  # what the files are the INT8 form of
 
-    golden = golden_inputs(trained)
+    golden = golden_inputs(trained, model=qat_model)  # the files are checked against the fine-tuned model
     arts = []
     quant = {"method": "qat", "epochs": epochs, "lr": lr, "teacher": "fp32 self-distillation",
              "activations": "int8", "weights": "int8 per-channel", "float_layers": skip}
