@@ -59,7 +59,8 @@ def test_a_page_that_matches_passes_and_a_drifted_number_is_named(doc):
     doc.write_text(doc.read_text().replace("-->-5.3<", "-->-5.4<").replace("| b | 9.7 |", "| b | 9.6 |"))
     problems, rendered = results.check(doc.read_text(), doc)
     assert len(problems) == 2
-    assert problems[0].endswith("value `pick(r.rows, arch=\"a\").db` is '-5.3' in its result file, the text says '-5.4'")
+    assert problems[0].endswith("value `pick(r.rows, arch=\"a\").db` is '-5.3' in its result file, "
+                                "the text says '-5.4'")
     assert ":2:" in problems[0] and ":5: block" in problems[1]
     assert "-->-5.3<" in rendered and "| b | 9.7 |" in rendered  # --write puts the file's numbers back
 
