@@ -98,7 +98,9 @@ def _accuracy(model, data: str) -> float:
 
 def parity_gate(model) -> dict[str, Any]:
     """The card's golden inputs through this runtime, judged against the stored PyTorch outputs with the
-    gate of the file's precision (the one it was certified with at export, where the card records it)."""
+    gate of the precision that ran here (a backend that cannot say: the one the file was certified with at
+    export, where the card records it); a file that ran below the precision it stores (OpenVINO's bf16) is
+    also run and judged with its float layers in f32, as export does."""
     from edgekit.export.gates import GATES, describe
     from edgekit.export.verify import compare_outputs, precision_ran, verdict
     from edgekit.runtime.golden import golden_batch, golden_reference
@@ -111,8 +113,9 @@ def parity_gate(model) -> dict[str, Any]:
     batch = golden_batch(card.golden, card.input)
     stats = compare_outputs(card, reference, model.run(batch))
     stored = card.provenance.get("precision", "fp32")
+    execution = getattr(model.backend, "execution_precision", None)  # what ran here, as export judges it
     certified = (card.provenance.get("gate") or {}).get("precision_ran")
-    precision = certified or precision_ran(stored, getattr(model.backend, "execution_precision", None))
+    precision = precision_ran(stored, execution) if execution else certified or stored.split("-")[0]
     judged = verdict({"heads": stats}, precision if precision in GATES else "fp32")
     worst = max(stats.values(), key=lambda s: s["rel"])
     value = (f"rel {worst['rel']:.1e}" + ("" if worst.get("sqnr_db") is None else f", SQNR {worst['sqnr_db']:.1f} dB")
