@@ -3,10 +3,12 @@
 ``edgekit bench FILES... --backend all`` ends with it (:func:`recommend` on the bench rows). A row is a
 candidate when it was measured without error and its file carries proof: an entry in the
 ``parity.json`` beside it (written by ``edgekit export``, which runs every file through its own runtime and
-judges it by the gate of the precision that ran) that passed, at the precision that ran here. A file
-judged at FP32 that runs in bf16 here (an OpenVINO IR on a CPU with bf16 instructions) was not proven for
-what this machine runs, and is left out with that reason; so are files without a record (made by another
-tool), files that missed their gate, and eager PyTorch checkpoints (the reference, not a deployable file).
+judges it by the gate of the precision that ran) that passed, at the precision that ran here, and that still
+describes the file (its content hash matches: :func:`edgekit.parity.record`). A file judged at FP32 that
+runs in bf16 here (an OpenVINO IR on a CPU with bf16 instructions) was not proven for what this machine
+runs, and is left out with that reason; so are files without a record (made by another tool), files that
+missed their gate, files not run at export (CoreML on Linux, ``--no-verify``: never passed), and eager
+PyTorch checkpoints (the reference, not a deployable file).
 
 The CPU features that decide which kernels run (AVX2, AVX-512 VNNI, AVX-512 BF16, AMX; on ARM the dot-product
 and int8 matrix instructions) are read from the machine (``/proc/cpuinfo``, or ``sysctl`` on macOS) and
@@ -15,7 +17,6 @@ recorded with the choice: a recommendation holds for the machine it was made on.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,15 @@ def proof(row: dict[str, Any]) -> tuple[bool, str]:
         return False, f"not measured: {row.get('error', 'no latency')}"
     if row.get("backend") == "torch":
         return False, "eager PyTorch: the reference, not a deployable file"
-    path = Path(row["file"])
-    parity = path.parent / "parity.json"
-    entry = None
-    if parity.is_file():
-        try:
-            entry = next((e for e in json.loads(parity.read_text()).get("artifacts", []) if e.get("file") == path.name),
-                         None)
-        except (OSError, ValueError):
-            entry = None
+    from edgekit import parity
+
+    entry, why = parity.record(row["file"])
     if entry is None:
-        return False, "no parity record beside it (a file edgekit did not export and verify)"
-    if not entry.get("passed"):
+        return False, why
+    verdict = parity.verdict_of(entry)
+    if verdict == "not_run":
+        return False, f"not run at export ({parity.not_run_reason(entry)}): no verdict to ship on"
+    if verdict != "passed":
         why = "; ".join(entry.get("gate_failures") or []) or entry.get("error") or "failed"
         return False, f"missed its gate: {why}"
     proven = entry.get("precision_ran") or entry.get("precision")

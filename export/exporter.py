@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from edgekit import __version__, formats
-from edgekit.atomic import write_json
+from edgekit import parity as verdicts
 from edgekit.card import ModelCard
 from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError, either, first_line, option
@@ -98,14 +98,19 @@ class ExportReport:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        """Files not made, and files made but failing their parity check."""
-        return self.failures + [p for p in self.parity if not p.get("passed", True)]
+        """Files not made, and files made but failing their check (a file not run here is neither)."""
+        return self.failures + [p for p in self.parity if verdicts.failed(p)]
+
+    @property
+    def not_run(self) -> list[dict[str, Any]]:
+        """Files made but not run here (CoreML on Linux, ``verify=False``): never passed, never failed."""
+        return [p for p in self.parity if verdicts.verdict_of(p) == "not_run"]
 
     def raise_for_failures(self) -> None:
         failed = self.failed
         if not failed:
             return
-        made = len(self.artifacts) - sum(1 for p in self.parity if not p.get("passed", True))
+        made = len(self.artifacts) - sum(1 for p in self.parity if verdicts.failed(p))
         why = "; ".join(f"{e['file']}: {failure_reason(e)}" for e in failed)
         error = ExportError if self.failures else ParityError  # only files that exist but disagree: parity
         raise error(f"{len(failed)} of {made + len(failed)} requested file(s) failed ({why}); "
@@ -135,13 +140,14 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
                       imgsz: int | None = None, calib_images: int = 256, calib_method: str = "minmax",
                       skip_layers: Sequence[str] = (), verify: bool = True, val_images: int | None = None,
                       verbose: bool = True, strict: bool = True, gate_overrides: dict[str, float | None] | None = None,
-                      keep_failed: bool = False) -> ExportReport:
+                      keep_failed: bool = False, golden: bool | None = None) -> ExportReport:
     """Export ``ckpt`` to each target (FP32, plus FP16 / INT8 variants), verify, write parity.json.
 
     Each file succeeds or fails alone: every file that can be made is made, verified and judged by
     its precision's gate (:mod:`edgekit.export.gates`, with the user's ``gate_overrides``), and
     ``parity.json`` lists the failures with one-line reasons. A file that misses its gate is moved
-    aside as ``*.failed``, or with ``keep_failed`` left in place with a card that says it failed.
+    aside as ``*.failed``, or with ``keep_failed`` left in place with a card that says it failed. ``golden``
+    (default: ``verify``) stores golden inputs in the cards (``edgekit check --parity``).
     With ``strict`` (the default) an :class:`ExportError` carrying the report is raised at the end
     when any requested file failed.
     """
@@ -179,7 +185,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         raise ConfigError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
     base = trained.card.derive(source=str(trained.path), edgekit=__version__, precision="fp32",
                                exported=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    if verify:
+    if verify if golden is None else golden:
         from edgekit.export.golden import golden_inputs
 
         base.golden = golden_inputs(trained)
@@ -234,8 +240,14 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
     if verify and artifacts:
         verify_artifacts(trained, report, val_images, verbose=verbose, strict=False, overrides=gate_overrides,
                          keep_failed=keep_failed)
-    elif failures:
-        write_json(out / "parity.json", {"source": str(trained.path), "artifacts": [], "failures": failures})
+    else:  # not verified: each file is "not run", and an old verdict on an older file of that name is dropped
+        report.parity = [{"file": a.path.name, "format": a.format, "precision": a.precision, "verdict": "not_run",
+                          "passed": False, "not_run": verdicts.NOT_VERIFIED, "source": str(trained.path),
+                          "export_seconds": round(a.seconds, 2), "size_bytes": a.size_bytes,
+                          "sha256": verdicts.digest(a.path)} for a in artifacts]
+        verdicts.write_parity(out, {"source": str(trained.path), "verified": verify}, report.parity, failures)
+        for e in report.parity if verbose else []:
+            say(f"  {verdicts.not_run_line(e)}")
     if strict:
         report.raise_for_failures()
     return report
@@ -257,7 +269,7 @@ def _short_of_space(folder: Path, need: int) -> str | None:
 
 
 def _failure(name: str, fmt: str, precision: str, reason: str, seconds: float = 0.0) -> dict[str, Any]:
-    return {"file": name, "format": fmt, "precision": precision, "passed": False, "error": reason,
+    return {"file": name, "format": fmt, "precision": precision, "verdict": "failed", "passed": False, "error": reason,
             "export_seconds": round(seconds, 2)}
 
 
@@ -277,7 +289,7 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
     A file whose check crashes (its runtime refuses it) is a failed entry, not a crash of the whole
     verification. A failed file is moved aside as ``*.failed`` (``keep_failed``: left in place, its
     card saying it failed). With ``strict``, a failure raises :class:`ParityError`."""
-    from edgekit.export.verify import compare_outputs, verify_file
+    from edgekit.export.verify import compare_outputs, describe_entry, verify_file
 
     x, targets = trained.images("val", limit=val_images)
     reference = _outputs(trained.model, trained.card.head_names, x)
@@ -296,30 +308,31 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
                 entry = _verify_against(art, own[id(art.reference)], checkpoint_task, x, targets, trained.card,
                                         overrides)
         except Exception as exc:  # noqa: BLE001 - the runtime cannot run this file: a failed check
-            entry = {"file": art.path.name, "format": art.format, "precision": art.precision, "passed": False,
-                     "error": f"verification failed: {_reason(exc)}"}
+            entry = {"file": art.path.name, "format": art.format, "precision": art.precision, "verdict": "failed",
+                     "passed": False, "error": f"verification failed: {_reason(exc)}"}
         if "heads" in entry:  # raw files through the runtime's own preprocessing (not gated: a skew shows)
             try:
                 entry["end_to_end"] = (check_file(art.path, *raw) if raw else
                                        {"skipped": "clip model: frames are chosen per clip, not per file"})
             except Exception as exc:  # noqa: BLE001 - reported, like the rest of this entry
                 entry["end_to_end"] = {"error": _reason(exc)}
-        entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes)
+        entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes, source=str(trained.path))
         entries.append(entry)
         if verbose:
-            say(_describe(entry))
+            say(describe_entry(entry))
     shutil.rmtree(report.out_dir / ".raw-val", ignore_errors=True)
     report.parity = entries
     for art, e in zip(report.artifacts, entries, strict=True):
-        e["kept"] = bool(keep_failed and not e["passed"])
+        e["kept"] = bool(keep_failed and verdicts.failed(e))
         if "heads" in e:
             _certify(art, e)
             e["size_bytes"] = art.size_bytes  # the card now holds the verdict
-    write_json(report.out_dir / "parity.json", {"source": str(trained.path), "val_images": len(x),
-                                                "gate_overrides": {k: v for k, v in (overrides or {}).items()
-                                                                   if v is not None},
-                                                "artifacts": entries, "failures": report.failures})
-    failed = [e for e in entries if not e["passed"]]
+        if art.path.exists():  # the verdict holds for these bytes only (edgekit.parity.record checks them)
+            e["sha256"] = verdicts.digest(art.path)
+    header = {"source": str(trained.path), "val_images": len(x),
+              "gate_overrides": {k: v for k, v in (overrides or {}).items() if v is not None}}
+    verdicts.write_parity(report.out_dir, header, entries, report.failures)
+    failed = [e for e in entries if verdicts.failed(e)]
     for e in failed:  # never leave a file that failed its check where a deploy script would pick it up
         for path in formats.model_files(report.out_dir / e["file"]):  # with an IR's .bin
             if path.exists() and not e["kept"]:
@@ -378,41 +391,11 @@ def _certify(art: Artifact, entry: dict[str, Any]) -> None:
     from edgekit.runtime.metadata import read_card
 
     card = read_card(art.path)
-    card.provenance["gate"] = {"passed": entry["passed"], "precision_ran": entry.get("precision_ran"),
+    card.provenance["gate"] = {"verdict": entry.get("verdict"), "passed": entry["passed"],
+                               "precision_ran": entry.get("precision_ran"),
                                "gate": entry.get("gate"), "failures": entry.get("gate_failures", []),
                                "kept_although_failed": entry["kept"]}
     rewrite(art.path, card)
-
-
-def _describe(e: dict[str, Any]) -> str:
-    if "error" in e:
-        return f"  {e['file']}: [red]FAILED[/] {e['error']}"
-    if "heads" not in e:
-        return f"  {e['file']}: structure {'ok' if e.get('structure_ok') else 'BAD'} ({e.get('numeric')})"
-    parts = []
-    for head, s in e["heads"].items():
-        bits = [f"rel {s['rel']:.1e}"]
-        if e.get("precision_ran", "fp32") != "fp32":
-            bits.append("SQNR " + ("exact" if s.get("sqnr_db") is None else f"{s['sqnr_db']:.1f} dB"))
-        if "top1_agreement" in s:
-            bits.append(f"agree {s['top1_agreement'] * 100:.1f}%")
-        if "accuracy" in s:
-            bits.append(f"acc {s['accuracy'] * 100:.2f}% (torch {s['reference_accuracy'] * 100:.2f}%)")
-        if "mae" in s:
-            bits.append(f"MAE {s['mae']:.4g} (torch {s['reference_mae']:.4g})")
-        if "map" in s:
-            bits.append(f"mAP {s['map'] * 100:.2f}% (torch {s['reference_map'] * 100:.2f}%)")
-        parts.append(f"{head}: {', '.join(bits)}")
-    status = "ok" if e["passed"] else "[red]FAILED[/]"
-    ran = e.get("precision_ran", e.get("precision"))
-    gate = f"{ran} gate" + ("" if e["passed"] else ": " + "; ".join(e.get("gate_failures") or []))
-    line = (f"  {e['file']}: {status} ({gate})  {'; '.join(parts)}  ({e['export_seconds']:.1f}s, "
-            f"{e['size_bytes'] / 1e6:.2f} MB)")
-    if "browser" in e:  # a web bundle: what ran in Chromium, and its page's own check (export/web.py)
-        from edgekit.export.web import describe_check
-
-        line += "\n    " + describe_check(e)
-    return line
 
 
 def _check_targets_available(targets: Sequence[str]) -> None:

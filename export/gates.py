@@ -12,9 +12,10 @@ Every file edgekit writes is run through its own runtime on real validation inpu
 
 The drops are against PyTorch's own accuracy / mAP / MAE on the same inputs, so a file is judged by
 what it changed, not by how good the model is. A criterion whose statistic was not measured (no
-labels: golden inputs, ``edgekit check --parity``) is not judged. The user overrides thresholds
-(``--max-drop``, ``--min-sqnr``, ``--max-mae-increase``) for every low-precision file; ``parity.json``
-records the gate each file was judged with.
+labels: golden inputs, ``edgekit check --parity``) is not judged, but a head with nothing measured
+fails, and so does a file with no head compared. The user overrides thresholds (``--max-drop``,
+``--min-sqnr``, ``--max-mae-increase``) for every low-precision file; ``parity.json`` records the
+gate each file was judged with.
 
 Pure Python (no torch): ``edgekit check --parity`` judges deployed files on a device.
 """
@@ -86,36 +87,52 @@ def judge(entry: dict[str, Any], gate: Gate) -> dict[str, Any]:
     """Judge a verified file's per-head statistics (``entry["heads"]``, see
     :func:`edgekit.export.verify.compare_outputs`) against ``gate``.
 
-    Returns ``{"passed", "failures": [one line per missed threshold], "gate": thresholds}``."""
-    failures: list[str] = []
-    for head, s in entry.get("heads", {}).items():
-        failures += [f"{head}: {why}" for why in _head_failures(s, gate)]
+    Nothing measured is no pass: an entry without heads, or a head with none of the statistics ``gate``
+    judges, fails. Returns ``{"passed", "failures": [one line per missed threshold], "gate": thresholds}``."""
+    heads = entry.get("heads") or {}
+    failures: list[str] = [] if heads else ["nothing was measured: no head was compared"]
+    for head, s in heads.items():
+        missed, judged = _head_failures(s or {}, gate)
+        failures += [f"{head}: {why}" for why in missed]
+        if not judged:
+            failures.append(f"{head}: nothing was measured that the {gate.precision} gate judges")
     return {"passed": not failures, "failures": failures, "gate": gate.to_dict()}
 
 
-def _head_failures(s: dict[str, Any], g: Gate) -> list[str]:
+def _head_failures(s: dict[str, Any], g: Gate) -> tuple[list[str], int]:
+    """The thresholds of ``g`` that ``s`` misses, and how many of ``g``'s criteria were measured at all."""
     out = []
-    if g.max_rel is not None and s.get("rel") is not None and not s["rel"] <= g.max_rel:
-        out.append(f"relative error {s['rel']:.1e} > {g.max_rel:.0e}")
-    sqnr = s.get("sqnr_db")  # None: identical outputs, infinitely far from any floor
-    if g.min_sqnr_db is not None and sqnr is not None and not sqnr >= g.min_sqnr_db:
-        out.append(f"SQNR {sqnr:.1f} dB < {g.min_sqnr_db:g} dB")
+    judged = 0
+    if g.max_rel is not None and s.get("rel") is not None:
+        judged += 1
+        if not s["rel"] <= g.max_rel:
+            out.append(f"relative error {s['rel']:.1e} > {g.max_rel:.0e}")
+    if g.min_sqnr_db is not None and "sqnr_db" in s:
+        judged += 1
+        sqnr = s["sqnr_db"]  # None: identical outputs, infinitely far from any floor
+        if sqnr is not None and not sqnr >= g.min_sqnr_db:
+            out.append(f"SQNR {sqnr:.1f} dB < {g.min_sqnr_db:g} dB")
     agree = s.get("top1_agreement")
-    if g.min_agreement is not None and agree is not None and not agree >= g.min_agreement:
-        out.append(f"top-1 agreement {agree * 100:.1f}% < {g.min_agreement * 100:g}%")
+    if g.min_agreement is not None and agree is not None:
+        judged += 1
+        if not agree >= g.min_agreement:
+            out.append(f"top-1 agreement {agree * 100:.1f}% < {g.min_agreement * 100:g}%")
     if g.max_drop_points is not None:
         for key, what in (("accuracy", "accuracy"), ("map", "mAP"), ("lwlrap", "LWLRAP")):
             mine, ref = s.get(key), s.get(f"reference_{key}")
-            if mine is not None and ref is not None and not (ref - mine) * 100 <= g.max_drop_points + 1e-9:
-                out.append(f"{what} {mine * 100:.2f}% vs {ref * 100:.2f}% in PyTorch: drop "
-                           f"{(ref - mine) * 100:.2f} > {g.max_drop_points:g} points")
+            if mine is not None and ref is not None:
+                judged += 1
+                if not (ref - mine) * 100 <= g.max_drop_points + 1e-9:
+                    out.append(f"{what} {mine * 100:.2f}% vs {ref * 100:.2f}% in PyTorch: drop "
+                               f"{(ref - mine) * 100:.2f} > {g.max_drop_points:g} points")
     mae, ref_mae = s.get("mae"), s.get("reference_mae")
     if g.max_mae_increase is not None and mae is not None and ref_mae is not None:
+        judged += 1
         increase = (mae - ref_mae) / max(ref_mae, 1e-12)
         if not increase <= g.max_mae_increase + 1e-12:
             out.append(f"MAE {mae:.4g} vs {ref_mae:.4g} in PyTorch: +{increase * 100:.1f}% > "
                        f"{g.max_mae_increase * 100:g}%")
-    return out
+    return out, judged
 
 
 def describe(gate: dict[str, Any]) -> str:

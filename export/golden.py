@@ -23,10 +23,12 @@ MAX_INPUTS = 4
 MAX_BYTES = 200_000  # encoded inputs per card: a 224-px photo is ~60-100 kB of PNG
 
 
-def golden_inputs(trained, count: int = MAX_INPUTS, max_bytes: int = MAX_BYTES) -> dict[str, Any] | None:
+def golden_inputs(trained, count: int = MAX_INPUTS, max_bytes: int = MAX_BYTES, model=None) -> dict[str, Any] | None:
     """Up to ``count`` validation inputs (evenly spread over the split, within ``max_bytes``) and the
     model's outputs on them, for :attr:`edgekit.card.ModelCard.golden`. ``None`` when the data has no
-    validation images (a card without golden inputs is still a valid card)."""
+    validation images (a card without golden inputs is still a valid card). ``model``: the PyTorch model the
+    file is the exported form of, when it is not the checkpoint's (QAT: the fine-tuned model; NCHW tensor ->
+    {head: output})."""
     from edgekit.train.data import eval_transform
 
     try:
@@ -37,7 +39,7 @@ def golden_inputs(trained, count: int = MAX_INPUTS, max_bytes: int = MAX_BYTES) 
     if len(split) == 0:
         return None
     if trained.card.input.audio:
-        return _audio(trained, split, count, max_bytes)
+        return _audio(trained, split, count, max_bytes, model)
     geometric = _geometric(eval_transform(trained.card.input))
     picks = np.unique(np.linspace(0, len(split) - 1, min(count, len(split))).round().astype(int))
     inputs: list[Any] = []
@@ -56,12 +58,12 @@ def golden_inputs(trained, count: int = MAX_INPUTS, max_bytes: int = MAX_BYTES) 
                               "inputs": inputs}
     batch = golden_batch(golden, trained.card.input)
     with torch.no_grad():
-        out = trained.model(torch.from_numpy(batch))
+        out = (model or trained.model)(torch.from_numpy(batch))
     golden["outputs"] = {h: out[h].float().numpy().reshape(len(batch), -1).tolist() for h in trained.card.head_names}
     return golden
 
 
-def _audio(trained, split, count: int, max_bytes: int) -> dict[str, Any]:
+def _audio(trained, split, count: int, max_bytes: int, model=None) -> dict[str, Any]:
     """Sound models: validation windows as FLAC (see :mod:`edgekit.runtime.golden_audio`), and the model's
     outputs on them as the runtime will feed them (decoded 16-bit samples, the runtime's frontend)."""
     from edgekit.runtime.golden import GOLDEN_KIND_AUDIO
@@ -80,7 +82,7 @@ def _audio(trained, split, count: int, max_bytes: int) -> dict[str, Any]:
                               "inputs": inputs}
     batch = golden_batch(golden, trained.card.input)
     with torch.no_grad():
-        out = trained.model(torch.from_numpy(batch))
+        out = (model or trained.model)(torch.from_numpy(batch))
     golden["outputs"] = {h: out[h].float().numpy().reshape(len(batch), -1).tolist() for h in trained.card.head_names}
     return golden
 

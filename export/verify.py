@@ -6,8 +6,8 @@ abs difference, relative error (max abs / max |reference|), mean cosine similari
 against the labels: top-1 agreement and accuracy (classification), mAP and LWLRAP (multilabel), MAE
 (regression), for the file and for PyTorch. Each file is then judged by the gate of the precision
 that ran (:mod:`edgekit.export.gates`): its own precision, or the one its runtime chose (OpenVINO
-runs an FP32 file in bf16 on AMX CPUs). CoreML files are checked for structure on Linux (prediction
-needs macOS) and numerically on macOS.
+runs an FP32 file in bf16 on AMX CPUs). A CoreML file on Linux is "not run here" (prediction needs
+macOS): its structure is checked, which can fail it but never pass it; on macOS it runs and is judged.
 """
 
 from __future__ import annotations
@@ -58,10 +58,14 @@ def compare_outputs(card: ModelCard, ref: dict[str, np.ndarray], out: dict[str, 
                 stats["accuracy"] = float((b.argmax(1)[valid] == y[valid]).mean())
                 stats["reference_accuracy"] = float((a.argmax(1)[valid] == y[valid]).mean())
         elif head.kind == "regression" and targets is not None and head.name in targets:
-            y = targets[head.name].reshape(-1)
-            valid = ~np.isnan(y)
-            stats["mae"] = float(np.abs(b[valid, 0] - y[valid]).mean())
-            stats["reference_mae"] = float(np.abs(a[valid, 0] - y[valid]).mean())
+            y = targets[head.name].reshape(len(b), -1).astype(np.float64)
+            if y.shape[1] != b.shape[1]:
+                raise ValueError(f"head '{head.name}' gives {b.shape[1]} values per input but its labels have "
+                                 f"{y.shape[1]}")
+            valid = ~np.isnan(y)  # every output column that has a label
+            if valid.any():
+                stats["mae"] = float(np.abs(b - y)[valid].mean())
+                stats["reference_mae"] = float(np.abs(a - y)[valid].mean())
         elif head.kind == "multilabel" and targets is not None and head.name in targets:
             stats.update(_ranking(targets[head.name], a, b))
         result[head.name] = stats
@@ -98,12 +102,15 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
     card = read_card(path)
     precision = card.provenance.get("precision", "fp32")
     entry: dict[str, Any] = {"file": path.name, "format": card.provenance.get("format"), "precision": precision}
-    if path.suffix == ".mlpackage" and platform.system() != "Darwin":
+    if path.suffix == ".mlpackage" and platform.system() != "Darwin":  # not run here: neither passed nor failed
         from edgekit.export.coreml import check_structure
 
         entry.update(check_structure(path, card))
-        entry["passed"] = entry["structure_ok"]
-        return entry
+        if not entry["structure_ok"]:  # what could be checked is wrong: that fails
+            return {**entry, "verdict": "failed", "passed": False,
+                    "gate_failures": [f"structure: {p}" for p in entry["problems"]]}
+        return {**entry, "verdict": "not_run", "passed": False,
+                "not_run": f"CoreML prediction needs macOS, this is {platform.system()}; its structure was checked"}
     predictor = load(path, device="cpu")
     feed = x
     if card.input.dtype == "image":  # CoreML on macOS: back to [0, 255] pixels
@@ -122,15 +129,15 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
 
         entry["browser"] = predictor.backend.info
         entry["page_check"] = page = check_bundle(path, predictor.backend.page, overrides=overrides)
-        if page["passed"] is False:
-            entry["passed"] = False
+        if page["passed"] is not True:  # a page check that did not run proves nothing: the bundle fails
+            entry.update(passed=False, verdict="failed")
             entry["gate_failures"] = [*entry["gate_failures"], *(f"page check: {f}" for f in page["failures"])]
     as_stored = getattr(predictor.backend, "as_stored", None)  # OpenVINO: the same file with f32 float layers
     if ran != precision.split("-")[0] and as_stored is not None:  # prove the file too, at the precision it stores
         stored = stored_check(as_stored(), card, reference, feed, targets, precision, overrides)
         entry["as_stored"] = stored
         if not stored["passed"]:
-            entry["passed"] = False
+            entry.update(passed=False, verdict="failed")
             entry["gate_failures"] = entry["gate_failures"] + [f"run at {stored['precision_ran']}: {f}"
                                                                for f in stored["gate_failures"]]
     return entry
@@ -162,6 +169,44 @@ def precision_ran(precision: str, execution: str | None) -> str:
 
 def verdict(entry: dict[str, Any], precision: str, overrides: dict[str, float | None] | None = None
             ) -> dict[str, Any]:
-    """``{"passed", "gate", "gate_failures"}`` of a compared entry under ``precision``'s gate."""
+    """``{"verdict", "passed", "gate", "gate_failures"}`` of a compared entry under ``precision``'s gate
+    (the file ran here: ``passed`` or ``failed``)."""
     result = judge(entry, gate_for(precision, overrides))
-    return {"passed": result["passed"], "gate": result["gate"], "gate_failures": result["failures"]}
+    return {"verdict": "passed" if result["passed"] else "failed", "passed": result["passed"], "gate": result["gate"],
+            "gate_failures": result["failures"]}
+
+
+def describe_entry(e: dict[str, Any]) -> str:
+    """One console line on a verified entry of ``parity.json`` (:func:`edgekit.export.exporter.verify_artifacts`)."""
+    from edgekit import parity as verdicts
+
+    if "error" in e:
+        return f"  {e['file']}: [red]FAILED[/] {e['error']}"
+    if verdicts.verdict_of(e) == "not_run":
+        return f"  {verdicts.not_run_line(e)}"
+    if "heads" not in e:
+        return f"  {e['file']}: [red]FAILED[/] {'; '.join(e.get('gate_failures') or ['nothing was measured'])}"
+    parts = []
+    for head, s in e["heads"].items():
+        bits = [f"rel {s['rel']:.1e}"]
+        if e.get("precision_ran", "fp32") != "fp32":
+            bits.append("SQNR " + ("exact" if s.get("sqnr_db") is None else f"{s['sqnr_db']:.1f} dB"))
+        if "top1_agreement" in s:
+            bits.append(f"agree {s['top1_agreement'] * 100:.1f}%")
+        if "accuracy" in s:
+            bits.append(f"acc {s['accuracy'] * 100:.2f}% (torch {s['reference_accuracy'] * 100:.2f}%)")
+        if "mae" in s:
+            bits.append(f"MAE {s['mae']:.4g} (torch {s['reference_mae']:.4g})")
+        if "map" in s:
+            bits.append(f"mAP {s['map'] * 100:.2f}% (torch {s['reference_map'] * 100:.2f}%)")
+        parts.append(f"{head}: {', '.join(bits)}")
+    status = "ok" if e["passed"] else "[red]FAILED[/]"
+    ran = e.get("precision_ran", e.get("precision"))
+    gate = f"{ran} gate" + ("" if e["passed"] else ": " + "; ".join(e.get("gate_failures") or []))
+    line = (f"  {e['file']}: {status} ({gate})  {'; '.join(parts)}  ({e['export_seconds']:.1f}s, "
+            f"{e['size_bytes'] / 1e6:.2f} MB)")
+    if "browser" in e:  # a web bundle: what ran in Chromium, and its page's own check (export/web.py)
+        from edgekit.export.web import describe_check
+
+        line += "\n    " + describe_check(e)
+    return line

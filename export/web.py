@@ -298,8 +298,9 @@ def check_bundle(path: str | Path, page=None, threads: int | None = None,
 
     path = Path(path)
     card = bundle_card(path)
-    if not (path / "check.json").is_file():
-        return {"passed": None, "note": "the bundle has no check inputs (export it with edgekit export --target web)"}
+    if not (path / "check.json").is_file():  # nothing to run the page on: no pass
+        return {"passed": False, "failures": ["the bundle has no check inputs (check.json), so its page was not "
+                                              "checked: export it with edgekit export --target web"]}
     check = json.loads((path / "check.json").read_text())
     own = page is None
     page = page or WebPage(path, "wasm", check_threads(threads))
@@ -320,11 +321,14 @@ def check_bundle(path: str | Path, page=None, threads: int | None = None,
                            "native": {"runtime": "onnxruntime", "file": native.path.name},
                            "vs_native": compare_outputs(card, expected, got)}
     refs = {h: np.asarray(v, np.float32) for h, v in (check.get("outputs") or {}).items()}
+    failures = []
     if set(refs) >= set(card.head_names):
         out["vs_reference"] = compare_outputs(card, refs, got)
+    else:  # PyTorch's outputs are what the page is proven against: without them for every head, no pass
+        failures.append(f"vs reference: check.json has PyTorch's outputs for {sorted(refs) or 'no head'}, the "
+                        f"bundle's heads are {card.head_names}")
     gate = gate_for(card.provenance.get("precision", "fp32"), overrides)
     out["gate"] = gate.to_dict()
-    failures = []
     for against in ("vs_native", "vs_reference"):
         if against in out:
             failures += [f"{against.replace('_', ' ')}: {f}" for f in judge({"heads": out[against]}, gate)["failures"]]
@@ -337,8 +341,8 @@ def describe_check(entry: dict[str, Any]) -> str:
     """One line for a verified bundle: what ran in Chromium, and its page check against native and PyTorch."""
     b, check = entry["browser"], entry.get("page_check") or {}
     ran = f"in Chromium: {b['backend']}" + (f", {b['threads']} thread(s)" if b["backend"] == "wasm" else "")
-    if check.get("passed") is None:
-        return f"{ran}; page check: {check.get('note', 'not run')}"
+    if "inputs" not in check:  # the page's check could not run
+        return f"{ran}; page check FAILED: {'; '.join(check.get('failures') or ['not run'])}"
 
     def worst(key: str) -> str:
         stats = check.get(key) or {}

@@ -92,6 +92,7 @@ def _name(card: ModelCard, path: Path) -> str:
 
 def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | None, role: str) -> Bench:
     from edgekit.export.exporter import export_checkpoint
+    from edgekit.export.gates import gate_failures_text
     from edgekit.train.models import count_params, gflops
     from edgekit.train.trained import load_trained
 
@@ -104,19 +105,27 @@ def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | N
     if "torch" in backends:
         files["torch"] = path
     targets = [EXPORT_TARGET[b] for b in backends if b in EXPORT_TARGET]
+    errors: dict[str, str] = {}
+    notes: list[str] = []
     if targets:
         out = work / _name(card, path)
-        report = export_checkpoint(trained, targets, out, dynamic_batch=True, verify=False, verbose=False,
-                                   strict=False)
+        try:  # verified like any export, so its files can be recommended; without val data they cannot be
+            trained.images("val", limit=1)
+            verify = True
+        except EdgekitError as exc:
+            verify = False
+            notes.append(f"{path.name}: exported without verification ({exc}), so its files are never recommended")
+        # kept although failed: a file that misses its gate is still timed, parity.json and the cards say it failed
+        report = export_checkpoint(trained, targets, out, dynamic_batch=True, verify=verify, verbose=False,
+                                   strict=False, keep_failed=True)
         for art in report.artifacts:
             backend = formats.FORMATS[art.format].bench
             files[backend], precisions[backend] = art.path, art.precision
-        errors = {formats.FORMATS[f["format"]].bench: f"export failed: {f['error']}"
-                  for f in report.failures}
-    else:
-        errors = {}
+        errors = {formats.FORMATS[f["format"]].bench: f"export failed: {f['error']}" for f in report.failures}
+        notes += [f"{path.name} -> {e['file']}: missed its {e.get('precision_ran') or e['precision']} gate "
+                  f"({gate_failures_text(e)}): timed, never recommended" for e in report.failed if e.get("kept")]
     return Bench(name=_name(card, path), card=card, files=files, precisions=precisions,
-                 params=count_params(trained.model),
+                 params=count_params(trained.model), notes=notes,
                  gflops=gflops(trained.model, trained.sample(1)), role=role, errors=errors, source=path)
 
 

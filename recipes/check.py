@@ -98,7 +98,9 @@ def _accuracy(model, data: str) -> float:
 
 def parity_gate(model) -> dict[str, Any]:
     """The card's golden inputs through this runtime, judged against the stored PyTorch outputs with the
-    gate of the file's precision (the one it was certified with at export, where the card records it)."""
+    gate of the precision that ran here (a backend that cannot say: the one the file was certified with at
+    export, where the card records it); a file that ran below the precision it stores (OpenVINO's bf16) is
+    also run and judged with its float layers in f32, as export does."""
     from edgekit.export.gates import GATES, describe
     from edgekit.export.verify import compare_outputs, precision_ran, verdict
     from edgekit.runtime.golden import golden_batch, golden_reference
@@ -108,17 +110,29 @@ def parity_gate(model) -> dict[str, Any]:
         raise ConfigError(f"{model.path.name} carries no golden inputs (files exported before edgekit stored them, "
                           "or exported with --no-verify): re-export it to check parity without the training data")
     reference = golden_reference(card.golden)
-    out = model.run(golden_batch(card.golden, card.input))
-    stats = compare_outputs(card, reference, out)
+    batch = golden_batch(card.golden, card.input)
+    stats = compare_outputs(card, reference, model.run(batch))
+    stored = card.provenance.get("precision", "fp32")
+    execution = getattr(model.backend, "execution_precision", None)  # what ran here, as export judges it
     certified = (card.provenance.get("gate") or {}).get("precision_ran")
-    precision = certified or precision_ran(card.provenance.get("precision", "fp32"),
-                                           getattr(model.backend, "execution_precision", None))
+    precision = precision_ran(stored, execution) if execution else certified or stored.split("-")[0]
     judged = verdict({"heads": stats}, precision if precision in GATES else "fp32")
     worst = max(stats.values(), key=lambda s: s["rel"])
     value = (f"rel {worst['rel']:.1e}" + ("" if worst.get("sqnr_db") is None else f", SQNR {worst['sqnr_db']:.1f} dB")
              + "".join(f", {h} agree {s['top1_agreement'] * 100:.0f}%" for h, s in stats.items()
                        if "top1_agreement" in s))
-    return {"gate": f"parity on {len(reference[card.head_names[0]])} golden inputs ({precision} gate)",
-            "limit": describe(judged["gate"]), "value": value + ("" if judged["passed"] else
-                                                       " — " + "; ".join(judged["gate_failures"])),
-            "passed": judged["passed"], "heads": stats}
+    gate = {"gate": f"parity on {len(reference[card.head_names[0]])} golden inputs ({precision} gate)",
+            "limit": describe(judged["gate"]), "passed": judged["passed"], "heads": stats}
+    failures = list(judged["gate_failures"])
+    as_stored = getattr(model.backend, "as_stored", None)  # OpenVINO: the same file with its float layers in f32
+    if as_stored is not None and precision != stored.split("-")[0]:  # as export does: also at what it stores
+        from edgekit.export.verify import stored_check
+
+        again = stored_check(as_stored(), card, reference, batch, None, stored)
+        gate["as_stored"] = again
+        value += f"; at {again['precision_ran']}: rel {again['max_rel']:.1e}"
+        gate["limit"] += f"; and at {again['precision_ran']}: {describe(again['gate'])}"
+        failures += [f"run at {again['precision_ran']}: {f}" for f in again["gate_failures"]]
+        gate["passed"] = judged["passed"] and again["passed"]
+    gate["value"] = value + ("" if gate["passed"] else " — " + "; ".join(failures))
+    return gate

@@ -15,7 +15,9 @@ that crashes or hangs costs one row, not the run):
 A cell passes when its file was made, loads in the runtime, and meets its numeric gate: FP32
 relative error <= 1e-4 (the export gate), FP16 SQNR >= 30 dB, INT8 SQNR >= 10 dB. Top-1
 agreement alone says nothing for random weights (one class can win everywhere), hence SQNR. A
-failing cell carries a one-line reason and whose bug it is (:data:`KNOWN`).
+failing cell carries a one-line reason and whose bug it is (:data:`KNOWN`). A CoreML cell on
+Linux is "not run here" (made and structure-checked; prediction needs macOS): counted apart,
+never a pass (:mod:`edgekit.recipes.coverage_report`).
 
 Each row also measures its stand-in's own floors (:mod:`edgekit.recipes.floors`): a low-precision
 cell below a floor the random weights set fails on the stand-in, not on the exporter.
@@ -33,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.export.gates import GATES as EXPORT_GATES
-from edgekit.recipes.floors import add_floors, bf16_floor, floor_lines, input_floors, judge_floors, pt2e_reference
+from edgekit.recipes.coverage_report import render, summarize, with_verdicts
+from edgekit.recipes.floors import add_floors, bf16_floor, input_floors, judge_floors, pt2e_reference
 from edgekit.recipes.probe import probe_head
 
 ARCHS = ("mobileone_s0", "mobileone_s2", "mobilevit_xxs", "mobilevitv2_050", "mobilenetv3_small_100",
@@ -127,16 +130,19 @@ def run_arch(arch: str, work: Path, imgsz: int = 224, calib: int = 32, val: int 
 
 def _cell(path: Path, entry: dict | None, precision: str, min_seconds: float) -> dict[str, Any]:
     if entry is None:
-        return {"passed": False, "reason": "not attempted", "owner": "ours"}
+        return {"verdict": "failed", "passed": False, "reason": "not attempted", "owner": "ours"}
     cell: dict[str, Any] = {"export_seconds": entry.get("export_seconds")}
     if "error" in entry:
-        cell.update(passed=False, reason=entry["error"], **_owner(entry["error"]))
+        cell.update(verdict="failed", passed=False, reason=entry["error"], **_owner(entry["error"]))
         return cell
     cell["size_mb"] = round(entry["size_bytes"] / 1e6, 2)
-    if "heads" not in entry:  # CoreML on Linux: conversion and structure only
-        cell.update(passed=bool(entry.get("structure_ok")), structure="ok" if entry.get("structure_ok") else
-                    "; ".join(entry.get("problems", [])), latency="n/a: needs macOS")
-        if not cell["passed"]:
+    if "heads" not in entry:  # CoreML on Linux: conversion and structure only, so not run here (never a pass)
+        ok = bool(entry.get("structure_ok"))
+        cell.update(verdict="not_run" if ok else "failed", passed=False,
+                    structure="ok" if ok else "; ".join(entry.get("problems", [])), latency="n/a: needs macOS")
+        if ok:
+            cell["not_run"] = entry.get("not_run") or "CoreML prediction needs macOS"
+        else:
             cell.update(reason=f"structure: {cell['structure']}", owner="ours")
         return cell
     stats = next(iter(entry["heads"].values()))
@@ -153,16 +159,16 @@ def _cell(path: Path, entry: dict | None, precision: str, min_seconds: float) ->
                                " with the float layers forced to f32"))
     reasons = [r for r in reasons if r]
     if reasons:
-        cell.update(passed=False, owner="numeric", reason="; ".join(reasons))
+        cell.update(verdict="failed", passed=False, owner="numeric", reason="; ".join(reasons))
     else:
-        cell["passed"] = True
+        cell.update(verdict="passed", passed=True)
     if not path.exists():  # an FP32 file over the tolerance was moved aside as *.failed: the reason stands
         return cell
     try:
         cell["p50_ms"] = _latency(path, min_seconds)
     except Exception as exc:  # noqa: BLE001 - a file that does not run is a failed cell
-        cell.update(passed=False, reason=f"runtime: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
-                    owner="ours")
+        cell.update(verdict="failed", passed=False, owner="ours",
+                    reason=f"runtime: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
     return cell
 
 
@@ -204,19 +210,24 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
                timeout: int = 1800, render_only: bool = False, only: list[str] | None = None) -> dict[str, Any]:
     """Each architecture in its own process (results cached in ``work/ARCH/row.json``), then the report.
 
-    ``render_only`` writes the report from the cached rows; an architecture without one is a row
-    of "not run" cells (stale rows missing a column get "not run" for it). ``only`` (targets) runs just
+    ``render_only`` writes the report from the cached rows (else ``out/coverage.json``'s, re-judged with this
+    edgekit's verdicts); an architecture without one is a row of "not run" cells (stale rows missing a column
+    get "not run" for it). ``only`` (targets) runs just
     their columns and adds them to each row there is (``work/ARCH/row.json``, else ``out/coverage.json``'s)."""
     from edgekit.recipes.photos import photo_folder
 
     data = str(photo_folder(work / "photos"))
-    rows = []
+    last = json.loads((out / "coverage.json").read_text()) if (out / "coverage.json").exists() else {}
+    rows, reused = [], 0
     for arch in archs:
         cached = work / arch / "row.json"
-        if only and not cached.exists() and (out / "coverage.json").exists():  # add columns to the last report
-            old = next((r for r in json.loads((out / "coverage.json").read_text())["rows"] if r["arch"] == arch), None)
-            if old:
-                _write(cached, old)
+        old = next((r for r in last.get("rows", []) if r["arch"] == arch), None)
+        if render_only and not cached.exists() and old:  # the last report's row, judged again
+            rows.append(old)
+            reused += 1
+            continue
+        if only and not cached.exists() and old:  # add columns to the last report's row
+            _write(cached, old)
         if render_only and not cached.exists():
             rows.append({"arch": arch, "imgsz": imgsz, "error": "not run",
                          "cells": {c[0]: {"passed": False, "reason": "not run", "owner": "not run"} for c in CELLS}})
@@ -248,107 +259,20 @@ def run_matrix(archs: list[str], work: Path, out: Path, imgsz: int = 224, fresh:
         rows.append(row)
     for row in rows:
         judge_floors(row, {p: limit for p, (_, limit) in GATES.items()})
-    result = {"machine": machine(), "packages": versions(), "imgsz": imgsz, "threads": 2,
-              "columns": [c[0] for c in CELLS], "gates": {k: list(v) for k, v in GATES.items()}, "rows": rows}
-    for row in rows:  # the classification of known upstream failures is re-read, so it can improve
+    same = reused == len(rows) and rows  # every row re-judged from the last report: its machine measured them
+    result = {"machine": last["machine"] if same else machine(), "packages": last["packages"] if same else versions(),
+              "imgsz": imgsz, "threads": 2, "columns": [c[0] for c in CELLS],
+              "gates": {k: list(v) for k, v in GATES.items()}, "rows": rows}
+    for row in rows:  # verdicts and the classification of known upstream failures are re-read, so they can improve
+        with_verdicts(row)
         for cell in row["cells"].values():
             if not cell.get("passed") and cell.get("owner") in ("unclassified", None) and cell.get("reason"):
                 cell.update(_owner(cell["reason"]))
+    result["summary"] = summarize(result)
     out.mkdir(parents=True, exist_ok=True)
     _write(out / "coverage.json", result)
     (out / "coverage.md").write_text(render(result))
     return result
-
-
-def render(result: dict[str, Any]) -> str:
-    cols = result["columns"]
-    cells = [r["cells"].get(c, {"passed": False, "owner": "not run"}) for r in result["rows"] for c in cols]
-    ran = [c for c in cells if c.get("owner") != "not run"]
-    passed = sum(bool(c.get("passed")) for c in cells)
-    lines = ["# Coverage matrix", "",
-             f"{len(result['rows'])} architectures x {len(cols)} targets at {result['imgsz']} px: "
-             f"**{passed} of {len(cells)} cells pass ({passed / max(len(cells), 1) * 100:.0f}%)**"
-             + (f"; {len(cells) - len(ran)} cells were not run ({passed / max(len(ran), 1) * 100:.0f}% of those run "
-                "pass)" if len(ran) < len(cells) else "") + ".", "",
-             f"Machine: {result['machine']}. Latency: batch-1 p50 through the edgekit runtime, "
-             f"{result['threads']} threads; rows run one after another on a machine that may be busy, so compare "
-             "latencies within a row. Regenerate: `python -m edgekit.recipes.coverage` "
-             "(one process per architecture; `--archs a,b` for a subset).", "",
-             "Stand-ins: random-init weights (seed 0) with BatchNorm statistics from real photos, and a "
-             "logistic-regression probe as the `class` head: " + _data_line(result["rows"]), "",
-             "Gates: FP32 max relative error <= 1e-4; FP16 SQNR >= 30 dB; INT8 SQNR >= 10 dB (top-1 agreement is "
-             "reported but does not gate). CoreML: conversion + structure on Linux; prediction needs macOS. "
-             "OpenVINO cells are judged at the precision that ran: an FP32 IR runs in bf16 by default on CPUs with "
-             "bf16 instructions (SQNR >= 25 dB, shown as `bf16`), and must also pass the FP32 gate with its float "
-             "layers forced to f32.", ""]
-    lines += floor_lines(result["rows"], cols)
-    lines += ["| arch | params | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
-    for r in result["rows"]:
-        params = f"{r['params'] / 1e6:.1f} M" if r.get("params") else "?"
-        lines.append(f"| {r['arch']} | {params} | " + " | ".join(_short(r["cells"].get(c)) for c in cols) + " |")
-    rates = [[bool(x.get("passed")) for r in result["rows"] for x in [r["cells"].get(c)]
-              if x is not None and x.get("owner") != "not run"] for c in cols]  # of the rows that ran the column
-    lines.append("| **pass rate** | | " + " | ".join(f"{sum(x)}/{len(x)}" for x in rates) + " |")
-    lines += ["", "Cell: latency in ms (p50, batch 1) and SQNR in dB; `ok` = CoreML structure verified; "
-              "`FAIL` = see below.", "", "## Failures", ""]
-    for r in result["rows"]:
-        for c in cols:
-            cell = r["cells"].get(c)
-            if cell is not None and not cell.get("passed") and cell.get("owner") != "not run":
-                where = cell.get("owner", "?")
-                if cell.get("upstream"):
-                    where += f" ({cell['upstream']})"
-                action = f" — {cell['action']}" if cell.get("action") else ""
-                lines.append(f"- **{r['arch']} / {c}** [{where}]: {cell.get('reason')}{action}")
-    unfused = [f"{r['arch']} ({r['fused']['error']})" for r in result["rows"] if (r.get("fused") or {}).get("error")]
-    if unfused:
-        lines += ["", "Not reparameterized, so exported in training form (`edgekit reparam` refuses a fusion that "
-                  "changes the outputs by more than 1e-4): " + "; ".join(unfused) + "."]
-    missing = [r["arch"] for r in result["rows"] if r.get("error") == "not run"]
-    if missing:
-        lines += ["", f"Not run (the session's time ran out; `python -m edgekit.recipes.coverage --archs "
-                  f"{','.join(missing)}` runs them): {', '.join(missing)}."]
-    lines += ["", "## Details", "", "| arch | target | max rel | cosine | SQNR dB | floor | top-1 agree | "
-              "size MB | export s | p50 ms |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        for c in cols:
-            x = r["cells"].get(c) or {}
-            if x.get("passed") is not None and "max_rel" in x:
-                lines.append(f"| {r['arch']} | {c} | {x['max_rel']:.1e} | {x['cosine']:.5f} | "
-                             f"{_num(x.get('sqnr_db'), '.1f')} | "
-                             + (f"{x['floor_rel']:.1e}" if x.get("floor_rel") is not None
-                                else _num(x.get("floor_db"), ".1f"))
-                             + (f" (pt2e {x['pt2e_db']:.1f})" if x.get("pt2e_db") is not None else "") + " | "
-                             f"{_num(x.get('top1_agreement'), '.3f')} | "
-                             f"{x.get('size_mb')} | {x.get('export_seconds')} | {x.get('p50_ms', 'n/a')} |")
-    lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in result["packages"].items()] + [""]
-    return "\n".join(lines)
-
-
-def _data_line(rows: list[dict[str, Any]]) -> str:
-    from edgekit.recipes.photos import PHOTOS
-
-    data = sorted({r.get("data", "digits") for r in rows if r.get("error") != "not run"})
-    if data == ["photos"]:
-        return (f"crops of the {len(PHOTOS)} photos scikit-image ships, one class per photo "
-                "(`edgekit.recipes.photos`: on upsampled 8x8 digits, random backbones barely tell images apart, "
-                "so an 8-bit quantizer's noise outweighed the signal).")
-    return "images: " + ", ".join(data) + "."
-
-
-def _short(cell: dict[str, Any] | None) -> str:
-    if cell is None or cell.get("owner") == "not run":
-        return "not run"
-    if not cell.get("passed"):
-        return "FAIL"
-    if "p50_ms" not in cell:
-        return "ok"
-    sq, ran = cell.get("sqnr_db"), cell.get("precision_ran")
-    return f"{cell['p50_ms']:.2f} ms" + (f", {ran + ' ' if ran else ''}{sq:.0f} dB" if sq is not None else "")
-
-
-def _num(v, fmt: str) -> str:
-    return "n/a" if v is None else format(v, fmt)
 
 
 def machine() -> str:

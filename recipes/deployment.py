@@ -11,7 +11,6 @@ choice was made on (:mod:`edgekit.benchmarks.recommend`).
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -60,14 +59,16 @@ def card_for_file(path: Path, rows: list[dict[str, Any]] | None = None) -> dict[
                     float_layers=quant.get("float_layers"), delegation=prov.get("delegation"))
     except Exception as exc:  # noqa: BLE001 - a file edgekit did not write: its card says so
         card["model_card"] = f"n/a: {str(exc).splitlines()[0][:200]}"
-    parity = path.parent / "parity.json"
-    if parity.exists():
-        entry = next((e for e in json.loads(parity.read_text()).get("artifacts", []) if e.get("file") == path.name),
-                     None)
-        if entry:
-            card["parity"] = {k: entry.get(k) for k in ("passed", "precision_ran", "gate", "gate_failures", "kept",
-                                                         "max_rel", "heads", "end_to_end", "structure_ok", "numeric",
-                                                         "error", "export_seconds") if k in entry}
+    from edgekit import parity
+
+    entry, why = parity.record(path)
+    if entry is None:  # no verdict stands for these bytes: the card says so instead of showing an old one
+        card["parity"] = {"verdict": None, "passed": False, "why": why}
+    else:
+        card["parity"] = {k: entry.get(k) for k in ("passed", "precision_ran", "gate", "gate_failures", "kept",
+                                                     "max_rel", "heads", "end_to_end", "structure_ok", "not_run",
+                                                     "error", "export_seconds", "sha256") if k in entry}
+        card["parity"]["verdict"] = parity.verdict_of(entry)
     measured = []
     for r in rows or []:
         if "error" in r:
@@ -123,18 +124,19 @@ def markdown(cards: list[dict[str, Any]], recommendation: dict[str, Any] | None 
     lines = ["# Deployment cards", "", f"Machine: {env['machine']} ({', '.join(env.get('cpu_features') or [])}); "
              f"Python {env['python']}; "
              + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v), "",
-             "| file | precision | size MB | float layers | parity (max rel) | accuracy | batch | p50 / p90 / p99 ms "
+             "| file | precision | size MB | float layers | parity (verdict, max rel) | accuracy | batch | "
+             "p50 / p90 / p99 ms "
              "| load ms | peak RSS MB | residency |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cards:
         parity = c.get("parity") or {}
-        rel = parity.get("max_rel")
+        rel, verdict = parity.get("max_rel"), (parity.get("verdict") or "no record").replace("not_run", "not run here")
         acc = ", ".join(f"{h} {v * 100:.2f}%" for h, v in (c.get("accuracy") or {}).items()) or "n/a"
         for m in c.get("bench") or [{}]:
             lat = (f"{m['p50_ms']:.3f} / {m['p90_ms']:.3f} / {m['p99_ms']:.3f}" if m.get("p50_ms") is not None
                    else f"n/a: {m.get('error', 'not measured')}")
             lines.append(f"| {c['file']} | {c.get('precision') or '?'} | {c['size_mb']} | "
                          f"{', '.join(c.get('float_layers') or []) or 'none'} | "
-                         f"{'n/a' if rel is None else f'{rel:.1e}'} | {acc} | {m.get('batch', '-')} | {lat} | "
+                         f"{verdict}{'' if rel is None else f', {rel:.1e}'} | {acc} | {m.get('batch', '-')} | {lat} | "
                          f"{_num(m.get('load_ms'))} | {_num(m.get('peak_rss_mb'))} | "
                          f"{_residency(m.get('residency'))} |")
     if recommendation is not None:

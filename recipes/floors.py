@@ -174,10 +174,12 @@ def upstream_tflite(cell: dict[str, Any] | None, reference: float | None, gate: 
 
 def floor_lines(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
     """Failures by owner, and how close the low-precision cells come to the floors their stand-ins set."""
+    from edgekit.recipes.coverage_report import cell_verdict
+
     cells = [r["cells"][c] for r in rows for c in cols if c in r["cells"]]
     owners: dict[str, int] = {}
     for c in cells:
-        if not c.get("passed") and c.get("owner") != "not run":
+        if cell_verdict(c) == "failed":
             owner = str(c.get("owner", "?")).split(" (")[0]
             owners[owner] = owners.get(owner, 0) + 1
     lines = ["Failing cells by owner: " + ", ".join(f"{k} {v}" for k, v in sorted(owners.items())) + "."

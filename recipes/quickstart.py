@@ -124,6 +124,7 @@ def report_data(kd: dict[str, Any], quant: dict[str, Any], parity: dict[str, Any
                 deploy: list[dict[str, Any]], seeds: dict[str, Any] | None, times: dict[str, float]) -> dict[str, Any]:
     """What ``report.md`` says, as data (``report.json``): what CI checks, and what the README's claims are
     evaluated against (``tools/check_quickstart.py``)."""
+    from edgekit.parity import verdict_of
     from edgekit.recipes.deployment import environment
 
     key = kd["monitor"]
@@ -131,9 +132,11 @@ def report_data(kd: dict[str, Any], quant: dict[str, Any], parity: dict[str, Any
         "environment": environment(), "monitor": key,
         "distill": {"teacher": kd["teacher"]["val"].get(key), "student": kd["student"]["val"].get(key)},
         "kd": seeds, "headline": headline_pairs(rows),
-        "parity": [{k: e.get(k) for k in ("file", "precision", "precision_ran", "passed", "gate", "gate_failures",
-                                           "max_rel", "end_to_end", "error")} for e in parity["artifacts"]]
-        + [{"file": f["file"], "passed": False, "error": f["error"]} for f in parity.get("failures", [])],
+        "parity": [{**{k: e.get(k) for k in ("file", "precision", "precision_ran", "passed", "gate", "gate_failures",
+                                              "max_rel", "end_to_end", "error", "not_run")}, "verdict": verdict_of(e)}
+                   for e in parity["artifacts"]]
+        + [{"file": f["file"], "verdict": "failed", "passed": False, "error": f["error"]}
+           for f in parity.get("failures", [])],
         "quantize": {"gate": quant.get("gate", {}).get("int8_gate"), "backends": quant["backends"]},
         "deploy": [{k: r.get(k) for k in ("role", "backend", "precision", "batch", "threads", "p50_ms", "size_mb",
                                           "certified", "error")} for r in deploy],
@@ -239,9 +242,13 @@ def write_report(folder: Path, kd: dict[str, Any], rp: dict[str, Any], quant: di
             lines.append(f"| {e['file']} | {e['precision']} | {e['size_bytes'] / 1e6:.2f} MB | {e['export_seconds']} | "
                          f"{h['rel']:.1e} | {sqnr} | {_pct(h.get('top1_agreement'))} | {_pct(h.get('accuracy'))} | "
                          f"{gate} |")
-        else:
+        else:  # not run here (CoreML on Linux), or failed on its structure
+            from edgekit.parity import not_run_reason, verdict_of
+
+            what = (f"not run here ({not_run_reason(e)})" if verdict_of(e) == "not_run" else
+                    "FAIL (" + "; ".join(e.get("gate_failures") or [e.get("error") or "not run"]) + ")")
             lines.append(f"| {e['file']} | {e['precision']} | {e['size_bytes'] / 1e6:.2f} MB | {e['export_seconds']} | "
-                         f"- | - | - | - | structure {'ok' if e.get('structure_ok') else 'BAD'}; {e.get('numeric')} |")
+                         f"- | - | - | - | {what} |")
     lines += ["", "## Benchmark (teacher vs student, every backend)", "", markdown_table(rows),
               "Latency p50/p90/p99 over repeated calls after warm-up, each measurement in its own process; peak RSS "
               "is that process's peak resident memory. \"x teacher\" is the teacher's eager-torch latency at the same "

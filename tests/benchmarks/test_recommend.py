@@ -6,12 +6,16 @@ from edgekit.benchmarks.recommend import cpu_features, lines, recommend
 
 
 def _files(tmp_path, entries: dict[str, dict]) -> dict[str, str]:
-    """Model files (empty: the recommendation reads parity.json, not the files) and their parity.json."""
+    """Model files (a few bytes: the recommendation reads parity.json, and the file's hash) and their parity.json,
+    each entry bound to its file's content as export binds it."""
+    from edgekit.parity import digest
+
     out = {}
     for name in entries:
-        (tmp_path / name).write_bytes(b"")
+        (tmp_path / name).write_bytes(name.encode())
         out[name] = str(tmp_path / name)
-    artifacts = [{"file": n, **e} for n, e in entries.items() if e is not None]
+    artifacts = [{"file": n, "sha256": digest(tmp_path / n), "verdict": "passed" if e.get("passed") else "failed", **e}
+                 for n, e in entries.items() if e is not None]
     (tmp_path / "parity.json").write_text(json.dumps({"artifacts": artifacts}))
     return out
 
@@ -68,3 +72,24 @@ def test_cpu_features_are_read_not_assumed():
     mac = "machdep.cpu.brand_string: Apple M2\nhw.optional.arm.FEAT_DotProd: 1\nhw.optional.arm.FEAT_I8MM: 0\n"
     assert cpu_features(sysctl=mac) == {"cpu": "Apple M2", "features": ["ARM dot-product"], "source": "sysctl"}
     assert cpu_features()["source"] in ("/proc/cpuinfo", "sysctl", "not readable here")  # this machine, read
+
+
+def test_a_file_not_run_at_export_is_never_recommended(tmp_path):
+    """CoreML on Linux (structure checked, prediction needs macOS) and files exported with --no-verify: not run,
+    so never passed, even as the fastest row; a record without a content hash (an older edgekit) is not trusted."""
+    f = _files(tmp_path, {"model.onnx": {"verdict": "passed", "passed": True, "precision": "fp32"},
+                          "model.mlpackage": {"verdict": "not_run", "passed": False, "precision": "fp16",
+                                              "not_run": "CoreML prediction needs macOS"},
+                          "model.tflite": {"verdict": "not_run", "passed": False, "precision": "fp32",
+                                           "not_run": "exported with --no-verify"},
+                          "model.int8.onnx": {"passed": True, "precision": "int8", "sha256": None}})
+    rows = [_row(f["model.onnx"], "ort", 2.0), _row(f["model.mlpackage"], "coreml", 0.1, precision="fp16"),
+            _row(f["model.tflite"], "tflite", 0.2), _row(f["model.int8.onnx"], "ort", 0.3, precision="int8")]
+    rec = recommend(rows, FEATURES)
+    assert [p["file"] for p in rec["picks"]] == [f["model.onnx"]]
+    why = {x["file"]: x["why"] for x in rec["left_out"]}
+    assert why[f["model.mlpackage"]] == "not run at export (CoreML prediction needs macOS): no verdict to ship on"
+    assert why[f["model.tflite"]].startswith("not run at export (exported with --no-verify)")
+    assert "no content hash" in why[f["model.int8.onnx"]]
+    (tmp_path / "model.onnx").write_bytes(b"another model")  # replaced after its verdict: no longer proven
+    assert recommend(rows, FEATURES)["picks"] == []

@@ -167,7 +167,10 @@ def test_clip_teacher_distills(tiny_clip, tiny_config):
                       distill__teacher_weights=str(path), sets=["distill.baseline=false", "distill.views=1"])
     report = distill(cfg, verbose=False)
     assert report.teacher["embed_dim"] == 32 and report.teacher["logits_from"] == "probe"
-    assert report.student["val"]["digit/acc"] >= 0.0
+    # the probe on the CLIP teacher's embeddings reads the digits (chance: 10%), and the student learned from it
+    teacher, student = report.teacher["val"]["digit/acc"], report.student["val"]["digit/acc"]
+    print(f"teacher {teacher:.3f} student {student:.3f}")
+    assert teacher > 0.3 and student > 0.15, (teacher, student)
 
 
 def test_clip_without_weights_is_a_clear_error_not_a_hang():

@@ -82,6 +82,19 @@ def test_quantize_writes_evaluated_int8_files(trained_run, tmp_path, method):
         assert card.provenance["precision"] == "int8" and card.provenance["quantization"]["method"] == method
         if backend != "executorch":  # a .pte's card is part of the lowered program: quant.json only
             assert card.metrics["int8"]["speedup_vs_fp32"] == pytest.approx(info["speedup"])
+    # every file is verified and carries golden inputs, so `edgekit check --parity` runs on it (QAT's FP32 files
+    # had none); its verdict still holds for its bytes after quantize wrote the speed-up into the INT8 cards
+    from edgekit import parity as verdicts
+    from edgekit.benchmarks.recommend import proof
+    from edgekit.recipes.check import parity_gate
+
+    for name in parity:
+        entry, why = verdicts.record(tmp_path / name)
+        assert entry is not None and entry["verdict"] == "passed", (name, why)
+        gate = parity_gate(load(tmp_path / name))
+        assert gate["passed"] and "golden inputs" in gate["gate"], (name, gate)
+    row = {"file": str(tmp_path / "model.int8.onnx"), "backend": "ort", "p50_ms": 1.0, "precision": "int8"}
+    assert proof(row) == (True, "passed its int8 gate")
     if HAVE_EXECUTORCH:  # QAT lowers the same fake-quant-trained graph: XNNPACK must take it, not portable ops
         delegation = load(tmp_path / "model.int8.pte").card.provenance["delegation"]
         assert delegation["delegated_ops"] > 10 * delegation["non_delegated_ops"]

@@ -1,4 +1,5 @@
 import json
+import platform
 
 import numpy as np
 import pytest
@@ -66,9 +67,10 @@ def test_multi_head_export_has_one_named_output_per_head(tiny_config, tmp_path, 
     sess = ort.InferenceSession(str(report.out_dir / "model.onnx"))
     assert [o.name for o in sess.get_outputs()] == ["age", "mood"]
     assert sess.get_inputs()[0].shape[0] == "batch"  # dynamic batch
-    for art in report.artifacts:
+    for art in report.artifacts:  # every file that ran here passed; CoreML on Linux is not run here (apart)
         entry = report.by_file(art.path.name)
-        assert entry["passed"], entry
+        assert entry["verdict"] == ("not_run" if art.format == "coreml" and platform.system() != "Darwin"
+                                    else "passed"), entry
     assert set(report.by_file("model.tflite")["heads"]) == {"age", "mood"}
     assert "mae" in report.by_file("model.onnx")["heads"]["age"]
     pred = load(report.out_dir / "model.tflite").predict(np.zeros((20, 20, 3), np.uint8))[0]

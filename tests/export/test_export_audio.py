@@ -20,11 +20,22 @@ def test_files_are_judged_by_their_gates(audio_export):
         assert e2e["files"] > 1 and e2e["heads"]["words"]["label_set_agreement"] == 1.0, e2e
     int8 = parity["model.int8.onnx"]
     assert int8["precision_ran"] == "int8"
-    assert {"map", "reference_map", "lwlrap", "reference_lwlrap"} <= set(int8["heads"]["words"])
-    verdict = judge(int8, gate_for("int8"))
-    assert int8["passed"] == verdict["passed"] and int8["gate_failures"] == verdict["failures"]
+    words = int8["heads"]["words"]
+    assert {"map", "reference_map", "lwlrap", "reference_lwlrap"} <= set(words)
+    # the verdict follows the INT8 gate as written (SQNR >= 10 dB, mAP and LWLRAP within 1 point of PyTorch),
+    # recomputed here from the measured numbers, not by the code under test
+    expected = (words["sqnr_db"] is None or words["sqnr_db"] >= 10.0) and all(
+        (words[f"reference_{k}"] - words[k]) * 100 <= 1.0 + 1e-9 for k in ("map", "lwlrap"))
+    assert int8["passed"] is expected and int8["verdict"] == ("passed" if expected else "failed"), int8
     kept = (audio_export.out_dir / "model.int8.onnx").exists()
-    assert kept == int8["passed"] and (audio_export.out_dir / "model.int8.onnx.failed").exists() != kept
+    assert kept == expected and (audio_export.out_dir / "model.int8.onnx.failed").exists() != kept
+    # and the multilabel criteria do judge: the same numbers with mAP, then LWLRAP, 1.5 points lower fail
+    for key, what in (("map", "mAP"), ("lwlrap", "LWLRAP")):
+        good = {**words, "sqnr_db": 30.0, "map": words["reference_map"], "lwlrap": words["reference_lwlrap"]}
+        assert judge({"heads": {"words": good}}, gate_for("int8"))["failures"] == []
+        worse = {"heads": {"words": {**good, key: words[f"reference_{key}"] - 0.015}}}
+        failures = judge(worse, gate_for("int8"))["failures"]
+        assert failures and all(f.startswith(f"words: {what} ") for f in failures), failures
 
 
 def test_golden_sound_inputs_recheck_the_file(audio_export):
@@ -37,8 +48,12 @@ def test_golden_sound_inputs_recheck_the_file(audio_export):
     assert gate["passed"], gate
     from edgekit.recipes.check import check
 
-    gates = check(audio_export.out_dir / "model.onnx", max_latency_ms=60_000, seconds=0.1)  # a sound model's input
-    assert gates[0]["gate"].startswith("latency") and gates[0]["passed"]
+    # the latency gate on a sound model (its input is the log-mel of a noise window): measured, and judged
+    # against the limit both ways (60 s, as before, could not fail)
+    tight = check(audio_export.out_dir / "model.onnx", max_latency_ms=1e-6, seconds=0.1)[0]
+    assert tight["gate"].startswith("latency") and tight["passed"] is False and tight["value"] > 1e-6
+    loose = check(audio_export.out_dir / "model.onnx", max_latency_ms=tight["value"] * 100, seconds=0.1)[0]
+    assert loose["passed"] is True and 0 < loose["value"] <= tight["value"] * 100
 
 
 def test_runtime_frontend_equals_training(audio_run, audio_export, tmp_path, sound_files):
@@ -107,5 +122,6 @@ def test_executorch_and_coreml(audio_run, tmp_path):
     assert parity["model.pte"]["passed"], (parity["model.pte"].get("gate_failures"), parity["model.pte"].get("error"))
     int8 = parity["model.int8.pte"]  # judged by the multilabel INT8 gate (a 1-epoch model sits near its limits)
     assert int8["precision_ran"] == "int8" and "lwlrap" in int8["heads"]["words"] and "error" not in int8
-    for name in ("model.mlpackage", "model.int8.mlpackage"):
+    for name in ("model.mlpackage", "model.int8.mlpackage"):  # on Linux: not run here, never passed
         assert parity[name]["structure_ok"], parity[name].get("problems")
+        assert parity[name]["verdict"] == ("not_run" if __import__("platform").system() != "Darwin" else "passed")

@@ -53,3 +53,35 @@ def test_a_real_3mb_filesystem(trained_run, tmp_path, capsys):
         _check(mount / "out", capsys, code)
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_disk_that_fills_during_a_conversion(trained_run, tmp_path, capsys, monkeypatch):
+    """The free-space pre-check out of the way, a 256 KB filesystem really fills while the ONNX file (about 540 KB)
+    is written: one clean line per file, nothing half-written left, parity.json says why. (TFLite is not in this
+    test: with the pre-check out of the way LiteRT's LLVM aborts the whole process on the same disk, `LLVM
+    ERROR: IO failure on output stream`, leaving its 256 KB `.model.tflite.convert`; the pre-check is what
+    stops that, tested above.)"""
+    from edgekit.export import exporter
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {made.stderr.decode().strip()[:100]}")
+    monkeypatch.setattr(exporter, "space_needed", lambda model: 0)  # the pre-check would refuse first
+    try:
+        out = mount / "out"
+        code = main(["export", str(trained_run.run_dir / "best.pt"), "--target", "onnx", "--int8", "--out",
+                     str(out), "--calib", "8"])
+        assert code == 2
+        lines = [ln.strip() for ln in capsys.readouterr().err.strip().splitlines()]
+        assert not any("Traceback" in ln for ln in lines)
+        why = {"model.onnx": "OSError: [Errno 28] No space left on device",
+               "model.int8.onnx": "not made: the FP32 file it derives from failed"}
+        for name, reason in why.items():
+            assert sum(ln.startswith(f"{name} failed: {reason}") for ln in lines) == 1, (name, lines)
+        failures = {f["file"]: f["error"] for f in json.loads((out / "parity.json").read_text())["failures"]}
+        assert failures == why
+        assert sorted(p.name for p in out.iterdir()) == ["parity.json"] and not _leftovers(out)
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)

@@ -33,6 +33,25 @@ def test_judge_each_threshold(stats, precision, fails):
         assert got.startswith("h: ") and want in got
 
 
+@pytest.mark.parametrize(("entry", "precision", "why"), [
+    ({}, "int8", "nothing was measured: no head was compared"),
+    ({"heads": {}}, "fp32", "nothing was measured: no head was compared"),
+    ({"heads": {"h": {}}}, "fp32", "h: nothing was measured that the fp32 gate judges"),
+    ({"heads": {"h": {"cosine": 1.0, "max_abs": 0.0}}}, "int8", "h: nothing was measured that the int8 gate judges"),
+    ({"heads": {"h": {"rel": 1e-6}}}, "fp16", "h: nothing was measured that the fp16 gate judges"),  # FP32's number
+    ({"heads": {"a": _stats(), "b": {}}}, "int8", "b: nothing was measured"),  # one empty head is enough
+])
+def test_judge_on_nothing_measured_fails(entry, precision, why):
+    """No measurement is no pass (these passed before: judge looked only for thresholds missed)."""
+    result = judge(entry, gate_for(precision))
+    assert result["passed"] is False and any(f.startswith(why) for f in result["failures"]), result
+
+
+def test_identical_outputs_are_measured_not_missing():
+    """SQNR ``None`` means the outputs are identical (infinitely far above any floor): measured, so it passes."""
+    assert judge({"heads": {"h": {"rel": 0.0, "sqnr_db": None}}}, gate_for("int8"))["passed"] is True
+
+
 def test_overrides_apply_to_low_precisions_only():
     over = check_overrides(max_drop=5.0, min_sqnr=3.0)
     assert gate_for("int8", over).max_drop_points == 5.0 and gate_for("int8", over).min_sqnr_db == 3.0

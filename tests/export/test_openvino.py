@@ -227,3 +227,26 @@ def test_predict_bench_and_check_take_an_ir(ov_export, tmp_path, capsys):
                  "--out", str(tmp_path / "demo.mp4"), "--threads", "1", "--quiet"]) == 0
     summary = json.loads((tmp_path / "demo.summary.json").read_text())
     assert summary["backend"] == "openvino" and summary["frames"] == 1
+
+
+def test_check_parity_on_an_ir_also_rechecks_the_f32_run(ov_export, monkeypatch):
+    """`edgekit check --parity` on an FP32 IR that runs bf16 (a CPU with bf16 instructions) judges the bf16 run and,
+    as export does, the same file with its float layers forced to f32 (before: the bf16 run only)."""
+    from edgekit.export import verify
+    from edgekit.recipes.check import parity_gate
+    from edgekit.runtime import load
+    from edgekit.runtime.openvino import OpenVINOBackend
+
+    monkeypatch.setattr(OpenVINOBackend, "_execution_precision", lambda self: "fp32" if self.hint else "bf16")
+    path = ov_export.out_dir / "model.xml"
+    gate = parity_gate(load(path))
+    assert gate["passed"] and "(bf16 gate)" in gate["gate"] and gate["as_stored"]["precision_ran"] == "fp32"
+    assert gate["as_stored"]["max_rel"] <= 1e-4 and "and at fp32: relative error <= 1e-04" in gate["limit"]
+    real = verify.stored_check
+
+    def off_by_a_bit(backend, card, reference, feed, targets, precision, overrides=None):
+        return real(backend, card, {h: v * 1.01 for h, v in reference.items()}, feed, targets, precision, overrides)
+
+    monkeypatch.setattr(verify, "stored_check", off_by_a_bit)  # the f32 run no longer matches PyTorch
+    gate = parity_gate(load(path))
+    assert not gate["passed"] and "run at fp32:" in gate["value"] and "relative error" in gate["value"]

@@ -1,5 +1,8 @@
 """Preparing models for bench (recipes.bench): checkpoints exported, timm names made realistic, then measured."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -64,3 +67,11 @@ def test_bench_end_to_end(trained_run, exported, tmp_path):
     assert student["compression_vs_teacher"] == pytest.approx(1.0) and student["speedup_vs_teacher_torch"] > 0
     assert {"json", "csv", "md", "png"} <= set(paths)
     assert np.isfinite([r["p99_ms"] for r in rows]).all()
+    # the ONNX files bench exported from the checkpoints were verified like any export, so they are eligible
+    # (before, bench exported them unverified: "not eligible: no parity record beside it")
+    rec = json.loads((tmp_path / "recommendation.json").read_text())
+    assert {p["backend"] for p in rec["picks"]} == {"ort"} and {p["batch"] for p in rec["picks"]} == {1, 4}
+    assert all(x["backend"] == "torch" for x in rec["left_out"]), rec["left_out"]
+    onnx = next(r["file"] for r in rows if r["backend"] == "ort")
+    entry = json.loads((Path(onnx).parent / "parity.json").read_text())["artifacts"][0]
+    assert entry["verdict"] == "passed" and entry["heads"]["digit"]["rel"] <= 1e-4

@@ -21,8 +21,15 @@ def test_quickstart_runs_end_to_end(tmp_path):
     assert "FAIL" not in report and "KD + 1293 unlabelled images" in report
     assert "every backend ran with" in report and "(**" in report  # the headline's ratios, with their threads
     assert (tmp_path / "runs" / "quickstart" / "bench" / "pareto.png").is_file()
-    # what CI checks after the main job: gates, like-for-like headline, KD section, stage times, README claims
-    check = subprocess.run([sys.executable, "tools/check_quickstart.py", str(tmp_path / "runs" / "quickstart" /
-                                                                            "report.json"), "--readme", "README.md"],
+    # what CI checks after the main job: gates, like-for-like headline, KD section, stage times, README claims.
+    # The 224-px table's student rows miss their INT8 gate (a student trained at 32 px; issue 31 reworks it):
+    # without the flag the check fails on them and on nothing else; with CI's flag it passes
+    report = str(tmp_path / "runs" / "quickstart" / "report.json")
+    check = subprocess.run([sys.executable, "tools/check_quickstart.py", report, "--readme", "README.md"],
                            capture_output=True, text=True, cwd=ROOT)
-    assert check.returncode == 0, check.stdout[-3000:]
+    fails = [ln for ln in check.stdout.splitlines() if ln.startswith("FAIL")]
+    assert check.returncode == 1 and fails, check.stdout[-3000:]
+    assert all("deployment-size table" in ln and "certified: false" in ln for ln in fails), fails
+    ci = subprocess.run([sys.executable, "tools/check_quickstart.py", report, "--readme", "README.md",
+                         "--expect-fail", "deployment-size table"], capture_output=True, text=True, cwd=ROOT)
+    assert ci.returncode == 0, ci.stdout[-3000:]

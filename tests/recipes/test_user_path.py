@@ -5,6 +5,7 @@ Plus CSV heads with names no identifier allows. (Fusion is covered by tests/comp
 a one-epoch MobileOne is at chance on this data, and its INT8 files rightly miss their gate.)"""
 
 import json
+import sys
 
 import cv2
 import numpy as np
@@ -46,7 +47,9 @@ def test_imagefolder_model_goes_through_every_stage(photos, tmp_path, capsys):
     assert {f.name for f in files} >= {"model.onnx", "model.int8.onnx", "model.tflite", "model.int8.tflite",
                                        "model.mlpackage"}
     parity = json.loads((out / "export" / "parity.json").read_text())
-    assert parity["failures"] == [] and all(e["passed"] for e in parity["artifacts"])
+    assert parity["failures"] == []  # every file that ran passed; CoreML on Linux is not run here (apart)
+    assert all(e["verdict"] == ("not_run" if e["format"] == "coreml" and sys.platform != "darwin" else "passed")
+               for e in parity["artifacts"]), [(e["file"], e["verdict"]) for e in parity["artifacts"]]
     for e in parity["artifacts"]:  # the raw JPEGs through the runtime's predict() agree with training's pipeline
         if e["precision"] == "fp32" and "end_to_end" in e:
             assert e["end_to_end"]["heads"]["class"]["top1_agreement"] == 1.0, e["end_to_end"]

@@ -35,17 +35,23 @@ def test_log_mel_matches_torch_stft(kw):
     ref = np.log(np.einsum("mf,wft->wmt", fe._mel.astype(np.float64), power) + fe.log_offset)
     out = fe.log_mel(x)
     assert out.shape == (2, fe.n_mels, fe.frames) and out.dtype == np.float32
-    assert np.abs(out - ref).max() < 1e-4
+    assert np.abs(out - ref).max() < 3e-6  # measured: 2.5e-6 (float32 STFT vs torch's)
 
 
-def test_log_mel_matches_librosa_when_installed():
-    librosa = pytest.importorskip("librosa")
+@pytest.mark.parametrize("seed", range(5))
+def test_log_mel_matches_librosa(seed):
+    """librosa is in the dev extra, so this runs (it skipped everywhere before). Measured over these 5 windows:
+    up to 1.1e-6 in the log domain (log-mel values reach ~10, where one float32 step is 9.5e-7); the README's
+    earlier "<5e-7" held for seed 1 only (4.8e-7)."""
+    import librosa
+
     fe = AudioFrontend()
-    x = np.random.default_rng(1).standard_normal(fe.window_samples).astype(np.float32) * 0.1
+    x = np.random.default_rng(seed).standard_normal(fe.window_samples).astype(np.float32) * 0.1
     ref = librosa.feature.melspectrogram(y=x, sr=fe.sample_rate, n_fft=fe.n_fft, hop_length=fe.hop_length,
                                          win_length=fe.win_length, center=True, pad_mode="constant", power=2.0,
                                          n_mels=fe.n_mels, fmin=fe.fmin, fmax=fe.sample_rate / 2)
-    assert np.abs(np.log(ref[:, : fe.frames] + fe.log_offset) - fe.log_mel(x)).max() < 1e-4
+    ref_log = np.log(ref[:, : fe.frames].astype(np.float64) + fe.log_offset)
+    assert np.abs(ref_log - fe.log_mel(x)).max() < 1.5e-6
 
 
 def test_windows_cover_the_sound():

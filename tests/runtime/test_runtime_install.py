@@ -7,15 +7,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SCRIPT = """
-import importlib.util, sys
+FILES = ("model.onnx", "model.int8.onnx", "model.tflite", "model.int8.tflite")
+SCRIPT = f"FILES = {FILES!r}\n" + """
+import importlib.util, json, sys
 assert importlib.util.find_spec("torch") is None, "torch must not be installed by edgekit[runtime]"
 from edgekit.runtime import load
-labels = []
-for name in ("model.onnx", "model.int8.onnx", "model.tflite", "model.int8.tflite"):
+out = {}
+for name in FILES:
     model = load(sys.argv[1] + "/" + name, threads=1)
-    labels.append(model.predict(sys.argv[2])[0]["digit"]["label"])
-print(" ".join(labels))
+    out[name] = model.run(model.preprocess(sys.argv[2:]))["digit"].tolist()
+print(json.dumps(out))
 """
 
 
@@ -49,13 +50,29 @@ def test_runtime_extra_in_a_fresh_venv(exported, val_pngs, tmp_path):
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{src}[runtime]"],
                              capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-3000:]
-    image = str(sorted(val_pngs.iterdir())[0])
+    images = [str(p) for p in sorted(val_pngs.iterdir())[:8]]
+    image = images[0]
     # cwd outside the repository: `python -c` puts the cwd first on sys.path, and the repo's
     # edgekit/ folder alone is not the installed package
-    run = subprocess.run([str(venv / "bin" / "python"), "-c", SCRIPT, str(exported.out_dir), image],
+    run = subprocess.run([str(venv / "bin" / "python"), "-c", SCRIPT, str(exported.out_dir), *images],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert len(run.stdout.split()) == 4
+    import json
+
+    import numpy as np
+
+    from edgekit.export.gates import gate_for, judge
+    from edgekit.export.verify import compare_outputs
+    from edgekit.runtime import load
+
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    for name in FILES:  # the fresh venv's runtime gives the answers the files were certified with here
+        here = load(exported.out_dir / name, threads=1)
+        want = here.run(here.preprocess(images))["digit"]
+        stats = compare_outputs(here.card, {"digit": want}, {"digit": np.asarray(got[name], np.float32)})
+        precision = here.card.provenance["precision"]
+        assert judge({"heads": stats}, gate_for(precision))["passed"], (name, stats)
+        assert (np.asarray(got[name]).argmax(1) == want.argmax(1)).all(), name
     cli = subprocess.run([str(venv / "bin" / "edgekit"), "predict", str(exported.out_dir / "model.tflite"), image],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert cli.returncode == 0 and cli.stdout.startswith(image), cli.stderr[-2000:]

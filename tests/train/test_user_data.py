@@ -2,10 +2,11 @@
 relative and moved data folders, a face model from the user's own CSV."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from edgekit.config import DataConfig, HeadConfig, load_config
 from edgekit.errors import CheckpointError, DataError
@@ -34,6 +35,11 @@ def test_exif_rotated_phone_photo_is_decoded_upright_on_both_sides(tmp_path):
     training = np.asarray(decode_rgb(path))
     assert training.shape == runtime.shape == (30, 45, 3)
     assert np.array_equal(training, runtime[:, :, ::-1])  # one decoder: the same pixels, RGB vs BGR
+    # and the right way up: stored with its dark half on the left, shown turned 90 degrees clockwise, the dark
+    # half is on top (turned the other way, or not at all, it would be at the bottom or on a side)
+    assert training[:15].mean() < 30 and training[15:].mean() > 190, (training[:15].mean(), training[15:].mean())
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"), np.int16)  # PIL's own reading
+    assert np.abs(shown - training).mean() < 2
 
 
 def _labelled_images(root, n=12):
@@ -46,13 +52,20 @@ def test_csv_from_excel_bom_and_semicolons(tmp_path, bom, sep):
     _labelled_images(tmp_path)
     lines = [sep.join(["path", "mood", "age"])]
     lines += [sep.join([f"{i}.png", ["calm", "happy", "sad"][i % 3], f"{20 + i},5" if sep == ";" else str(20 + i)])
-              for i in range(12)]  # European Excel writes decimal commas inside semicolon CSVs... as text here
+              for i in range(12)]  # European Excel writes decimal commas inside semicolon CSVs
     text = "\n".join(lines) + "\n"
     (tmp_path / "labels.csv").write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
-    heads = [HeadConfig(name="mood")]
+    heads = [HeadConfig(name="mood"), HeadConfig(name="age", kind="regression")]
     bundle = load_data(DataConfig(source=str(tmp_path / "labels.csv")), heads)
     assert bundle.heads[0].classes == ["calm", "happy", "sad"]
     assert len(bundle.train) + len(bundle.val) == 12
+    for split in (bundle.train, bundle.val):  # each image keeps its own row's labels
+        for j, name in enumerate(split.names):
+            i = int(Path(name).stem)
+            assert np.asarray(split.load(j))[0, 0, 0] == 20 * (i % 3)  # the image is the one the row names
+            assert split.targets["mood"][j] == i % 3  # calm / happy / sad, by index of the sorted classes
+            # European Excel's decimal comma in a semicolon CSV is the number it means: 20,5 is 20.5
+            assert split.targets["age"][j] == pytest.approx(20 + i + (0.5 if sep == ";" else 0.0))
 
 
 def test_jupyter_checkpoints_and_hidden_files_are_not_classes(tmp_path):

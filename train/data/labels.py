@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -79,7 +80,7 @@ DELIMITERS = (",", ";", "\t")
 def open_csv(path: Path) -> Iterator[csv.DictReader]:
     """A ``csv.DictReader`` over a label CSV as spreadsheets write them: UTF-8 with or without Excel's
     byte-order mark ("CSV UTF-8"), separated by commas, semicolons (European Excel) or tabs — the one
-    the header line uses most."""
+    the header line uses most. In a semicolon or tab CSV a regression label may use a decimal comma (``20,5``)."""
     with path.open(newline="", encoding="utf-8-sig") as fh:
         header = fh.readline()
         fh.seek(0)
@@ -146,7 +147,7 @@ def encode_labels(h: HeadConfig, spec: HeadSpec, values: list[str], where: Path)
     for v in values:
         if h.kind == "regression":
             try:
-                out.append(np.float32(v) if v != "" else np.float32("nan"))
+                out.append(np.float32(_decimal(v, where)) if v != "" else np.float32("nan"))
             except ValueError:
                 raise DataError(f"{where}: '{v}' in column '{h.column or h.name}' is not a number") from None
         elif h.kind == "multilabel":
@@ -164,6 +165,23 @@ def encode_labels(h: HeadConfig, spec: HeadSpec, values: list[str], where: Path)
             else:
                 raise DataError(f"{where}: label '{v}' for head '{h.name}' was not seen in training")
     return out
+
+
+def _decimal(value: str, where: Path) -> str:
+    """A number as European Excel writes it in a semicolon (or tab) CSV, ``20,5``, as Python reads it. In a
+    comma CSV a comma inside a number is ambiguous (``1,234``) and stays an error."""
+    if "," in value and "." not in value and value.count(",") == 1 and _delimiter(where) != ",":
+        return value.replace(",", ".")
+    return value
+
+
+@functools.lru_cache(maxsize=32)
+def _delimiter(path: Path) -> str | None:
+    try:
+        with open_csv(Path(path)) as reader:
+            return reader.reader.dialect.delimiter
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
 
 
 def verify_images(paths: list[str], cols: list[list[Any]], skip_bad: bool, skipped: list[str]):
