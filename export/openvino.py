@@ -26,7 +26,7 @@ import numpy as np
 
 from edgekit.card import ModelCard
 from edgekit.errors import ConfigError, EdgekitError, QuantizationError, first_line, option
-from edgekit.runtime.openvino import CARD_PATH, read_ir
+from edgekit.runtime.openvino import CARD_PATH, HINTS, PIN_PATH, read_ir
 
 
 class OpenVINOExportError(EdgekitError):
@@ -67,6 +67,39 @@ def write_ir(model: Any, card: ModelCard, path: str | Path, fp16: bool = False) 
 def rewrite_card(path: str | Path, card: ModelCard) -> Path:
     """Replace the card embedded in an IR (the weights are rewritten unchanged)."""
     return write_ir(read_ir(path), card, path, fp16=False)
+
+
+def pin_precision(path: str | Path, sample: np.ndarray, precision: str = "fp32", runs: int = 50) -> dict[str, Any]:
+    """Repair an IR whose runtime-chosen precision (bf16 on CPUs with bf16 instructions) missed its gate while
+    ``precision`` passed: pin ``INFERENCE_PRECISION_HINT`` in its ``rt_info`` runtime options (edgekit's
+    runtime applies it, :mod:`edgekit.runtime.openvino`) and record in its card what the pin costs: the
+    median latency of ``sample`` (one batch) at OpenVINO's default and at ``precision``, measured here in
+    one interleaved run. Returns that record."""
+    import time
+
+    from edgekit.runtime.metadata import read_card
+    from edgekit.runtime.openvino import OpenVINOBackend
+
+    default, fixed = OpenVINOBackend(Path(path)), OpenVINOBackend(Path(path), precision=precision)
+    times: dict[str, list[float]] = {"default": [], "pinned": []}
+    for i in range(runs + 5):
+        for name, backend in (("default", default), ("pinned", fixed)):
+            t = time.perf_counter()
+            backend.run(sample)
+            if i >= 5:  # warm-up
+                times[name].append(time.perf_counter() - t)
+    ms = {k: float(np.median(v) * 1e3) for k, v in times.items()}
+    record = {"setting": f"INFERENCE_PRECISION_HINT={HINTS[precision]}", "rt_info": "/".join(PIN_PATH),
+              "default_ran": default.execution_precision, "pinned_ran": fixed.execution_precision,
+              "default_ms": round(ms["default"], 4), "pinned_ms": round(ms["pinned"], 4),
+              "slowdown": round(ms["pinned"] / ms["default"], 3), "batch": int(len(sample)),
+              "threads": default.threads, "runs": runs}
+    model = read_ir(path)
+    model.set_rt_info(HINTS[precision], PIN_PATH)
+    card = read_card(path)
+    card.provenance["precision_pin"] = record
+    write_ir(model, card, path)
+    return record
 
 
 def export_ir(job, card: ModelCard, path: str | Path) -> Path:
