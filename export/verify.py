@@ -23,6 +23,7 @@ from edgekit.export.gates import GATES, gate_for, judge
 from edgekit.runtime.predictor import softmax
 
 FP32_TOLERANCE = GATES["fp32"].max_rel
+RUNTIME_BATCHES = (8, 32)  # edgekit bench's default batches besides 1: proven at export where a runtime resizes
 RAN = {"f32": "fp32", "fp32": "fp32", "f16": "fp16", "fp16": "fp16", "bf16": "bf16", "i8": "int8", "u8": "int8",
        "int8": "int8"}  # what a backend says ran -> the gate's precision
 
@@ -113,6 +114,8 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
     if card.input.layout == "NHWC":
         feed = np.ascontiguousarray(feed.transpose((0, 2, 3, 1) if feed.ndim == 4 else (0, 1, 3, 4, 2)))
     out = predictor.run(feed)
+    if getattr(predictor.backend, "proven", None) and predictor.backend.batch is None:
+        entry["batches"] = prove_batches(predictor.backend)
     entry["heads"] = compare_outputs(card, reference, out, targets)
     entry["max_rel"] = max(h["rel"] for h in entry["heads"].values())
     entry["precision_ran"] = ran = precision_ran(precision, getattr(predictor.backend, "execution_precision", None))
@@ -157,6 +160,15 @@ def repair(path: Path, entry: dict[str, Any], feed: np.ndarray, reverify) -> dic
     again["repair"] = {**record, "replaced": {"precision_ran": entry["precision_ran"], "passed": entry["passed"],
                                               "gate_failures": entry["gate_failures"]}}
     return again
+
+
+def prove_batches(backend) -> dict[str, dict[str, Any]]:
+    """The batches a TFLite file's runtime resizes it to, proven on its golden inputs: the verification's own
+    batch and :data:`RUNTIME_BATCHES` (``{batch: {"proven", "max_rel", "inputs"}}``; the runtime runs an
+    unproven batch in chunks of the exported one)."""
+    for n in RUNTIME_BATCHES:
+        backend.proven(n)
+    return {str(n): v for n, v in sorted(backend.verdicts.items())}
 
 
 def stored_check(backend, card: ModelCard, reference: dict[str, np.ndarray], feed: np.ndarray,

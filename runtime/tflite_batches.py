@@ -32,6 +32,7 @@ import numpy as np
 
 TOLERANCE = 1e-4  # max |resized - chunked| / max |chunked| per output: the FP32 gate's relative error
 CACHE_FILE = "tflite-batches.json"
+MAX_FILES = 512  # verdicts of the files most recently proven on this machine
 
 
 def cache_dir() -> Path:
@@ -73,7 +74,9 @@ def remember(key: str, n: int, verdict: dict[str, Any]) -> None:
         data = json.loads(path.read_text()) if path.exists() else {}
         if not isinstance(data, dict):
             data = {}
-        data.setdefault(key, {})[str(n)] = verdict
+        data[key] = {**data.pop(key, {}), str(n): verdict}  # most recent last
+        for old in list(data)[:-MAX_FILES]:
+            del data[old]
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, data)
     except (OSError, ValueError):

@@ -79,15 +79,16 @@ class Plain(nn.Module):
         return (self.fc(x.mean((1, 2))),)
 
 
-def _tflite(module, tmp_path, name):
+def _tflite(module, tmp_path, name, golden=True):
     from edgekit.export.golden import _png
     from edgekit.export.tflite import export_tflite
 
     rng = np.random.default_rng(1)
     card = ModelCard(name=name, arch="custom", heads=[HeadSpec("class", "classification", list("abcd"))],
                      input=InputSpec(size=[8, 8], mean=[0.5] * 3, std=[0.25] * 3))
-    card.golden = {"kind": "images", "encoding": "png-base64", "color": "RGB",
-                   "inputs": [_png(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in range(3)]}
+    if golden:
+        card.golden = {"kind": "images", "encoding": "png-base64", "color": "RGB",
+                       "inputs": [_png(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in range(3)]}
     return export_tflite(module.eval(), card, tmp_path / f"{name}.tflite", torch.zeros(1, 8, 8, 3))
 
 
@@ -117,15 +118,19 @@ def test_tflite_graph_whose_resize_is_wrong_runs_in_chunks(tmp_path, monkeypatch
     assert np.abs(again.run(x)["class"] - ref).max() < 1e-5 and again.backend.verdicts[6]["proven"] is False
 
 
-def test_tflite_graph_proven_at_a_batch_is_resized(tmp_path, monkeypatch):
+@pytest.mark.parametrize("golden", [True, False])
+def test_tflite_graph_proven_at_a_batch_is_resized(tmp_path, monkeypatch, golden):
+    """A graph whose resize is right is resized after the proof; without golden inputs in its card the proof
+    runs on seeded random pixels through the card's preprocessing (the file is compared with itself)."""
     from edgekit.runtime import load
 
     monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path / "cache"))
     module = Plain().eval()
-    model = load(_tflite(module, tmp_path, "plain"), threads=1)
+    model = load(_tflite(module, tmp_path, "plain", golden), threads=1)
     x = np.random.default_rng(0).random((5, 8, 8, 3), dtype=np.float32)
     with torch.no_grad():
         ref = module(torch.from_numpy(x))[0].numpy()
     assert np.abs(model.run(x)["class"] - ref).max() < 1e-5
-    assert model.backend.verdicts[5]["proven"] is True and model.backend.input_shape[0] == 5
-    assert model.backend.runs_at(5) == 5
+    verdict = model.backend.verdicts[5]
+    assert verdict["proven"] is True and verdict["inputs"] == ("golden" if golden else "random")
+    assert model.backend.input_shape[0] == 5 and model.backend.runs_at(5) == 5
