@@ -129,7 +129,8 @@ def add_end_to_end(entry: dict[str, Any], path: Path, precision: str, sample: Ra
 
     ran = entry.get("precision_ran", precision)
     if sample is None:
-        entry["end_to_end"] = {"skipped": "clip model: frames are chosen per clip, not per file"}
+        entry["end_to_end"] = {"skipped": "clip model: frames are chosen per clip, not per file (or sound windows "
+                                          "without the sounds they were cut from)"}
         return
     try:
         e2e = entry["end_to_end"] = check_file(path, sample, ran, overrides)
