@@ -115,16 +115,17 @@ def preprocess(images: list[np.ndarray], spec: InputSpec, color: str = "BGR") ->
 
 
 def normalize(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """``[N, H, W, 3]`` pixels (0-255, float32: changed in place; or uint8) in the card's colour order ->
-    the model's input: [0, 1], minus the card's mean, over its std, in its layout, quantized for an integer
-    input tensor."""
-    if batch.dtype != np.float32:
-        batch = batch.astype(np.float32)
-    batch /= np.float32(255.0)
-    batch -= np.asarray(spec.mean, np.float32)
-    batch /= np.asarray(spec.std, np.float32)
+    """``[N, H, W, 3]`` pixels (0-255: uint8, or float32, which may be changed in place) in the card's colour
+    order -> the model's input: [0, 1], minus the card's mean, over its std, in its layout, quantized for an
+    integer input tensor. (Laid out first, then the same three operations on every element.)"""
     if spec.layout == "NCHW":
-        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        batch, channels = batch.transpose(0, 3, 1, 2), (1, 3, 1, 1)
+    else:
+        channels = (1, 1, 1, 3)
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    batch /= np.float32(255.0)
+    batch -= np.asarray(spec.mean, np.float32).reshape(channels)
+    batch /= np.asarray(spec.std, np.float32).reshape(channels)
     if spec.quant:  # an integer input tensor (full-INT8 TFLite): quantize here, once
         batch = quantize(batch, spec.dtype, spec.quant["scale"], spec.quant["zero_point"])
     return batch

@@ -90,8 +90,7 @@ class EvalTransform:
     def __call__(self, img: Any):
         import torch
 
-        pixels = to_color(self.geometric(img), "RGB", self.spec)
-        return torch.from_numpy(normalize(pixels[None].astype(np.float32), self.spec)[0])
+        return torch.from_numpy(normalize(to_color(self.geometric(img), "RGB", self.spec)[None], self.spec)[0])
 
     def __repr__(self) -> str:
         s = self.spec
@@ -131,7 +130,7 @@ class TrainTransform:
             for t in self.pil:
                 img = t(img)
             pixels = np.asarray(img)
-        x = torch.from_numpy(normalize(to_color(pixels, "RGB", self.spec)[None].astype(np.float32), self.spec)[0])
+        x = torch.from_numpy(normalize(to_color(pixels, "RGB", self.spec)[None], self.spec)[0])
         for t in self.tensor:
             x = t(x)
         return x
