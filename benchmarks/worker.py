@@ -115,6 +115,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     call()
     result["first_run_ms"] = (time.perf_counter() - t0) * 1e3
+    if model is not None and backend.runs_at(batch) != batch:  # a TFLite graph not proven at this batch: chunks
+        result["fixed_batch"] = backend.runs_at(batch)
     rss_loaded = _status_mb("VmRSS")
     if tasks_before is not None:  # what the library really started: a pool of N threads adds N - 1 workers
         result["os_threads_started"] = _tasks() - tasks_before

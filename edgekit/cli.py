@@ -252,9 +252,9 @@ def export(ckpt: Ckpt,
            = False,
            batch: Annotated[int, typer.Option(help="Fixed batch size of the exported graph.")] = 1,
            dynamic_batch: Annotated[bool, typer.Option(
-               "--dynamic-batch", help="ONNX: a dynamic batch axis. TFLite files are resized to any batch by the "
-                                       "runtime where the graph allows (else run in chunks of --batch); CoreML "
-                                       "files have a fixed batch of 1.")]
+               "--dynamic-batch", help="ONNX: a dynamic batch axis. TFLite files are resized by the runtime only to "
+                                       "a batch proven to give the exported batch's answers (else run in chunks "
+                                       "of --batch); CoreML files have a fixed batch of 1.")]
            = False,
            imgsz: Annotated[int | None, typer.Option(help="Export at another input size than trained.")] = None,
            out: Annotated[Path | None, typer.Option(help="Output folder (default runs/export/NAME).")] = None,

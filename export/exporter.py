@@ -296,7 +296,7 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
     own = {id(a.reference): _outputs(a.reference, trained.card.head_names, x) for a in report.artifacts
            if a.reference is not None}
     checkpoint_task = compare_outputs(trained.card, reference, reference, targets)  # its reference_* numbers
-    from edgekit.export.end_to_end import check_file, raw_sample
+    from edgekit.export.end_to_end import add_end_to_end, raw_sample
 
     raw = raw_sample(trained, report.out_dir / ".raw-val")
     entries = []
@@ -310,12 +310,8 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
         except Exception as exc:  # noqa: BLE001 - the runtime cannot run this file: a failed check
             entry = {"file": art.path.name, "format": art.format, "precision": art.precision, "verdict": "failed",
                      "passed": False, "error": f"verification failed: {_reason(exc)}"}
-        if "heads" in entry:  # raw files through the runtime's own preprocessing (not gated: a skew shows)
-            try:
-                entry["end_to_end"] = (check_file(art.path, *raw) if raw else
-                                       {"skipped": "clip model: frames are chosen per clip, not per file"})
-            except Exception as exc:  # noqa: BLE001 - reported, like the rest of this entry
-                entry["end_to_end"] = {"error": _reason(exc)}
+        if "heads" in entry:  # raw files through the runtime's own preprocessing: FP32 files are gated on it
+            add_end_to_end(entry, art.path, art.precision, raw, overrides)
         entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes, source=str(trained.path))
         entries.append(entry)
         if verbose:

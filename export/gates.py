@@ -10,6 +10,9 @@ Every file edgekit writes is run through its own runtime on real validation inpu
   with PyTorch ≥ a floor and accuracy drop ≤ ``max_drop_points``; multilabel: mAP and LWLRAP drop ≤
   ``max_drop_points``; regression: relative increase of the MAE ≤ ``max_mae_increase`` |
 
+An FP32 file is also judged end to end (raw validation files through the runtime's own preprocessing
+against training's pipeline): the FP32 gate, and top-1 (label-set) agreement >= 99% per head.
+
 The drops are against PyTorch's own accuracy / mAP / MAE on the same inputs, so a file is judged by
 what it changed, not by how good the model is. A criterion whose statistic was not measured (no
 labels: golden inputs, ``edgekit check --parity``) is not judged, but a head with nothing measured
@@ -52,6 +55,9 @@ GATES: dict[str, Gate] = {g.precision: g for g in (
     Gate("int8", min_sqnr_db=10.0, min_agreement=0.90, max_drop_points=1.0, max_mae_increase=0.10),
 )}
 OVERRIDABLE = ("max_drop_points", "min_sqnr_db", "max_mae_increase")
+# End to end (raw files through the runtime's preprocessing vs training's pipeline, export/end_to_end.py): an
+# FP32 file must also meet the FP32 gate there, and agree with PyTorch on this share of the files per head
+END_TO_END_MIN_AGREEMENT = 0.99
 
 
 def gate_for(precision: str, overrides: dict[str, float | None] | None = None) -> Gate:

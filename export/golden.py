@@ -3,7 +3,7 @@
 ``edgekit check FILE --parity`` runs them through the file's runtime after a runtime or OS upgrade
 and judges the outputs with the file's gate (:mod:`edgekit.export.gates`), with no training data.
 Images are stored as they reach the model's normalization: uint8 RGB at the model's input size
-(resized and centre-cropped by the training pipeline), PNG (lossless, so both sides see the same
+(resized and centre-cropped by the runtime's code, which training calls), PNG (lossless, so both sides see the same
 pixels), base64. PyTorch's reference outputs are computed on exactly those pixels, normalized by
 the runtime's own code, so the stored pair is exact. Clip models store each clip's frames.
 """
@@ -40,14 +40,14 @@ def golden_inputs(trained, count: int = MAX_INPUTS, max_bytes: int = MAX_BYTES, 
         return None
     if trained.card.input.audio:
         return _audio(trained, split, count, max_bytes, model)
-    geometric = _geometric(eval_transform(trained.card.input))
+    geometric = eval_transform(trained.card.input).geometric  # the runtime's resize and crop
     picks = np.unique(np.linspace(0, len(split) - 1, min(count, len(split))).round().astype(int))
     inputs: list[Any] = []
     used = 0
     for i in picks:
         item = split.load(int(i))
         frames = item if isinstance(item, list) else [item]
-        encoded = [_png(np.asarray(geometric(f.convert("RGB")))) for f in frames]
+        encoded = [_png(geometric(f)) for f in frames]
         size = sum(len(e) for e in encoded)
         if inputs and used + size > max_bytes:
             break
@@ -85,19 +85,6 @@ def _audio(trained, split, count: int, max_bytes: int, model=None) -> dict[str, 
         out = (model or trained.model)(torch.from_numpy(batch))
     golden["outputs"] = {h: out[h].float().numpy().reshape(len(batch), -1).tolist() for h in trained.card.head_names}
     return golden
-
-
-def _geometric(tf):
-    """The resize and centre-crop of an eval transform (everything before it becomes a tensor)."""
-    from torchvision import transforms as T
-
-    steps = getattr(tf, "transforms", [tf])
-    keep = []
-    for step in steps:
-        if type(step).__name__ in ("MaybeToTensor", "ToTensor", "Normalize"):
-            break
-        keep.append(step)
-    return T.Compose(keep)
 
 
 def _png(rgb: np.ndarray) -> str:

@@ -35,6 +35,10 @@ class Backend:
     threads: int | None = None
     threads_from = "set"
 
+    def runs_at(self, n: int) -> int:
+        """The batch a call with ``n`` inputs runs at (a fixed-batch file runs in chunks of its batch)."""
+        return self.batch or n
+
 
 def default_threads() -> int:
     """The CPU cores this process may use: what every backend runs with when the user gives no count (never
@@ -129,6 +133,10 @@ def _onnx_dtype(t: str) -> np.dtype:
 
 
 class TFLiteBackend(Backend):
+    """A ``.tflite`` through the LiteRT interpreter (XNNPACK). The graph is resized only to a batch proven
+    to give its exported batch's answers (:mod:`edgekit.runtime.tflite_batches`); any other batch runs in
+    chunks of the exported batch."""
+
     name = "tflite"
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
@@ -141,16 +149,23 @@ class TFLiteBackend(Backend):
             self.interp.allocate_tensors()
         except Exception as exc:  # noqa: BLE001
             raise ModelFileError(f"{path} is not a valid TFLite model: {first_line(exc, 200)}") from None
+        self.path = Path(path)
         inp = self.interp.get_input_details()[0]
         self.input_index = inp["index"]
         self.input_shape = self.exported_shape = tuple(int(d) for d in inp["shape"])
         self._plan = None
         self.input_dtype = np.dtype(inp["dtype"])
         self.input_quant = inp["quantization"]  # (scale, zero_point); scale 0 means float
-        # the batch dimension is resized on demand, except for clip models ([N, T, H, W, C]): their
+        # the batch dimension is resized where proven, except for clip models ([N, T, H, W, C]): their
         # graphs fold N * T into constant reshapes, so they run at the batch they were exported with
         self.batch = None if len(self.input_shape) == 4 else self.input_shape[0]
         self.outputs = sorted(self.interp.get_output_details(), key=tflite_output_position)
+        self.card: ModelCard | None = None  # set by the Predictor: its golden inputs prove a resize
+        self.verdicts: dict[int, dict] = {}  # batch -> {"proven", "max_rel", "inputs"[, "error"]}
+        self._key: str | None = None
+
+    def set_card(self, card: ModelCard) -> None:
+        self.card = card
 
     def _resize(self, shape: tuple[int, ...]) -> None:
         self.interp.resize_tensor_input(self.input_index, list(shape), strict=False)
@@ -165,19 +180,23 @@ class TFLiteBackend(Backend):
             self.outputs = [self.outputs[names.index(h)] for h in heads]
         # else: litert-torch's output_<i> names follow the order the model returned (card order)
 
+    def runs_at(self, n: int) -> int:
+        """The batch a call with ``n`` inputs runs at: ``n``, or the exported batch (chunks) where the graph
+        is not proven at ``n``."""
+        if self.batch is not None:
+            return self.batch
+        return n if n == self.exported_shape[0] or self.proven(n) else self.exported_shape[0]
+
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         if self.batch is not None and len(x) != self.batch:
             return run_in_chunks(self.run, x, self.batch)
         if x.shape != self.input_shape:
-            try:
-                self._resize(x.shape)
-            except RuntimeError:
-                # Some graphs fold the batch into constant reshapes (MobileViT, LeViT, ConvNeXt's
-                # layer norms...): XNNPACK then fails to prepare any other batch. Such a file runs
-                # at its exported batch, in chunks.
-                self._resize(self.exported_shape)
-                self.batch = self.exported_shape[0]
-                return run_in_chunks(self.run, x, self.batch)
+            if len(x) != self.exported_shape[0] and not self.proven(len(x)):
+                return run_in_chunks(self.run, x, self.batch or self.exported_shape[0])
+            self._resize(x.shape)
+        return self._invoke(x)
+
+    def _invoke(self, x: np.ndarray) -> list[np.ndarray]:
         if self._plan is None:  # per output: (tensor index, dequantization table or None), once
             self._plan = [(o["index"], _dequant_table(o)) for o in self.outputs]
         if x.dtype != self.input_dtype:
@@ -186,6 +205,42 @@ class TFLiteBackend(Backend):
         self.interp.invoke()
         get = self.interp.get_tensor
         return [get(i) if lut is None else lut[get(i).view(np.uint8)] for i, lut in self._plan]
+
+    def proven(self, n: int) -> bool:
+        """Whether batch ``n`` gives the exported batch's answers (proven once per file, batch and machine)."""
+        if n not in self.verdicts:
+            self.verdicts[n] = self._prove(n)
+        return bool(self.verdicts[n]["proven"])
+
+    def _prove(self, n: int) -> dict:
+        from edgekit.runtime import tflite_batches as tb
+
+        if self._key is None:
+            self._key = tb.file_key(self.path)
+        known = tb.cached(self._key, n)
+        if known is not None and "proven" in known:
+            if known.get("error"):  # this graph cannot be resized at all here
+                self.batch = self.exported_shape[0]
+            return known
+        x, source = tb.probe_inputs(self.card, self.exported_shape, self.input_dtype, n)
+        fixed = self.exported_shape[0]
+        if self.input_shape != self.exported_shape:
+            self._resize(self.exported_shape)
+        chunked = run_in_chunks(self._invoke, x, fixed)
+        try:
+            self._resize((n, *self.exported_shape[1:]))
+            rel = tb.compare(chunked, self._invoke(x))
+            verdict = {"proven": rel <= tb.TOLERANCE, "max_rel": rel if np.isfinite(rel) else None, "inputs": source}
+        except RuntimeError as exc:
+            # Some graphs fold the batch into constant reshapes (MobileViT, LeViT, ConvNeXt's layer norms...):
+            # XNNPACK then fails to prepare any other batch. Such a file runs at its exported batch, in chunks.
+            verdict = {"proven": False, "max_rel": None, "inputs": source,
+                       "error": f"the interpreter cannot resize it: {first_line(exc, 160)}"}
+            self.batch = fixed
+        if not verdict["proven"]:
+            self._resize(self.exported_shape)
+        tb.remember(self._key, n, verdict)
+        return verdict
 
 
 def run_in_chunks(run, x: np.ndarray, fixed: int) -> list[np.ndarray]:

@@ -16,6 +16,13 @@
   :attr:`OpenVINOBackend.execution_precision` is read from the compiled graph
   (``get_runtime_model()``: each executed layer's ``runtimePrecision``), never assumed, and
   :meth:`OpenVINOBackend.residency` counts the layers per precision.
+- A pinned precision: an IR whose runtime-chosen precision missed its gate at export carries the precision
+  that passed as ``rt_info["runtime_options"]["INFERENCE_PRECISION_HINT"]`` (:func:`pinned`), where
+  OpenVINO keeps a model's runtime options. OpenVINO 2026.4's CPU plugin applies only its KV-cache and
+  dynamic-quantization options from there (measured: ``KV_CACHE_PRECISION`` and
+  ``DYNAMIC_QUANTIZATION_GROUP_SIZE`` set there are read back from the compiled model,
+  ``EXECUTION_MODE_HINT`` is not; its ``Config::apply_rt_info`` lists no inference precision), so this
+  backend applies the pin itself when it compiles the file.
 - The card: ``rt_info["edgekit"]["card"]`` of the IR (the ``<rt_info>`` of ``model.xml``), so
   copying the two files keeps it.
 """
@@ -32,6 +39,7 @@ from edgekit.errors import DeviceError, first_line, option, require
 from edgekit.runtime.backends import Backend, ModelFileError, check_threads
 
 CARD_PATH = ["edgekit", "card"]  # rt_info path of the card's JSON
+PIN_PATH = ["runtime_options", "INFERENCE_PRECISION_HINT"]  # rt_info path of a pinned inference precision
 DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # edgekit precision -> INFERENCE_PRECISION_HINT
 # runtimePrecision of a layer -> edgekit precision; the lowest precision a compute layer ran at wins
@@ -94,8 +102,17 @@ def stored_precision(model: Any) -> str:
     return "fp16" if f16 else "fp32"
 
 
+def pinned(model: Any) -> str | None:
+    """The inference precision an IR pins (``fp32``...; None: OpenVINO's default)."""
+    if not model.has_rt_info(PIN_PATH):
+        return None
+    hint = str(model.get_rt_info(PIN_PATH).astype(str)).lower()
+    return next((p for p, h in HINTS.items() if h == hint), None)
+
+
 class OpenVINOBackend(Backend):
-    """An IR compiled for one OpenVINO device (latency hint, one stream)."""
+    """An IR compiled for one OpenVINO device (latency hint, one stream), at ``precision`` (an inference
+    precision hint), else at the precision the IR pins, else at OpenVINO's default."""
 
     name = "openvino"
 
@@ -106,6 +123,8 @@ class OpenVINOBackend(Backend):
         target = ov_device(device, core.available_devices)
         self.path = Path(path)
         self.model = read_ir(path, core)
+        self.pinned = pinned(self.model) if precision is None else None
+        precision = precision or self.pinned
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if target == "CPU":
             config["INFERENCE_NUM_THREADS"] = check_threads(threads)
@@ -172,6 +191,12 @@ class OpenVINOBackend(Backend):
         """The lowest precision a compute layer ran at, or the IR's own (FP16 weights) when lower."""
         ran = {RAN.get(p, "fp32") for kind, p in self.layers() if kind in COMPUTE} or {"fp32"}
         return min(ran | {self.stored_precision}, key=ORDER.index)
+
+    def floats_lowered(self) -> str | None:
+        """The precision below f32 at which compute layers that are not integer ran (OpenVINO's bf16 for the
+        layers an INT8 IR keeps in float, on CPUs with bf16 instructions); None when they ran f32."""
+        ran = {RAN.get(p, "fp32") for kind, p in self.layers() if kind in COMPUTE} - {"int8", "fp32"}
+        return min(ran, key=ORDER.index) if ran else None
 
     def _property(self, name: str) -> Any:
         try:

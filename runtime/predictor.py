@@ -44,6 +44,8 @@ class Predictor:
         backend.order_outputs(card.head_names)
         if hasattr(backend, "set_classes"):
             backend.set_classes(card.heads[0].classes)
+        if hasattr(backend, "set_card"):  # TFLite: the card's golden inputs prove a batch before it is used
+            backend.set_card(card)
         self.layout = card.input.layout
         self.frames = card.input.frames
         c = card.input.channels  # 1 for a sound model's log-mel

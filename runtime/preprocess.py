@@ -1,11 +1,19 @@
 """Image -> model input, driven only by the model card (OpenCV + numpy, no torch).
 
-Mirrors timm's eval transform: resize the short side to ``floor(size / crop_pct)``, centre-crop
-to ``size``, scale to [0, 1], normalize with the card's mean/std, lay out as the card says (NCHW
-or NHWC), and quantize when the model takes an integer tensor (the card's input scale). Images
-given as numpy arrays are BGR by default (what OpenCV and the webcam deliver); pass
-``color="RGB"`` for PIL-style arrays. Downscaling uses an area filter (close to PIL's antialiased
-resize), upscaling the card's interpolation.
+THE implementation of the input contract: training's eval transform and the end of its augmentation
+call these functions (:mod:`edgekit.train.data.transforms`), so a file and the model it was trained as
+see the same tensor. The stages, each a function (export's end-to-end check compares them one by one):
+
+1. decode: :func:`read_image` (OpenCV, EXIF orientation applied);
+2. resize: :func:`resize_crop`, timm's eval geometry: the short side to ``floor(size / crop_pct)``, a
+   centre crop to ``size``; downscaling through an area filter (antialiased), upscaling through the card's
+   interpolation (:func:`resize`);
+3. colour order: :func:`to_color`, the channels in the card's order (numpy images are BGR by default, what
+   OpenCV and the webcam deliver; pass ``color="RGB"`` for PIL-style arrays);
+4. normalization: :func:`normalize`, [0, 1], the card's mean/std, the card's layout (NCHW or NHWC), and
+   quantized when the model takes an integer tensor (the card's input scale).
+
+The web page (export/webpage/resize.js, preprocess.js) mirrors these in the browser, bit for bit.
 """
 
 from __future__ import annotations
@@ -66,14 +74,15 @@ def resize_crop(img: np.ndarray, spec: InputSpec) -> np.ndarray:
             scale = max(th / h, tw / w) / spec.crop_pct
             nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
         if (nh, nw) != (h, w):
-            img = _resize(img, nh, nw, spec.interpolation)
+            img = resize(img, nh, nw, spec.interpolation)
         top, left = int(round((nh - th) / 2.0)), int(round((nw - tw) / 2.0))
         img = img[top: top + th, left: left + tw]
     return img
 
 
-def _resize(img: np.ndarray, nh: int, nw: int, interpolation: str) -> np.ndarray:
-    """Upscale with the card's interpolation; downscale with an area filter (PIL-like antialiasing).
+def resize(img: np.ndarray, nh: int, nw: int, interpolation: str) -> np.ndarray:
+    """An HxWxC uint8 image resized to ``nh`` x ``nw``: upscaled with ``interpolation``, downscaled with
+    an area filter (antialiased, like PIL's resize). Training's random crops end here too.
 
     OpenCV's area filter is slow for large non-integer factors (0.5 ms for 640x480 -> 42x32), so a
     big reduction goes first to 2x or 4x the target with a linear filter, then by area: 0.06 ms,
@@ -90,23 +99,33 @@ def _resize(img: np.ndarray, nh: int, nw: int, interpolation: str) -> np.ndarray
     return cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
 
 
+def to_color(img: np.ndarray, color: str, spec: InputSpec) -> np.ndarray:
+    """An image whose channels are in ``color`` order (``BGR`` or ``RGB``) in the card's order."""
+    return img if color == spec.color else img[:, :, ::-1]
+
+
 def preprocess(images: list[np.ndarray], spec: InputSpec, color: str = "BGR") -> np.ndarray:
     """A float32 batch for the model: resized, cropped, normalized, in the card's layout."""
     if color not in ("BGR", "RGB"):
         raise InputError(f"color must be BGR or RGB, got {color}")
-    mean = np.asarray(spec.mean, np.float32)
-    std = np.asarray(spec.std, np.float32)
     batch = np.empty((len(images), spec.size[0], spec.size[1], 3), np.float32)
     for i, img in enumerate(images):
-        img = resize_crop(check_frame(img, f"image {i}"), spec)
-        if color != spec.color:
-            img = img[:, :, ::-1]
-        batch[i] = img
-    batch /= np.float32(255.0)
-    batch -= mean
-    batch /= std
+        batch[i] = to_color(resize_crop(check_frame(img, f"image {i}"), spec), color, spec)
+    return normalize(batch, spec)
+
+
+def normalize(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """``[N, H, W, 3]`` pixels (0-255: uint8, or float32, which may be changed in place) in the card's colour
+    order -> the model's input: [0, 1], minus the card's mean, over its std, in its layout, quantized for an
+    integer input tensor. (Laid out first, then the same three operations on every element.)"""
     if spec.layout == "NCHW":
-        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        batch, channels = batch.transpose(0, 3, 1, 2), (1, 3, 1, 1)
+    else:
+        channels = (1, 1, 1, 3)
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    batch /= np.float32(255.0)
+    batch -= np.asarray(spec.mean, np.float32).reshape(channels)
+    batch /= np.asarray(spec.std, np.float32).reshape(channels)
     if spec.quant:  # an integer input tensor (full-INT8 TFLite): quantize here, once
         batch = quantize(batch, spec.dtype, spec.quant["scale"], spec.quant["zero_point"])
     return batch

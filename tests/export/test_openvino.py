@@ -185,6 +185,51 @@ def test_a_file_that_fails_at_its_stored_precision_is_moved_aside_with_its_weigh
     assert not (tmp_path / "model.xml").exists() and not (tmp_path / "model.bin").exists()
 
 
+def test_a_runtime_chosen_precision_that_misses_is_repaired_by_a_pin(odd_run, tmp_path, monkeypatch):
+    """As on a CPU with bf16 instructions (this one may have none: the precision OpenVINO picks by itself is
+    injected): the FP32 IR runs in bf16 by default and misses the bf16 gate, as the issue's mobileone_s0 did
+    (1.8 dB), and the INT8 IR's float layers run in bf16 and miss too, while both pass in f32. The files are
+    not dropped: INFERENCE_PRECISION_HINT=f32 is pinned in their rt_info, edgekit's runtime applies it, the
+    files are verified again and pass, and parity.json and the cards record the repair, what it replaced and
+    its measured speed cost."""
+    from edgekit.export.exporter import export_checkpoint
+    from edgekit.runtime import load
+    from edgekit.runtime.metadata import read_card
+    from edgekit.runtime.openvino import OpenVINOBackend, read_ir
+
+    real_run = OpenVINOBackend.run
+
+    def chosen_bf16_misses(self, x):  # OpenVINO's own choice (no hint asked for, none pinned): far off
+        out = real_run(self, x)
+        return out if self.hint else [o * 0.5 + 1.0 for o in out]
+
+    monkeypatch.setattr(OpenVINOBackend, "run", chosen_bf16_misses)
+    monkeypatch.setattr(OpenVINOBackend, "_execution_precision",
+                        lambda self: self.stored_precision if self.hint else ("int8" if self.stored_precision == "int8"
+                                                                              else "bf16"))
+    monkeypatch.setattr(OpenVINOBackend, "floats_lowered", lambda self: None if self.hint else "bf16")
+    report = export_checkpoint(odd_run.run_dir / "best.pt", ["openvino"], tmp_path, int8=True, calib_images=24,
+                               val_images=16, verbose=False, strict=False)
+    for name, ran in (("model.xml", "fp32"), ("model.int8.xml", "int8")):
+        entry = report.by_file(name)
+        assert entry["passed"] and entry["precision_ran"] == ran, (name, entry.get("gate_failures"))
+        from edgekit.runtime.openvino import PIN_PATH
+
+        repair = entry["repair"]
+        assert repair["setting"] == "INFERENCE_PRECISION_HINT=f32" and not repair["replaced"]["passed"]
+        assert any("SQNR" in f for f in repair["replaced"]["gate_failures"])
+        assert repair["default_ms"] > 0 and repair["pinned_ms"] > 0 and repair["slowdown"] > 0
+        assert read_ir(tmp_path / name).get_rt_info(PIN_PATH).astype(str) == "f32"
+        assert read_card(tmp_path / name).provenance["precision_pin"]["slowdown"] == repair["slowdown"]
+        model = load(tmp_path / name)
+        assert model.backend.pinned == "fp32" and model.backend.hint == "fp32"
+    fp32 = report.by_file("model.xml")
+    assert fp32["repair"]["replaced"]["precision_ran"] == "bf16" and fp32["max_rel"] <= 1e-4
+    assert fp32["end_to_end"]["gated"] and fp32["end_to_end"]["passed"]  # raw files, through the pin too
+    saved = {e["file"]: e for e in json.loads((tmp_path / "parity.json").read_text())["artifacts"]}
+    assert saved["model.xml"]["repair"]["setting"] == "INFERENCE_PRECISION_HINT=f32"
+
+
 def test_nncf_calibrates_with_minmax_only(ov_export, tmp_path):
     from edgekit.errors import ConfigError
     from edgekit.export.openvino import to_int8

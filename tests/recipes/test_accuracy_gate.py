@@ -29,22 +29,28 @@ def test_gate_met_records_sensitivity_and_the_measured_drop(trained_run, tmp_pat
     assert drop == pytest.approx((fp32 - head["accuracy"]) * 100)
 
 
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
 def test_gate_that_cannot_be_met_fails_on_the_measured_drop(trained_run, tmp_path, monkeypatch, capsys,
-                                                           outlier_checkpoint):
+                                                           outlier_checkpoint, target):
+    """The float-layer search is the same for every INT8 target (an OpenVINO IR's float layers are NNCF's
+    ignored scope) and says when nothing passes."""
+    from edgekit import formats
     from edgekit.recipes import quantize
 
+    if target == "openvino":
+        pytest.importorskip("nncf")
     ckpt = outlier_checkpoint(trained_run.run_dir / "best.pt", tmp_path / "outlier.pt")  # INT8 collapses
     monkeypatch.setattr(quantize, "candidate_layers", lambda trained: ["heads.digit"])  # not enough
-    argv = ["quantize", str(ckpt), "--target", "onnx", "--calib", "16", "--max-drop", "0.5", "--out",
+    argv = ["quantize", str(ckpt), "--target", target, "--calib", "16", "--max-drop", "0.5", "--out",
             str(tmp_path / "q"), "--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: INT8 cannot pass its gate on onnx") and "\n" not in err
-    assert "Tried: onnx: none -> drop" in err
-    assert not (tmp_path / "q" / "model.int8.onnx").exists()
-    trail = json.loads((tmp_path / "q" / "quant.json").read_text())["gate"]["trail"]["onnx"]
+    assert err.startswith(f"error: INT8 cannot pass its gate on {target}") and "\n" not in err
+    assert f"Tried: {target}: none -> drop" in err
+    assert not (tmp_path / "q" / formats.FORMATS[target].file("int8")).exists()
+    trail = json.loads((tmp_path / "q" / "quant.json").read_text())["gate"]["trail"][target]
     assert [t["float_layers"] for t in trail] == [[], ["heads.digit"]]  # every candidate tried, most sensitive first
-    assert all(not t["passed"] and t["drop_points"] > 30 for t in trail)  # measured through onnxruntime
+    assert all(not t["passed"] and t["drop_points"] > 30 for t in trail)  # measured through the target's runtime
 
 
 def test_max_drop_must_be_sensible(trained_run, tmp_path, capsys):
