@@ -139,6 +139,23 @@ def size_bytes(path) -> int:
     return total
 
 
+def digest(path) -> str:
+    """The content of a model as 16 hex digits of sha256: its file (or package folder's files) and its companion
+    files, names and bytes. What tells a file verified on a device from another one of the same name."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for p in model_files(path):
+        files = sorted(f for f in Path(p).rglob("*") if f.is_file()) if Path(p).is_dir() else [Path(p)]
+        for f in files:
+            h.update(f.relative_to(Path(p).parent).as_posix().encode() + b"\0")
+            with f.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def by_bench(name: str) -> Format:
     return next(f for f in (TORCH, *FORMATS.values()) if f.bench == name)
 
