@@ -9,13 +9,18 @@ cpuinfo crash under emulation. ``stop`` ends it (and everything it started).
 
 Under qemu-user ``/proc/cpuinfo`` is the host's; the device's record reads the emulated CPU's features from the
 auxiliary vector and says it is emulated (:mod:`edgekit.runtime.machine`). Timings there are not a device's; the
-numbers through the gates are ARM's own kernels.
+numbers through the gates are ARM's own kernels — those the emulated CPU model selects. The default model is a
+Cortex-A76 (Raspberry Pi 5: dot-product and FP16, no SVE/SME), a board people ship to, rather than qemu's ``max``,
+which also has SVE2 and SME: with SME, XNNPACK (ai-edge-litert 2.3.0) picks other INT8 kernels, and under qemu they
+gave a quickstart-like INT8 TFLite file SQNR -5 dB where a Cortex-A72, a Cortex-A76 and ``max,sme=off`` gave 23.9 dB
+(docs/devices.md). ``start --cpu cortex-a72`` emulates a Raspberry Pi 4, ``--cpu max`` everything qemu has.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -28,6 +33,7 @@ from edgekit.devices.address import cache_dir
 from edgekit.errors import EdgekitError
 
 SUITE, ARCH = "bookworm", "arm64"
+CPU = "cortex-a76"  # Raspberry Pi 5's CPU (QEMU_CPU in every login: the features the device's processes see)
 PACKAGES = ("python3", "python3-venv", "openssh-server", "ca-certificates", "procps")
 MIRROR = "http://deb.debian.org/debian"
 SSHD_CONFIG = """# edgekit's emulated device: keys only, root by key, on the address given at start
@@ -107,9 +113,10 @@ def free_port() -> int:
 
 
 def start(port: int | None = None, authorized_key: Path | None = None, root: Path | None = None,
-          timeout: float = 120.0) -> tuple[int, int]:
+          timeout: float = 120.0, cpu: str = CPU) -> tuple[int, int]:
     """Start the device's sshd on 127.0.0.1:``port`` (a free one by default); ``authorized_key``: a public key
-    file allowed to log in as root. Returns ``(pid, port)``."""
+    file allowed to log in as root; ``cpu``: the CPU model qemu emulates for every login (``qemu-aarch64 -cpu
+    help``). Returns ``(pid, port)``."""
     root = root or root_dir()
     if not (root / "usr" / "sbin" / "sshd").exists():
         raise EdgekitError(f"no emulated device in {root}: build it first (python -m edgekit.devices.emulated build)")
@@ -131,6 +138,7 @@ def start(port: int | None = None, authorized_key: Path | None = None, root: Pat
     config = root / "etc" / "ssh" / "edgekit_sshd_config"
     if not config.exists():
         config.write_text(SSHD_CONFIG)
+    trust_host_cas(root)
     port = port or free_port()
     cores = len(os.sched_getaffinity(0))
     r = str(root)
@@ -138,7 +146,8 @@ def start(port: int | None = None, authorized_key: Path | None = None, root: Pat
               f"mkdir -p {r}/sys/devices/system/cpu; echo 0-{cores - 1} > {r}/sys/devices/system/cpu/possible; "
               f"echo 0-{cores - 1} > {r}/sys/devices/system/cpu/present; mount -t tmpfs tmpfs {r}/dev/shm; "
               f"mount -t tmpfs tmpfs {r}/tmp; mkdir -p {r}/run/sshd; "
-              f"exec chroot {r} /usr/sbin/sshd -D -e -f /etc/ssh/edgekit_sshd_config -o ListenAddress=127.0.0.1:{port}")
+              f"exec chroot {r} /usr/sbin/sshd -D -e -f /etc/ssh/edgekit_sshd_config -o ListenAddress=127.0.0.1:{port} "
+              f"-o SetEnv=QEMU_CPU={shlex.quote(cpu)}")
     log = root.with_name(root.name + ".sshd.log").open("w")
     proc = subprocess.Popen(["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
                              "sh", "-c", script], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -176,6 +185,20 @@ def stop(root: Path | None = None) -> bool:
     return True
 
 
+def trust_host_cas(root: Path) -> None:
+    """The device trusts the certificate authorities this machine trusts (its bundle, copied; pip pointed at it):
+    on a network that inspects TLS with its own CA, the device's pip reaches the package index like the host's."""
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if not bundle.is_file():
+        return
+    target = root / "etc" / "ssl" / "certs" / "ca-certificates.crt"
+    if not target.exists() or target.read_bytes() != bundle.read_bytes():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)  # a link into the root's own /usr/share: replaced by the host's file
+        shutil.copyfile(bundle, target)
+    (root / "etc" / "pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
+
+
 def host_key(root: Path | None = None) -> str:
     """The device's ed25519 host key, as a ``known_hosts`` line's key part (``ssh-ed25519 AAAA...``)."""
     parts = ((root or root_dir()) / "etc" / "ssh" / "ssh_host_ed25519_key.pub").read_text().split()
@@ -189,14 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--authorized-key", type=Path, help="start: a public key allowed to log in as root "
                                                               "(default: ~/.ssh/id_ed25519.pub when present)")
     parser.add_argument("--root", type=Path, help=f"the root folder (default {root_dir()})")
+    parser.add_argument("--cpu", default=CPU, help=f"start: the CPU model qemu emulates (default {CPU}: Raspberry Pi "
+                                                   "5; cortex-a72: Pi 4; max: every feature qemu has)")
     args = parser.parse_args(argv)
     try:
         if args.action == "build":
             build(args.root)
         elif args.action == "start":
             key = args.authorized_key or Path.home() / ".ssh" / "id_ed25519.pub"
-            pid, port = start(args.port, key if key.exists() else None, args.root)
-            print(f"ssh://root@127.0.0.1:{port}  (pid {pid}; host key {host_key(args.root)})")
+            pid, port = start(args.port, key if key.exists() else None, args.root, cpu=args.cpu)
+            print(f"ssh://root@127.0.0.1:{port}  (pid {pid}; {args.cpu} CPU; host key {host_key(args.root)})")
         elif args.action == "stop":
             print("stopped" if stop(args.root) else "not running")
         else:

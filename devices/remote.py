@@ -45,6 +45,12 @@ class Remote:
         if found.out.strip() != "ok":
             raise self.conn.error(f"edgekit's runtime is not in {self.folder} any more (cleaned?): run edgekit device "
                                   f"setup {self.name}")
+        from edgekit.devices.wheels import build_id
+
+        here, there = build_id(), self.record.get("edgekit_build")
+        if there != here:
+            raise self.conn.error(f"it runs another edgekit ({there or 'unknown'}) than this machine ({here}), which "
+                                  f"would judge and measure with other code: run edgekit device setup {self.name}")
         return self
 
     def __exit__(self, *exc) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from edgekit.devices.address import Address, Registry
 from edgekit.devices.ssh import Connection
 from edgekit.devices.wheels import (
+    build_id,
     download,
     edgekit_wheel,
     marker_environment_script,
@@ -126,9 +127,10 @@ def setup(target: str, offline: bool = False, python: str | None = None, accept_
         say(f"{label}: {found.system} {found.arch}, glibc {found.glibc or 'n/a'}, Python {version} ({py}), "
             f"{found.free_mb if found.free_mb is not None else '?'} MB free")
         venv = f"{folder}/venv"
+        same = f"import platform; assert platform.python_version() == {version!r}"  # a venv of that Python, kept
         conn.run(f"mkdir -p {q(folder)}/wheels {q(folder)}/files && "
-                 f"( [ -x {q(venv)}/bin/python ] && {q(venv)}/bin/python -c 'import sys' || "
-                 f"{q(py)} -m venv --clear {q(venv)} )", 600, what=f"making the venv ({py} -m venv)")
+                 f"( {q(venv)}/bin/python -c {q(same)} 2>/dev/null || {q(py)} -m venv --clear {q(venv)} )", 600,
+                 what=f"making the venv ({py} -m venv)")
         vpy = f"{venv}/bin/python"
         env = json.loads(conn.run(f"{q(vpy)} -c {q(marker_environment_script())}", 120, what="reading Python").out)
         wheel = edgekit_wheel(label)
@@ -152,8 +154,9 @@ def setup(target: str, offline: bool = False, python: str | None = None, accept_
             source = ""
         say(f"{label}: installing edgekit's runtime ({', '.join(reqs)}) "
             f"{'from the copied wheels' if offline else 'from the package index'}")
-        install = (f"{q(vpy)} -m pip install --disable-pip-version-check --no-input {source} "
-                   f"{q(remote_wheel)} {' '.join(q(r) for r in reqs)}")
+        pip = f"{q(vpy)} -m pip install --disable-pip-version-check --no-input {source}"
+        # edgekit's own wheel again even at the same version (a source tree's build changes without one)
+        install = (f"{pip} {' '.join(q(r) for r in reqs)} && {pip} --no-deps --force-reinstall {q(remote_wheel)}")
         result = conn.run(install, 3600, what="pip install on the device", check=False)
         if result.rc != 0:
             text = result.err + result.out
@@ -168,6 +171,7 @@ def setup(target: str, offline: bool = False, python: str | None = None, accept_
                  what=f"importing the runtime ({', '.join(modules)})")
         record = json.loads(conn.run(f"{q(vpy)} -m edgekit.runtime.machine", 300, what="reading the machine").out)
         record.update(address=str(address), folder=folder, python_path=py, install="offline" if offline else "index",
+                      edgekit_build=build_id(),
                       opencv="headless" if any(r.startswith(HEADLESS_NAME) for r in reqs) else "gui")
         import datetime as dt
 

@@ -184,11 +184,18 @@ class Connection:
 
     @staticmethod
     def _feed(channel, stdin: bytes | io.IOBase) -> None:
+        """Send ``stdin`` to the command. When the command stops reading (it failed: a full disk), sending stops
+        and its exit status and stderr say why."""
         stream = io.BytesIO(stdin) if isinstance(stdin, bytes | bytearray) else stdin
-        channel.settimeout(None)
-        while chunk := stream.read(1 << 16):
-            channel.sendall(chunk)
-        channel.shutdown_write()
+        channel.settimeout(60.0)
+        try:
+            while chunk := stream.read(1 << 16):
+                if channel.exit_status_ready():
+                    break
+                channel.sendall(chunk)
+            channel.shutdown_write()
+        except (OSError, EOFError):
+            pass  # the channel closed under us: the loop that follows tells an exit from a lost connection
         channel.settimeout(1.0)
 
     # -- files ------------------------------------------------------------------------------------------------

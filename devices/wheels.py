@@ -43,8 +43,16 @@ def _tree_hash(root: Path) -> str:
                     and "__pycache__" not in p.parts):
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     h.update((root / "pyproject.toml").read_bytes())
-    h.update((root / "README.md").read_bytes() if (root / "README.md").is_file() else b"")
     return h.hexdigest()[:16]
+
+
+def build_id() -> str:
+    """Which edgekit this is: the source tree's content hash, or the released version. A device set up with another
+    one would judge files with other code."""
+    from edgekit import __version__
+
+    root = source_tree()
+    return f"{__version__}+{_tree_hash(root)}" if root is not None else __version__
 
 
 def edgekit_wheel(label: str) -> Path:

@@ -495,7 +495,10 @@ def check(model: Annotated[Path, typer.Argument(
           samples: Annotated[Path | None, typer.Option(
               help="Gate: validation samples with PyTorch's outputs (.npz, as check --on builds and sends them), "
                    "judged like --parity.")] = None,
-          on: On = None) -> None:
+          on: On = None,
+          val_images: Annotated[str | None, typer.Option(
+              help="With --on --parity: the validation samples sent, a count or 'all' (default: as many as export "
+                   "verified the file on; 0: the golden inputs only).")] = None) -> None:
     """Deployment gates for CI: fail (exit 1) when latency, accuracy, size or parity misses its limit."""
     import json
 
@@ -507,7 +510,8 @@ def check(model: Annotated[Path, typer.Argument(
         if min_accuracy is not None or samples is not None:
             raise EdgekitError("--on: accuracy on the device is measured by edgekit bench FILE --on DEVICE; --parity "
                                "sends the validation samples itself")
-        result = check_on(model, on, parity, max_latency_ms, max_size_mb, threads, verbose=not json_)
+        result = check_on(model, on, parity, max_latency_ms, max_size_mb, threads, verbose=not json_,
+                          val_images=None if val_images is None else parse_count(val_images, "--val-images"))
         print_check(result, as_json=json_)
         if not result["passed"]:
             raise typer.Exit(1)
@@ -597,6 +601,21 @@ def parse_batches(text: str) -> list[int]:
     if not batches or min(batches) < 1:
         raise ConfigError(f"--batch sizes must be positive, got '{text}'")
     return batches
+
+
+def parse_count(text: str, flag: str) -> int:
+    """A count or ``all`` (-1)."""
+    from edgekit.errors import ConfigError
+
+    if text.strip().lower() == "all":
+        return -1
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} must be a count or 'all', got '{text}'") from None
+    if value < 0:
+        raise ConfigError(f"{flag} must be a count or 'all', got '{text}'")
+    return value
 
 
 def parse_fractions(text: str) -> list[float]:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import ConfigError, option
+from edgekit.errors import ConfigError, EdgekitError, option
 
 CHECK_TIMEOUT_S = 3600
 
@@ -37,7 +37,8 @@ def check_on(path: Path, target: str, parity: bool, max_latency_ms: float | None
              threads: int | None, val_images: int | None = None, samples: bool = True,
              verbose: bool = True) -> dict[str, Any]:
     """The gates on the device (and parity here, on the same inputs); returns ``{"device", "gates", "host_gates",
-    "notes", "table"}``. Parity results are recorded in ``parity.json`` and the deployment card."""
+    "notes", "table"}``. Parity results are recorded in ``parity.json`` and the deployment card. ``val_images``: the
+    validation samples sent (None: as many as export verified the file on; -1: all of them; 0: none)."""
     from rich.markup import escape
 
     from edgekit.console import say
@@ -54,12 +55,17 @@ def check_on(path: Path, target: str, parity: bool, max_latency_ms: float | None
     notes = []
     with tempfile.TemporaryDirectory(prefix="edgekit-check-") as tmp, connect(target) as remote:
         pack = None
-        if parity and samples:
-            pack, why = build_samples(path, Path(tmp) / f"{path.stem}.samples.npz", val_images)
+        if parity and samples and val_images != 0:
+            pack, why = build_samples(path, Path(tmp) / f"{path.stem}.samples.npz", val_images, every=val_images == -1)
             notes.append(f"validation samples: {why}")
             if verbose:
                 say(escape(f"{path.name}: validation samples: {why}"))
-        host_gates = run_check(path, parity=True, samples=pack, threads=threads) if parity else []
+        host_gates = []
+        if parity:  # the same inputs here, for the side-by-side (a file this machine cannot run: not run here)
+            try:
+                host_gates = run_check(path, parity=True, samples=pack, threads=threads)
+            except EdgekitError as exc:
+                notes.append(f"not run on this machine: {exc}")
         args = ["check", remote.send(path), "--json"]
         args += ["--parity"] if parity else []
         args += ["--samples", remote.send(pack)] if pack else []
@@ -74,11 +80,13 @@ def check_on(path: Path, target: str, parity: bool, max_latency_ms: float | None
             raise remote.error(f"edgekit check {path.name} failed there: {result.last_error_line}")
         machine = remote.machine()
     gates = doc["gates"]
+    if machine.get("emulated") and max_latency_ms is not None:
+        notes.append(f"{remote.name} is EMULATED: its latency is qemu's, not the device's")
     command = f"edgekit check {path.name} --parity --on {remote.name}"
     rows = []
     if parity:
-        entries = [host_entry(path, host_gates, command), entry(remote.name, str(remote.address), machine, path,
-                                                                 gates, command)]
+        entries = ([host_entry(path, host_gates, command)] if host_gates else []) + [
+            entry(remote.name, str(remote.address), machine, path, gates, command)]
         rows = table([(path.name, m) for m in entries])
         if (path.parent / "parity.json").is_file():
             record(path, entries)

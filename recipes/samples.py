@@ -31,9 +31,10 @@ def parity_entry(path: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | No
     return data, entry
 
 
-def build_samples(path: Path, out: Path, val_images: int | None = None) -> tuple[Path | None, str]:
-    """The validation samples of ``path``'s export (``val_images`` of them, default: as many as export used)
-    written to ``out``; ``(None, why not)`` when they cannot be rebuilt here."""
+def build_samples(path: Path, out: Path, val_images: int | None = None, every: bool = False
+                  ) -> tuple[Path | None, str]:
+    """The validation samples of ``path``'s export (``val_images`` of them, default: as many as export used; ``every``:
+    the whole validation split) written to ``out``; ``(None, why not)`` when they cannot be rebuilt here."""
     data, entry = parity_entry(path)
     if data is None or entry is None:
         return None, "no parity.json entry beside it (a file edgekit did not export)"
@@ -49,7 +50,7 @@ def build_samples(path: Path, out: Path, val_images: int | None = None) -> tuple
 
     trained = load_trained(source)
     trained.card.input.size = list(read_card(path).input.size)  # a file exported at another size than trained
-    n = val_images if val_images is not None else data.get("val_images")
+    n = None if every else val_images if val_images is not None else data.get("val_images")
     x, targets = trained.images("val", limit=n)
     reference = _outputs(trained.model, trained.card.head_names, x)
     heads = trained.card.head_names

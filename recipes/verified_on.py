@@ -93,8 +93,11 @@ def numbers(m: dict[str, Any], kind: str) -> dict[str, Any] | None:
 
 
 def machine_cell(m: dict[str, Any]) -> str:
+    """``pi: Raspberry Pi 5 Model B (aarch64); ARM dot-product, ARM FP16`` (EMULATED when it was)."""
+    name = f"{m['device']} (this host)" if m.get("where") == "host" else m["device"]
     emulated = ", EMULATED" if m.get("emulated") else ""
-    return f"{m['device']} ({m.get('arch')}{emulated}; {', '.join(m.get('cpu_features') or []) or 'no features found'})"
+    features = ", ".join(m.get("cpu_features") or []) or "no AVX2/VNNI/dot-product features found"
+    return f"{name}: {m.get('cpu')} ({m.get('arch')}{emulated}); {features}"
 
 
 def _cell(n: dict[str, Any] | None) -> str:

@@ -106,8 +106,9 @@ def arm_cpu_name() -> str:
     (``/proc/cpuinfo`` is the host's), the emulator and the host's CPU."""
     emulation = emulated()
     info = _cpuinfo_fields()
-    if emulation:
-        return f"qemu-user {platform.machine()} on {info.get('model name') or 'an x86-64 CPU'}"
+    if emulation:  # qemu-user emulates the CPU model QEMU_CPU names (its default: "max", every feature it has)
+        model = os.environ.get("QEMU_CPU") or "max"
+        return f"qemu-user {platform.machine()} ({model}) on {info.get('model name') or 'an x86-64 CPU'}"
     return info.get("model") or info.get("hardware") or info.get("model name") or platform.machine()
 
 

@@ -34,9 +34,9 @@ PYTHONS = ("3.11", "3.12", "3.13")
 
 def edgekit_requirements() -> list[str]:
     """The runtime's requirements as pyproject.toml states them (the extras runtime and openvino), markers dropped."""
-    import tomllib
     from pathlib import Path
 
+    import tomllib
     from packaging.requirements import Requirement
 
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+from pathlib import Path
 
 from tests.devices.conftest import edgekit
 
@@ -52,10 +53,14 @@ def test_check_parity_on_the_device_records_both_machines(local_device, exported
         assert m["passed"] and m["runtimes"]["onnxruntime"]
         samples = next(g for g in m["gates"] if "validation samples" in g["gate"])
         assert samples["heads"]["digit"]["sqnr_db"] > 10  # the INT8 gate's floor, on the samples export used
-    # the same bytes on the same machines: a second check replaces, never appends
-    assert edgekit(["check", str(target), "--parity", "--on", address], env).returncode == 0
+    # the same bytes on the same machines: a second check replaces, never appends (here on 5 samples)
+    again = edgekit(["check", str(target), "--parity", "--on", address, "--val-images", "5", "--json"], env)
+    gates = json.loads(again.stdout)["gates"]
+    assert "parity on 5 validation samples" in gates[1]["gate"], again.stderr[-2000:]
+    assert again.returncode == (0 if all(g["passed"] for g in gates) else 1)  # 5 samples: a noisy accuracy drop
     entry = next(e for e in json.loads((files / "parity.json").read_text())["artifacts"] if e["file"] == target.name)
     assert len(entry["verified_on"]) == 2
+    assert all("5 validation samples" in m["gates"][1]["gate"] for m in entry["verified_on"])
 
 
 def test_bench_on_the_device_measures_there_and_recommends_what_passed_there(local_device, exported, tmp_path):
@@ -91,3 +96,18 @@ def test_predict_on_the_device_gives_the_answers_it_gives_here(local_device, exp
     assert [r["source"] for r in mine] == [r["source"] for r in theirs]  # paths read as the user gave them
     assert [r["predictions"] for r in mine] == [r["predictions"] for r in theirs]
     assert all(r["device"] == address for r in theirs)
+
+
+def test_a_device_set_up_with_another_edgekit_is_refused(local_device, tmp_path):
+    """Host and device must judge with the same code: a device set up from another build says so, before any work."""
+    address, env, _ = local_device
+    registry = json.loads((Path(env["XDG_CONFIG_HOME"]) / "edgekit" / "devices.json").read_text())
+    registry["records"][address]["edgekit_build"] = "0.0.1+another"
+    config = tmp_path / "config" / "edgekit"
+    config.mkdir(parents=True)
+    (config / "devices.json").write_text(json.dumps(registry))
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not run")
+    proc = edgekit(["check", str(model), "--parity", "--on", address], {**env, "XDG_CONFIG_HOME": str(config.parent)})
+    assert proc.returncode == 2 and f"device {address}: it runs another edgekit (0.0.1+another)" in proc.stderr
+    assert "run edgekit device setup" in proc.stderr
