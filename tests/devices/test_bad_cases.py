@@ -86,8 +86,8 @@ def test_no_python_310(ssh_server, tmp_path):
 
 def test_32bit_arm_has_no_wheels(ssh_server, tmp_path):
     env = _env(ssh_server.client_home(tmp_path, key="armv7"), tmp_path / "c")
-    proc = edgekit(["device", "setup", ssh_server.address("armv7/edgekit"), "--offline"], env, timeout=120)
-    _one_line(proc, ssh_server.address("armv7/edgekit"), "armv7l (32-bit ARM) has no wheels", "aarch64")
+    proc = edgekit(["device", "setup", ssh_server.address("arm32/edgekit"), "--offline"], env, timeout=120)
+    _one_line(proc, ssh_server.address("arm32/edgekit"), "armv7l (32-bit ARM) has no wheels", "aarch64")
 
 
 @pytest.fixture

@@ -35,6 +35,8 @@ def test_arm_features_come_from_the_auxiliary_vector():
     assert auxv_flags(a72) == set()
     a76 = struct.pack("LLLLLL", 16, (1 << 10) | (1 << 20), 26, 0, 0, 0)  # Cortex-A76 (Pi 5): FP16 + dot-product
     assert auxv_flags(a76) == {"asimdhp", "asimddp"}
+    n2 = struct.pack("LLLLLL", 16, 1 << 20, 26, (1 << 13) | (1 << 14), 0, 0)  # dot-product, I8MM and BF16 only
+    assert auxv_flags(n2) == {"asimddp", "i8mm", "bf16"}
     assert auxv_flags(struct.pack("LL", 0, 0)) is None  # no AT_HWCAP: not readable
 
 
