@@ -3,9 +3,9 @@
 Each entry of an artifact's ``verified_on`` list says which machine (its CPU and features, whether emulated, OS,
 Python, the runtime packages' versions), which bytes (:func:`edgekit.formats.digest`), when, and the gates there
 with their numbers and verdict. ``edgekit check FILE --parity --on DEVICE`` adds two: this machine and the device,
-judged on the same inputs in the same run. A newer check of the same bytes on the same machine replaces the older
-entry. The deployment card beside the file (``FILE.report.json``) is updated with the list, and
-``edgekit bench --on DEVICE`` recommends only files that passed on that device.
+judged on the same inputs in the same run. A newer check of the same bytes on the same machine (name, CPU and its
+features) replaces the older entry. The deployment card beside the file (``FILE.report.json``) is updated with the
+list, and ``edgekit bench --on DEVICE`` recommends only files that passed on that device.
 """
 
 from __future__ import annotations
@@ -60,8 +60,7 @@ def record(path: Path, entries: list[dict[str, Any]]) -> Path:
     art = next((e for e in data.get("artifacts", []) if e.get("file") == path.name), None)
     if art is None:
         raise ConfigError(f"{path.name} has no entry in {parity}")
-    keep = [m for m in art.get("verified_on") or []
-            if not any(m.get("device") == e["device"] and m.get("digest") == e["digest"] for e in entries)]
+    keep = [m for m in art.get("verified_on") or [] if not any(_same(m, e) for e in entries)]
     art["verified_on"] = keep + entries
     write_json(parity, data)
     card = path.with_name(path.name + ".report.json")
@@ -74,6 +73,12 @@ def record(path: Path, entries: list[dict[str, Any]]) -> Path:
             doc["verified_on"] = art["verified_on"]
             write_json(card, doc)
     return parity
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same bytes checked on the same machine: a device name whose CPU changed (another board at that address,
+    another emulated CPU model) is another machine."""
+    return all(a.get(k) == b.get(k) for k in ("device", "digest", "cpu", "cpu_features", "arch"))
 
 
 def numbers(m: dict[str, Any], kind: str) -> dict[str, Any] | None:
