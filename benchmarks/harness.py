@@ -19,8 +19,9 @@ from typing import Any
 from edgekit import formats
 from edgekit.card import ModelCard
 from edgekit.console import say
-from edgekit.errors import EdgekitError, option
+from edgekit.errors import EdgekitError, RemoteDeviceError, option
 
+Runner = Callable[[dict[str, Any], int], dict[str, Any]]  # (worker spec, timeout s) -> the worker's JSON row
 BACKENDS = formats.bench_backends()  # torch, ort, tflite, coreml, executorch (edgekit/formats.py)
 
 
@@ -84,8 +85,10 @@ def check_device(device: str, backends: list[str]) -> None:
 
 
 def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | None,
-            dataset: tuple[Path, Path] | None, work: Path, min_seconds: float, timeout: int = 900) -> dict[str, Any]:
-    """Run one measurement in a fresh process and return its row."""
+            dataset: tuple[Path, Path] | None, work: Path, min_seconds: float, timeout: int = 900,
+            runner: Runner | None = None) -> dict[str, Any]:
+    """Run one measurement in a fresh process and return its row. ``runner``: where the worker runs (a device
+    over SSH, :meth:`edgekit.devices.remote.Remote.worker`); default: a process on this machine."""
     path = bench.files[backend]
     spec: dict[str, Any] = {"path": str(path), "batch": batch, "device": device, "threads": threads,
                             "min_seconds": min_seconds}
@@ -93,17 +96,7 @@ def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | 
         spec["images"], spec["labels"] = str(dataset[0]), str(dataset[1])
     if bench.assume is not None:
         spec["assume"], spec["raw"] = bench.assume, bench.raw
-    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=work, delete=False) as fh:
-        json.dump(spec, fh)
-    try:
-        proc = subprocess.run([sys.executable, "-m", "edgekit.benchmarks.worker", fh.name], capture_output=True,
-                              text=True, timeout=timeout)
-        lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
-        result = json.loads(lines[-1]) if lines else {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
-    except subprocess.TimeoutExpired:
-        result = {"error": f"timed out after {timeout}s"}
-    finally:
-        Path(fh.name).unlink(missing_ok=True)
+    result = runner(spec, timeout) if runner is not None else _run_here(spec, work, timeout)
     if result.get("fixed_batch") and result["fixed_batch"] != batch:
         result["note"] = f"file has a fixed batch of {result['fixed_batch']}: run as chunks"
     if threads is not None and result.get("threads") not in (None, threads):
@@ -119,13 +112,29 @@ def measure(bench: Bench, backend: str, batch: int, device: str, threads: int | 
             "file": str(path), "size_mb": size / 1e6, "params": bench.params, "gflops": bench.gflops, **result}
 
 
+def _run_here(spec: dict[str, Any], work: Path, timeout: int) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=work, delete=False) as fh:
+        json.dump(spec, fh)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "edgekit.benchmarks.worker", fh.name], capture_output=True,
+                              text=True, timeout=timeout)
+        lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
+        return json.loads(lines[-1]) if lines else {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout}s"}
+    finally:
+        Path(fh.name).unlink(missing_ok=True)
+
+
 def run_all(benches: list[Bench], backends: list[str], batches: list[int], device: str = "auto",
             threads: int | None = None, data: str | None = None, work: Path | None = None,
             min_seconds: float = 1.0, verbose: bool = True,
-            dataset_of: Callable[[Bench], tuple[Path, Path] | None] | None = None) -> list[dict[str, Any]]:
+            dataset_of: Callable[[Bench], tuple[Path, Path] | None] | None = None,
+            runner: Runner | None = None) -> list[dict[str, Any]]:
     """Measure every (model, backend, batch). ``dataset_of(bench)`` gives the accuracy images (``.npy``) and
     labels (``.json``) of the dataset named ``data`` for that model, or None when its heads do not match them;
-    without both, accuracy is not measured."""
+    without both, accuracy is not measured. ``runner``: run the workers on a device (see :func:`measure`); when it
+    is lost, the :class:`~edgekit.errors.RemoteDeviceError` carries the rows measured before (``exc.rows``)."""
     from edgekit.runtime.backends import check_threads
 
     threads = check_threads(threads)  # every backend gets the same explicit count
@@ -157,7 +166,11 @@ def run_all(benches: list[Bench], backends: list[str], batches: list[int], devic
             for batch in batches:
                 if backend == "coreml" and batch != 1:
                     continue  # the CoreML file has a fixed batch of 1
-                row = measure(bench, backend, batch, device, threads, dataset, work, min_seconds)
+                try:
+                    row = measure(bench, backend, batch, device, threads, dataset, work, min_seconds, runner=runner)
+                except RemoteDeviceError as exc:
+                    exc.rows = rows
+                    raise
                 rows.append(row)
                 if verbose:
                     say(_line(row))

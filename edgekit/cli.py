@@ -16,6 +16,7 @@ import typer
 
 from edgekit import __version__
 from edgekit.cli_demo import demo_app
+from edgekit.cli_device import device_app
 from edgekit.errors import EdgekitError, cli_messages
 
 app = typer.Typer(
@@ -370,6 +371,8 @@ Bgr = Annotated[bool, typer.Option("--bgr", help="Card-less file: it takes BGR i
 Labels = Annotated[Path | None, typer.Option(help="Card-less file: class names, one per line (the first output "
                                                   "with more than one value).")]
 Layout = Annotated[str | None, typer.Option(help="Card-less file: nchw or nhwc (default: from the input shape).")]
+On = Annotated[str | None, typer.Option("--on", help="Run it on a device over SSH: a name (edgekit device add) or "
+                                                     "ssh://user@host[:port], set up with edgekit device setup.")]
 
 
 @app.command(epilog="Examples:\n\n"
@@ -377,7 +380,8 @@ Layout = Annotated[str | None, typer.Option(help="Card-less file: nchw or nhwc (
              "  edgekit predict model.onnx photos/ --json --topk 3\n\n"
              "  edgekit predict model.onnx clip.mp4 --stride 10\n\n"
              "  edgekit predict sound_model.onnx sounds/ --json          # tags, and their times in long files\n\n"
-             "  edgekit predict not_edgekit.onnx cat.jpg --labels labels.txt --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5")
+             "  edgekit predict not_edgekit.onnx cat.jpg --labels labels.txt --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5\n\n"
+             "  edgekit predict model.int8.tflite photos/ --on pi      # on the device, over SSH")
 def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .xml (OpenVINO), .mlpackage or edgekit .pt")],
             source: Annotated[Path, typer.Argument(
                 help="An image, a folder of images, a video file; for a sound model a sound file or a folder.")],
@@ -389,10 +393,20 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .xml (Op
             stride: Annotated[int, typer.Option(help="Video: every N-th frame.")] = 1,
             imgsz: Annotated[int | None, typer.Option(help="Card-less file with dynamic H, W: input size "
                                                            "(default 224).")] = None,
-            mean: Mean = None, std: Std = None, bgr: Bgr = False, labels: Labels = None, layout: Layout = None) -> None:
+            mean: Mean = None, std: Std = None, bgr: Bgr = False, labels: Labels = None, layout: Layout = None,
+            on: On = None) -> None:
     """Run a model on images, a video or sound files and print the predictions (the runtime: no torch needed)."""
     from edgekit.config import parse_assume
     from edgekit.runtime.predict_files import print_predictions, run_on_source
+
+    if on is not None:
+        from edgekit.recipes.on_device import predict_on
+
+        if any(v is not None for v in (imgsz, mean, std, labels, layout)) or bgr:
+            raise EdgekitError("--on runs files edgekit exported (their card says how to feed them): the card-less "
+                               "options --imgsz, --mean, --std, --bgr, --labels, --layout are for this machine only")
+        print_predictions(predict_on(model, source, on, topk, threads, stride, device), as_json=json_, model=model)
+        return
 
     if model.suffix.lower() in (".pt", ".pth"):  # a checkpoint runs in eager PyTorch: train opens it
         import edgekit.train.torch_backend  # noqa: F401 - registers the .pt backend
@@ -406,7 +420,9 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .xml (Op
              "  edgekit bench model.int8.onnx model.int8.tflite --batch 1,8,32\n\n"
              "  edgekit bench resnet18 mobilenetv3_large_100 --imgsz 224 --backend torch,ort --data none\n\n"
              "  edgekit bench best.pt --device cuda\n\n"
-             "  edgekit bench not_edgekit.onnx --shape images:1,3,640,640 --data none   # no card: synthesized inputs")
+             "  edgekit bench not_edgekit.onnx --shape images:1,3,640,640 --data none   # no card: synthesized "
+             "inputs\n\n"
+             "  edgekit bench model.onnx model.int8.tflite --on pi --out runs/bench/pi   # measured on the device")
 def bench(models: Annotated[list[str] | None, typer.Argument(
               help="Checkpoints (.pt), exported files (.onnx, .tflite, .mlpackage, .pte, .xml) or timm model names.")]
           = None,
@@ -430,15 +446,24 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
           shape: Annotated[list[str] | None, typer.Option(
               help="Card-less file with dynamic axes: an input's shape, 1,3,224,224 (the first input) or "
                    "NAME:1,3,224,224; repeat per input. A dynamic axis 0 is the --batch.")] = None,
-          mean: Mean = None, std: Std = None, bgr: Bgr = False, labels: Labels = None, layout: Layout = None) -> None:
+          mean: Mean = None, std: Std = None, bgr: Bgr = False, labels: Labels = None, layout: Layout = None,
+          on: On = None) -> None:
     """Latency (p50/p90/p99), throughput, load time, memory, what ran where, size, params/FLOPs and accuracy."""
+    import contextlib
+
     from edgekit.config import parse_assume
     from edgekit.recipes.bench import bench as run_bench
 
     assume = parse_assume(None, mean, std, bgr, labels, layout, shape)  # --imgsz goes to every model
-    _, paths = run_bench(models or [], parse_backends(backend), parse_batches(batch), device, imgsz,
-                         None if data == "none" else data, out, teacher, threads, seconds, verbose=not quiet,
-                         assume=assume)
+    with contextlib.ExitStack() as stack:
+        remote = None
+        if on is not None:
+            from edgekit.recipes.on_device import connect
+
+            remote = stack.enter_context(connect(on))
+        _, paths = run_bench(models or [], parse_backends(backend), parse_batches(batch), device, imgsz,
+                             None if data == "none" else data, out, teacher, threads, seconds, verbose=not quiet,
+                             assume=assume, remote=remote)
     for p in paths.values():
         typer.echo(str(p))
 
@@ -448,6 +473,8 @@ def bench(models: Annotated[list[str] | None, typer.Argument(
              "  edgekit check model.onnx --max-size-mb 10     # size only: no model is run\n\n"
              "  edgekit check model.int8.tflite --parity      # after a runtime/OS upgrade: the card's golden inputs "
              "against PyTorch's stored outputs, no training data\n\n"
+             "  edgekit check model.int8.onnx --parity --on pi   # on the device too: golden inputs + the validation "
+             "samples export used, side by side with this machine; recorded in parity.json\n\n"
              "Exit code: 0 every gate passed, 1 a gate failed, 2 bad input.")
 def check(model: Annotated[Path, typer.Argument(
               help="Model file: .onnx, .tflite, .pte, .xml (.mlpackage: size only).")],
@@ -464,13 +491,32 @@ def check(model: Annotated[Path, typer.Argument(
           parity: Annotated[bool, typer.Option(
               "--parity", help="Gate: the golden inputs inside the file's card, run here, must match PyTorch's "
                                "stored outputs within the file's precision gate.")] = False,
-          json_: Annotated[bool, typer.Option("--json", help="The gates as JSON on stdout.")] = False) -> None:
+          json_: Annotated[bool, typer.Option("--json", help="The gates as JSON on stdout.")] = False,
+          samples: Annotated[Path | None, typer.Option(
+              help="Gate: validation samples with PyTorch's outputs (.npz, as check --on builds and sends them), "
+                   "judged like --parity.")] = None,
+          on: On = None,
+          val_images: Annotated[str | None, typer.Option(
+              help="With --on --parity: the validation samples sent, a count or 'all' (default: as many as export "
+                   "verified the file on; 0: the golden inputs only).")] = None) -> None:
     """Deployment gates for CI: fail (exit 1) when latency, accuracy, size or parity misses its limit."""
     import json
 
     from edgekit.recipes.check import check as run_check
 
-    gates = run_check(model, max_latency_ms, min_accuracy, max_size_mb, data, threads, parity=parity)
+    if on is not None:
+        from edgekit.recipes.on_device import check_on, print_check
+
+        if min_accuracy is not None or samples is not None:
+            raise EdgekitError("--on: accuracy on the device is measured by edgekit bench FILE --on DEVICE; --parity "
+                               "sends the validation samples itself")
+        result = check_on(model, on, parity, max_latency_ms, max_size_mb, threads, verbose=not json_,
+                          val_images=None if val_images is None else parse_count(val_images, "--val-images"))
+        print_check(result, as_json=json_)
+        if not result["passed"]:
+            raise typer.Exit(1)
+        return
+    gates = run_check(model, max_latency_ms, min_accuracy, max_size_mb, data, threads, parity=parity, samples=samples)
     if json_:
         typer.echo(json.dumps({"file": str(model), "gates": gates, "passed": all(g["passed"] for g in gates)}))
     else:
@@ -515,6 +561,8 @@ def report(runs: Annotated[list[Path], typer.Argument(
 
 # -- demos (edgekit/cli_demo.py): the apps run exported models through edgekit.runtime (no torch) ----------
 app.add_typer(demo_app, name="demo")
+# -- devices over SSH (edgekit/cli_device.py): setup, add, list, clean; --on DEVICE runs check/predict/bench there
+app.add_typer(device_app, name="device")
 
 
 # -- parsing CLI strings (the library takes lists; these turn flags into them) ---------------------
@@ -553,6 +601,21 @@ def parse_batches(text: str) -> list[int]:
     if not batches or min(batches) < 1:
         raise ConfigError(f"--batch sizes must be positive, got '{text}'")
     return batches
+
+
+def parse_count(text: str, flag: str) -> int:
+    """A count or ``all`` (-1)."""
+    from edgekit.errors import ConfigError
+
+    if text.strip().lower() == "all":
+        return -1
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} must be a count or 'all', got '{text}'") from None
+    if value < 0:
+        raise ConfigError(f"{flag} must be a count or 'all', got '{text}'")
+    return value
 
 
 def parse_fractions(text: str) -> list[float]:

@@ -31,6 +31,13 @@ class DeviceError(EdgekitError):
     """The requested device (cuda, mps) is not available."""
 
 
+class RemoteDeviceError(DeviceError):
+    """A device over SSH cannot be reached or used (``edgekit device``, ``--on``): the message names the device
+    and the cause. ``rows``: what was measured there before it failed (kept by the caller)."""
+
+    rows: list | None = None
+
+
 class CheckpointError(EdgekitError):
     """A file is not an edgekit checkpoint, or does not match the model it should hold."""
 

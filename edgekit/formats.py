@@ -139,6 +139,24 @@ def size_bytes(path) -> int:
     return total
 
 
+def digest(path) -> str:
+    """SHA-256 (hex) of a model: its file and companions (an IR's ``.bin``), or every file of a package folder
+    (``.mlpackage``, ``.web``), each with its relative path. What binds a ``parity.json`` entry, and a device's
+    verdict, to the bytes that were judged."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for p in model_files(path):
+        files = sorted(f for f in Path(p).rglob("*") if f.is_file()) if Path(p).is_dir() else [Path(p)]
+        for f in files:
+            h.update(f.relative_to(Path(p).parent).as_posix().encode() + b"\0")
+            with f.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
 def by_bench(name: str) -> Format:
     return next(f for f in (TORCH, *FORMATS.values()) if f.bench == name)
 

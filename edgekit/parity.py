@@ -17,7 +17,6 @@ Light (no numpy, no torch): the benchmarks, the recipes and the CLI read it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -56,19 +55,10 @@ def not_run_line(entry: dict[str, Any]) -> str:
 
 
 def digest(path: str | Path) -> str:
-    """SHA-256 of a model: its file and companions (an IR's ``.bin``), or every file of a package folder
-    (``.mlpackage``, ``.web``) with its relative path."""
+    """SHA-256 of a model (:func:`edgekit.formats.digest`: the one implementation)."""
     from edgekit import formats
 
-    h = hashlib.sha256()
-    for p in formats.model_files(Path(path)):
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-        for f in files:
-            h.update(f"{f.relative_to(p.parent).as_posix()}\0".encode())
-            with f.open("rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()
+    return formats.digest(path)
 
 
 def read(folder: str | Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from edgekit import formats
 from edgekit.benchmarks.harness import Bench, check_device, failure_reason, run_all
 from edgekit.card import ModelCard
 from edgekit.console import say
-from edgekit.errors import ConfigError, EdgekitError, option
+from edgekit.errors import ConfigError, EdgekitError, RemoteDeviceError, option
 
 BACKEND_OF = {suffix: fmt.bench for suffix, fmt in formats.SUFFIXES.items()}  # file suffix -> bench backend
 EXPORT_TARGET = {fmt.bench: name for name, fmt in formats.FORMATS.items()}  # bench backend -> export target
@@ -295,9 +295,10 @@ def _load_images(files: list[str], work: Path, card: ModelCard) -> Path:
 def bench(models: list[str], backends: list[str], batches: list[int], device: str = "auto", imgsz: int | None = None,
           data: str | None = AUTO, out: Path = Path("runs/bench/latest"), teacher: str | None = None,
           threads: int | None = None, min_seconds: float = 1.0, verbose: bool = True,
-          assume: dict[str, Any] | None = None) -> tuple[list[dict], dict]:
+          assume: dict[str, Any] | None = None, remote=None) -> tuple[list[dict], dict]:
     """Prepare every model, measure every (model, backend, batch), write the reports. ``assume``: what the user
-    states about files without a card (``--shape``, ``--mean``, ``--labels``...; see :mod:`edgekit.runtime.foreign`)."""
+    states about files without a card (``--shape``, ``--mean``, ``--labels``...; see :mod:`edgekit.runtime.foreign`).
+    ``remote``: a connected device (:class:`edgekit.devices.remote.Remote`) that runs every measurement."""
     import platform
 
     from rich.markup import escape
@@ -305,7 +306,14 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
     from edgekit.benchmarks.report import print_table, write_reports
     from edgekit.runtime.backends import check_threads
 
-    check_device(device, backends)
+    on = None
+    if remote is not None:  # what the device can run, and its usable cores (recipes/on_device.py)
+        from edgekit.recipes.on_device import OnDevice
+
+        on = OnDevice(remote, backends)
+        backends, threads = on.backends, threads or on.threads
+    else:
+        check_device(device, backends)
     threads = check_threads(threads)  # explicit for every backend: the machine's usable cores by default
     if not models and not teacher:
         raise ConfigError("give at least one model (a checkpoint, an exported file or a timm name)")
@@ -325,11 +333,11 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
             if isinstance(exc, EdgekitError) and len(models) + bool(teacher) == 1:
                 raise  # nothing else to measure: the one-line error is the whole answer
             benches.append(Bench(name=Path(model).name, card=None, files={}, role=role, errors={"*": reason}))
-    notes = [n for b in benches for n in b.notes]
+    notes = [n for b in benches for n in b.notes] + (on.notes if on else [])
     for n in notes:
         if verbose:
             say(f"[yellow]note[/]: {n}")
-    if "coreml" in backends and platform.system() != "Darwin":
+    if "coreml" in backends and (on.system if on else platform.system()) != "Darwin":
         notes.append("coreml: not measured (CoreML models run only on macOS)")
         backends = [b for b in backends if b != "coreml"]
     if any(b.files.get("executorch") for b in benches) and "executorch" not in backends:
@@ -352,20 +360,31 @@ def bench(models: list[str], backends: list[str], batches: list[int], device: st
             raise ConfigError(f"its heads do not match the labels of '{source}'")
         return found
 
-    rows = run_all(benches, backends, batches, device, threads, data, work, min_seconds, verbose,
-                   dataset_of=dataset_of)
-    notes += [n for b in benches for n in b.notes if n not in notes]  # what measuring added (accuracy n/a...)
     meta = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, {platform.system()}",
             "device": device, "threads": threads, "batches": batches,
             "data": "each model's own validation data (its card)" if data == AUTO else (data or "none")}
+    if on:
+        meta.update(on.meta())
+    try:
+        rows = run_all(benches, backends, batches, device, threads, data, work, min_seconds, verbose,
+                       dataset_of=dataset_of, runner=on.runner if on else None)
+    except RemoteDeviceError as exc:  # the device went away: what it measured before is kept, then the error
+        kept = write_reports(on.mark(exc.rows or []), out, [*notes, f"stopped: {exc}"], meta)["json"]
+        raise RemoteDeviceError(f"{exc}; the {len(exc.rows or [])} measurement(s) made before are kept in {kept}") \
+            from None
+    notes += [n for b in benches for n in b.notes if n not in notes]  # what measuring added (accuracy n/a...)
+    if on:
+        rows = on.mark(rows)
     paths = write_reports(rows, out, notes, meta)
     from edgekit.benchmarks.recommend import lines, recommend, write_recommendation
     from edgekit.recipes.deployment import write_cards
 
-    rec = recommend(rows)  # the fastest file that passed its gates, per model and batch, on this machine
+    # the fastest file that passed its gates, per model and batch, on this machine (on the device: proven there)
+    rec = recommend(rows, **(on.recommend_args() if on else {}))
     paths.update(write_recommendation(rec, out))
-    write_run_latency(benches, rows, meta)
-    cards = write_cards(rows, out, rec)  # FILE.report.json beside each file + deployment.md
+    if on is None:
+        write_run_latency(benches, rows, meta)
+    cards = write_cards(rows, out, rec, **(on.card_args() if on else {}))  # FILE.report.json + deployment.md
     if cards:
         paths["deployment"] = cards[-1]
     if verbose:

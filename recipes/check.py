@@ -17,11 +17,13 @@ from edgekit.errors import ConfigError, option
 
 def check(path: str | Path, max_latency_ms: float | None = None, min_accuracy: float | None = None,
           max_size_mb: float | None = None, data: str = "auto", threads: int | None = None,
-          seconds: float = 1.0, parity: bool = False) -> list[dict[str, Any]]:
+          seconds: float = 1.0, parity: bool = False, samples: str | Path | None = None) -> list[dict[str, Any]]:
     """Measure what the given gates need and judge them: ``[{gate, limit, value, passed}]``.
 
     ``parity``: run the golden inputs the card carries through this machine's runtime and judge the
-    outputs against PyTorch's stored ones with the file's precision gate (no training data needed)."""
+    outputs against PyTorch's stored ones with the file's precision gate (no training data needed).
+    ``samples``: also validation samples with PyTorch's outputs on them (an ``.npz`` that ``edgekit check --on``
+    builds and sends, :mod:`edgekit.recipes.samples`), judged the same way with their labels."""
     import numpy as np
 
     from edgekit.benchmarks.stats import latency_stats, time_calls
@@ -31,7 +33,7 @@ def check(path: str | Path, max_latency_ms: float | None = None, min_accuracy: f
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"model file not found: {path}")
-    if max_latency_ms is None and min_accuracy is None and max_size_mb is None and not parity:
+    if max_latency_ms is None and min_accuracy is None and max_size_mb is None and not parity and samples is None:
         raise ConfigError(f"give at least one gate: {option('max_latency_ms')}, {option('min_accuracy')}, "
                           f"{option('max_size_mb')} or {option('parity')}")
     for name, value in (("max_latency_ms", max_latency_ms), ("max_size_mb", max_size_mb)):
@@ -45,11 +47,15 @@ def check(path: str | Path, max_latency_ms: float | None = None, min_accuracy: f
     size = card_for_file(path)["size_mb"]
     if max_size_mb is not None:
         gates.append({"gate": "size MB", "limit": max_size_mb, "value": size, "passed": size <= max_size_mb})
-    if max_latency_ms is None and min_accuracy is None and not parity:
+    if max_latency_ms is None and min_accuracy is None and not parity and samples is None:
         return gates
     model = load(path, device="cpu", threads=threads)
     if parity:
         gates.append(parity_gate(model))
+    if samples is not None:
+        from edgekit.recipes.samples import samples_gate
+
+        gates.append(samples_gate(path, Path(samples)))
     if max_latency_ms is not None:
         h, w = model.card.input.size
         if model.card.input.audio:  # a sound model: the log-mel of one noise window

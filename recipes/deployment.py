@@ -6,7 +6,9 @@ its runtime), how fast and heavy it is (latency p50/p90/p99 per batch, load time
 residency), and where that was measured (machine and package versions). ``edgekit bench`` and
 ``edgekit export`` write them; ``edgekit check`` gates on them for CI. After a bench, each card also
 records which file was the fastest that passed its gates per batch size, and the CPU features that
-choice was made on (:mod:`edgekit.benchmarks.recommend`).
+choice was made on (:mod:`edgekit.benchmarks.recommend`). Where the file was verified on other machines
+(``edgekit check FILE --parity --on DEVICE``), the card lists each of them: ``verified_on``, from ``parity.json``.
+A bench on a device writes its cards into the report folder (the file's own card stays the host's).
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ def environment(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
             "cpu_features": cpu_features()["features"], "python": platform.python_version(), "packages": versions}
 
 
-def card_for_file(path: Path, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The deployment card of ``path``: file facts, its model card's facts, parity, and bench rows."""
+def card_for_file(path: Path, rows: list[dict[str, Any]] | None = None, machine: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """The deployment card of ``path``: file facts, its model card's facts, parity (and every machine it was verified
+    on), and bench rows; ``machine``: where the rows were measured (default: this machine)."""
     from edgekit import formats
 
     size = formats.size_bytes(path)  # an IR's .bin counts
@@ -69,6 +73,8 @@ def card_for_file(path: Path, rows: list[dict[str, Any]] | None = None) -> dict[
                                                      "max_rel", "heads", "end_to_end", "structure_ok", "not_run",
                                                      "error", "export_seconds", "sha256") if k in entry}
         card["parity"]["verdict"] = parity.verdict_of(entry)
+        if entry.get("verified_on"):
+            card["verified_on"] = entry["verified_on"]
     measured = []
     for r in rows or []:
         if "error" in r:
@@ -87,14 +93,16 @@ def card_for_file(path: Path, rows: list[dict[str, Any]] | None = None) -> dict[
         other = [m["metrics"] for m in measured if m.get("metrics")]
         if other:
             card["metrics"] = other[0]  # per head: regression MAE, multilabel mAP
-    card["environment"] = environment()
+    card["environment"] = machine or environment()
     return card
 
 
-def write_cards(rows: list[dict[str, Any]], out: Path, recommendation: dict[str, Any] | None = None) -> list[Path]:
+def write_cards(rows: list[dict[str, Any]], out: Path, recommendation: dict[str, Any] | None = None,
+                machine: dict[str, Any] | None = None) -> list[Path]:
     """``FILE.report.json`` beside every measured file, and ``out/deployment.md`` over all of them; with a
     ``recommendation`` (:func:`edgekit.benchmarks.recommend.recommend`), each card records the choice for its
-    model and the CPU features it was made on."""
+    model and the CPU features it was made on. ``machine``: the device the rows come from (its environment); the
+    cards then go into ``out``, not beside the files."""
     by_file: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r.get("file"):
@@ -104,7 +112,7 @@ def write_cards(rows: list[dict[str, Any]], out: Path, recommendation: dict[str,
         path = Path(file)
         if not path.exists() or path.suffix in (".pt", ".pth"):
             continue
-        card = card_for_file(path, mine)
+        card = card_for_file(path, mine, machine)
         if recommendation is not None:
             model = mine[0].get("model")
             keys = ("batch", "file", "backend", "runtime", "precision", "p50_ms", "threads")
@@ -112,7 +120,8 @@ def write_cards(rows: list[dict[str, Any]], out: Path, recommendation: dict[str,
                 "machine": recommendation["machine"],
                 "picks": [{**{k: p[k] for k in keys}, "this_file": p["file"] == file}
                           for p in recommendation["picks"] if p["model"] == model]}
-        written.append(write_json(path.with_name(path.name + ".report.json"), card))
+        folder = path.parent if machine is None else out
+        written.append(write_json(folder / (path.name + ".report.json"), card))
         cards.append(card)
     if cards:
         written.append(write_text(out / "deployment.md", markdown(cards, recommendation)))
@@ -139,10 +148,16 @@ def markdown(cards: list[dict[str, Any]], recommendation: dict[str, Any] | None 
                          f"{verdict}{'' if rel is None else f', {rel:.1e}'} | {acc} | {m.get('batch', '-')} | {lat} | "
                          f"{_num(m.get('load_ms'))} | {_num(m.get('peak_rss_mb'))} | "
                          f"{_residency(m.get('residency'))} |")
+    verified = [(c["file"], m) for c in cards for m in c.get("verified_on") or []]
+    if verified:
+        from edgekit.recipes.verified_on import table
+
+        lines += ["", "## Verified on", ""] + table(verified)
     if recommendation is not None:
         from edgekit.benchmarks.recommend import lines as recommendation_lines
 
-        lines += ["", "## Recommended on this machine", ""] + recommendation_lines(recommendation)
+        where = f"on {recommendation['device']}" if recommendation.get("device") else "on this machine"
+        lines += ["", f"## Recommended {where}", ""] + recommendation_lines(recommendation)
     return "\n".join(lines) + "\n"
 
 

@@ -10,12 +10,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"edgekit": "edgekit", "train": "edgekit.train", "compress": "edgekit.compress",
            "export": "edgekit.export", "runtime": "edgekit.runtime", "benchmarks": "edgekit.benchmarks",
-           "apps": "edgekit.apps", "recipes": "edgekit.recipes"}
-# what each stage must never import (any edgekit.<stage>...), lazily or not
-BANNED = {"runtime": {"train", "compress", "export", "recipes", "benchmarks", "apps"},
-          "apps": {"train", "compress", "export", "recipes", "benchmarks"},
-          "benchmarks": {"train", "compress", "export", "recipes"},
-          "compress": {"export", "recipes"}, "export": {"recipes"}, "train": {"compress", "export", "recipes"}}
+           "apps": "edgekit.apps", "recipes": "edgekit.recipes", "devices": "edgekit.devices"}
+# what each stage must never import (any edgekit.<stage>...), lazily or not. devices (the host side of SSH devices)
+# uses the ground floor, runtime and benchmarks; recipes and the CLI call it; nothing that runs on a device does.
+BANNED = {"runtime": {"train", "compress", "export", "recipes", "benchmarks", "apps", "devices"},
+          "apps": {"train", "compress", "export", "recipes", "benchmarks", "devices"},
+          "benchmarks": {"train", "compress", "export", "recipes", "devices"},
+          "compress": {"export", "recipes", "devices"}, "export": {"recipes", "devices"},
+          "train": {"compress", "export", "recipes", "devices"},
+          "devices": {"train", "compress", "export", "recipes", "apps"}}
 # a .pt checkpoint is opened through train's backend, in the bench worker process only (DESIGN.md)
 ALLOWED = {("benchmarks/worker.py", "edgekit.train.torch_backend")}
 
@@ -91,7 +94,10 @@ def test_no_import_cycles_between_files():
 
 @pytest.mark.parametrize("package", ["edgekit.runtime", "edgekit.apps", "edgekit.runtime.predictor",
                                      "edgekit.apps.kiosk", "edgekit.apps.webcam", "edgekit.benchmarks.harness",
-                                     "edgekit.apps.audio", "edgekit.runtime.tagging", "edgekit.runtime.golden_audio"])
+                                     "edgekit.apps.audio", "edgekit.runtime.tagging", "edgekit.runtime.golden_audio",
+                                     # what a device runs (edgekit[runtime] only): --on check, predict, bench, setup
+                                     "edgekit.runtime.machine", "edgekit.benchmarks.worker", "edgekit.recipes.check",
+                                     "edgekit.recipes.samples", "edgekit.export.verify", "edgekit.cli"])
 def test_runtime_and_apps_import_without_torch(package):
     code = ("import sys; sys.modules['torch'] = None; sys.modules['edgekit.train'] = None; "
             f"import {package}; print('ok')")
