@@ -275,29 +275,31 @@ def export(ckpt: Ckpt,
 
     Each target and precision succeeds or fails alone: every file that can be made is made and
     verified; failures are listed in parity.json, and the exit code is 2 when any requested file failed."""
-    from edgekit import formats
+    from edgekit.errors import ConfigError
     from edgekit.export.exporter import ExportError, export_checkpoint
     from edgekit.export.gates import check_overrides
+    from edgekit.export.int8 import Int8
     from edgekit.train.trained import load_trained
 
     targets = parse_targets(target)
     overrides = check_overrides(max_drop, min_sqnr, max_mae_increase)
-    gated = [t for t in targets if t in formats.int8_targets()] if max_drop is not None and int8 else []
+    if max_drop is not None and int8 and _split(skip_layers):
+        raise ConfigError("--max-drop chooses the float layers itself: leave --skip-layers out")
+    # --max-drop with --int8: the float-layer search (as edgekit quantize), in this same export
+    policy = Int8(float_layers="auto" if max_drop is not None else tuple(_split(skip_layers)), calib_images=calib,
+                  calib_method=calib_method) if int8 else False
     trained = load_trained(ckpt, data=data)
     try:
-        report = export_checkpoint(trained, targets, out, int8=int8 and not gated, fp16=fp16, batch=batch,
-                                   dynamic_batch=dynamic_batch, imgsz=imgsz, calib_images=calib,
-                                   calib_method=calib_method, skip_layers=_split(skip_layers), verify=verify,
+        report = export_checkpoint(trained, targets, out, int8=policy, fp16=fp16, batch=batch,
+                                   dynamic_batch=dynamic_batch, imgsz=imgsz, verify=verify,
                                    verbose=not quiet, gate_overrides=overrides, keep_failed=keep_failed)
-        if gated:  # INT8 of ONNX / TFLite / ExecuTorch through the accuracy gate's search (edgekit quantize)
-            _gated_int8(ckpt, gated, report.out_dir, calib, calib_method, overrides, quiet, data)
     except ExportError as exc:
         bad = {e["file"] for e in exc.report.failed if not e.get("kept")}
         for art in exc.report.artifacts:
             if art.path.name not in bad:
                 typer.echo(str(art.path))
         raise
-    made = [a.path for a in report.artifacts] + [report.out_dir / formats.FORMATS[t].file("int8") for t in gated]
+    made = [a.path for a in report.artifacts]
     from edgekit.atomic import write_json
     from edgekit.recipes.deployment import card_for_file
 
@@ -305,27 +307,6 @@ def export(ckpt: Ckpt,
         if path.exists():
             write_json(path.with_name(path.name + ".report.json"), card_for_file(path))  # latency: edgekit bench
             typer.echo(str(path))
-
-
-def _gated_int8(ckpt: Path, targets: list[str], out: Path, calib: int, calib_method: str, overrides: dict,
-                quiet: bool, data: str | None) -> None:
-    """The gated INT8 files next to an export; parity.json keeps every file's entry."""
-    import json
-
-    from edgekit.atomic import write_json
-    from edgekit.recipes.quantize import quantize_checkpoint
-
-    before = json.loads((out / "parity.json").read_text()) if (out / "parity.json").exists() else {"artifacts": []}
-    try:
-        quantize_checkpoint(ckpt, "ptq", targets, out, calib, calib_method, "auto", verbose=not quiet,
-                            max_drop=overrides["max_drop_points"], min_sqnr=overrides["min_sqnr_db"],
-                            max_mae_increase=overrides["max_mae_increase"], data=data)
-    finally:
-        after = json.loads((out / "parity.json").read_text()) if (out / "parity.json").exists() else {}
-        names = {e["file"] for e in after.get("artifacts", [])}
-        after["artifacts"] = [e for e in before["artifacts"] if e["file"] not in names] + after.get("artifacts", [])
-        after["failures"] = before.get("failures", []) + after.get("failures", [])
-        write_json(out / "parity.json", after)
 
 
 @app.command(epilog="Examples:\n\n"
@@ -353,7 +334,7 @@ def quantize(ckpt: Ckpt,
              quiet: Quiet = False) -> None:
     """INT8 ONNX / TFLite / ExecuTorch (/ INT8-weight CoreML), evaluated through the real INT8 runtimes ->
     quant.json."""
-    from edgekit.recipes.quantize import quantize_checkpoint
+    from edgekit.export.quantize import quantize_checkpoint
 
     skip = "auto" if skip_layers == "auto" else _split(skip_layers)
     summary = quantize_checkpoint(ckpt, method, parse_targets(target), out, calib, calib_method, skip, epochs, lr,

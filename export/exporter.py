@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,9 +26,13 @@ from edgekit import parity as verdicts
 from edgekit.card import ModelCard
 from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError, either, first_line, option
+from edgekit.export.certify import verify_artifacts
 from edgekit.export.gates import gate_failures_text
 from edgekit.train.models import fix_position_embeddings, module_path
 from edgekit.train.trained import Trained, load_trained
+
+if TYPE_CHECKING:
+    from edgekit.export.int8 import Int8
 
 TARGETS = formats.targets()
 DEFAULT_TARGETS = formats.default_targets()  # the device formats that need no optional extra
@@ -46,6 +50,7 @@ class Artifact:
     seconds: float
     reference: Any = None
     reference_name: str = ""
+    entry: dict[str, Any] | None = None  # its parity entry, when judged already (the INT8 search's kept attempt)
 
     @property
     def size_bytes(self) -> int:
@@ -92,6 +97,7 @@ class ExportReport:
     artifacts: list[Artifact]
     parity: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)  # files not made: {file, error, ...}
+    int8_search: dict[str, Any] | None = None  # the float-layer search's record (export/int8.py)
 
     def by_file(self, name: str) -> dict[str, Any] | None:
         return next((p for p in self.parity if p["file"] == name), None)
@@ -136,12 +142,15 @@ def default_out_dir(card: ModelCard, stage: str = "export") -> Path:
 
 def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAULT_TARGETS,
                       out_dir: str | Path | None = None,
-                      int8: bool = False, fp16: bool = False, batch: int = 1, dynamic_batch: bool = False,
+                      int8: bool | Int8 = False, fp16: bool = False, batch: int = 1, dynamic_batch: bool = False,
                       imgsz: int | None = None, calib_images: int = 256, calib_method: str = "minmax",
                       skip_layers: Sequence[str] = (), verify: bool = True, val_images: int | None = None,
                       verbose: bool = True, strict: bool = True, gate_overrides: dict[str, float | None] | None = None,
                       keep_failed: bool = False, golden: bool | None = None) -> ExportReport:
     """Export ``ckpt`` to each target (FP32, plus FP16 / INT8 variants), verify, write parity.json.
+
+    ``int8``: ``True`` for PTQ INT8 files with ``skip_layers`` in float, or an :class:`~edgekit.export.int8.Int8`
+    policy (QAT, or the float-layer search: ``Int8(float_layers="auto")``).
 
     Each file succeeds or fails alone: every file that can be made is made, verified and judged by
     its precision's gate (:mod:`edgekit.export.gates`, with the user's ``gate_overrides``), and
@@ -151,11 +160,15 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
     With ``strict`` (the default) an :class:`ExportError` carrying the report is raised at the end
     when any requested file failed.
     """
+    from edgekit.export import int8 as int8_policy
+
     trained = ckpt if isinstance(ckpt, Trained) else load_trained(ckpt)
     if batch < 1:
         raise ConfigError("the export batch must be at least 1")
-    if int8 and calib_images < 1:
-        raise ConfigError(f"INT8 calibration needs at least one image, got {calib_images}")
+    q = int8_policy.policy(int8, skip_layers, calib_images, calib_method)
+    if q and q.search and not verify:
+        raise ConfigError("the INT8 float-layer search judges every attempt through its runtime: it cannot run "
+                          "without verification")
     if imgsz is not None:
         from edgekit.train.models import check_input_size
 
@@ -168,15 +181,17 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         if "coreml" in targets:
             raise ConfigError("CoreML export of clip models is not supported (its image input takes one frame); "
                               f"use {either('--target onnx,tflite', CLIP_TARGETS)}")
-        if int8:
+        if q:
             raise ConfigError("INT8 export of clip models is not supported yet; export FP32/FP16 files")
+    out = Path(out_dir) if out_dir else default_out_dir(trained.card)
+    if q and (q.search if q.fuse is None else q.fuse):
+        int8_policy.fuse_if_possible(trained, verbose)  # the inference form is what gets quantized
     if not trained.card.provenance.get("fused"):
         from edgekit.compress.reparam import has_reparam_blocks
 
         if has_reparam_blocks(trained.model):
             say(f"[yellow]note[/]: {trained.card.arch} is in its training form; `edgekit reparam {trained.path}` "
                 "first gives a smaller, faster file with the same outputs")
-    out = Path(out_dir) if out_dir else default_out_dir(trained.card)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{option('out_dir', flag='--out')}: {out} is a file, not a folder")
     try:
@@ -190,7 +205,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
 
         base.golden = golden_inputs(trained)
     module, sample = trained.wrapped(), trained.sample(batch)
-    calib = trained.images("train", limit=calib_images)[0] if int8 else None
+    calib = trained.images("train", limit=q.calib_images)[0] if q and q.method == "ptq" else None
     artifacts: list[Artifact] = []
     failures: list[dict[str, Any]] = []
 
@@ -222,25 +237,51 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         return path
 
     need = space_needed(trained.model)
-    job = ExportJob(module=module, sample=sample, calib=calib, calib_method=calib_method,
-                    skip=[module_path(trained.model, s) for s in skip_layers], dynamic_batch=dynamic_batch)
-    for target in targets:  # the format table says which precisions each target has
-        fmt = formats.FORMATS[target]
-        steps = importlib.import_module(f"edgekit.export.{target}")
-        job.fp32 = None
-        wanted = [fmt.precisions[0]] + [p for p in fmt.precisions[1:]
-                                        if (p == "fp16" and fp16) or (p.startswith("int8") and int8)]
-        for precision in wanted:
-            needs = job.fp32 if precision in getattr(steps, "FROM_FP32_FILE", ()) else True
-            made = build(target, precision, lambda c, p, s=steps, q=precision: s.build(job, q, c, p), needs)
-            if precision == fmt.precisions[0]:
-                job.fp32 = made
+    job = ExportJob(module=module, sample=sample, calib=calib, calib_method=q.calib_method if q else calib_method,
+                    skip=[module_path(trained.model, s) for s in (q.named_float_layers if q else ())],
+                    dynamic_batch=dynamic_batch)
+    verifier, search = None, None
+    if q and q.search:
+        from edgekit.export.certify import Verifier
 
-    report = ExportReport(out_dir=out, artifacts=artifacts, failures=failures)
-    if verify and artifacts:
-        verify_artifacts(trained, report, val_images, verbose=verbose, strict=False, overrides=gate_overrides,
-                         keep_failed=keep_failed)
-    else:  # not verified: each file is "not run", and an old verdict on an older file of that name is dropped
+        verifier = Verifier(trained, out, val_images, gate_overrides)
+        search = int8_policy.Search(trained, out, gate_overrides, q.calib_images, q.calib_method, verbose)
+    try:
+        for target in targets:  # the format table says which precisions each target has
+            fmt = formats.FORMATS[target]
+            steps = importlib.import_module(f"edgekit.export.{target}")
+            job.fp32 = None
+            wanted = [fmt.precisions[0]] + [p for p in fmt.precisions[1:]
+                                            if (p == "fp16" and fp16) or (p.startswith("int8") and q)]
+            for precision in wanted:
+                how = q.makes(target) if q and precision == "int8" else "build"
+                if how == "qat":
+                    continue  # one fine-tuned graph for every target, below
+                needs = job.fp32 if precision in getattr(steps, "FROM_FP32_FILE", ()) or how == "search" else True
+                if how == "search" and needs is not None:
+                    art = search.run(target, steps, job, base.derive(precision="int8"), verifier)
+                    if art is None:
+                        failures.append(_failure(fmt.file("int8"), target, "int8", search.failure(target)))
+                    else:
+                        artifacts.append(art)
+                    continue
+                made = build(target, precision, lambda c, p, s=steps, r=precision: s.build(job, r, c, p), needs)
+                if precision == fmt.precisions[0]:
+                    job.fp32 = made
+        if q and q.method == "qat":
+            artifacts += int8_policy.qat_artifacts(trained, out, q.named_float_layers, q.epochs, q.lr, verbose,
+                                                   [t for t in targets if t in int8_policy.QAT_TARGETS])
+        report = ExportReport(out_dir=out, artifacts=artifacts, failures=failures,
+                              int8_search=search.record() if search else None)
+        if verify and artifacts:
+            verify_artifacts(trained, report, val_images, verbose=verbose, strict=False, overrides=gate_overrides,
+                             keep_failed=keep_failed, verifier=verifier)
+    finally:
+        if verifier is not None:
+            verifier.close()
+        shutil.rmtree(out / ".int8-search", ignore_errors=True)
+    if not (verify and artifacts):
+        # not verified: each file is "not run", and an old verdict on an older file of that name is dropped
         report.parity = [{"file": a.path.name, "format": a.format, "precision": a.precision, "verdict": "not_run",
                           "passed": False, "not_run": verdicts.NOT_VERIFIED, "source": str(trained.path),
                           "export_seconds": round(a.seconds, 2), "size_bytes": a.size_bytes,
@@ -278,120 +319,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, EdgekitError):
         return first_line(exc, 300)
     return f"{type(exc).__name__}: {first_line(exc, 260)}"
-
-
-def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | None = None,
-                     verbose: bool = True, strict: bool = True, overrides: dict[str, float | None] | None = None,
-                     keep_failed: bool = False) -> None:
-    """Check every artifact against PyTorch on real val images, judge it by its precision's gate,
-    write parity.json and record the verdict in each file's card where the format can rewrite it.
-
-    A file whose check crashes (its runtime refuses it) is a failed entry, not a crash of the whole
-    verification. A failed file is moved aside as ``*.failed`` (``keep_failed``: left in place, its
-    card saying it failed). With ``strict``, a failure raises :class:`ParityError`."""
-    from edgekit.export.verify import compare_outputs, describe_entry, verify_file
-
-    x, targets = trained.images("val", limit=val_images)
-    reference = _outputs(trained.model, trained.card.head_names, x)
-    own = {id(a.reference): _outputs(a.reference, trained.card.head_names, x) for a in report.artifacts
-           if a.reference is not None}
-    checkpoint_task = compare_outputs(trained.card, reference, reference, targets)  # its reference_* numbers
-    from edgekit.export.end_to_end import add_end_to_end, raw_sample
-
-    raw = raw_sample(trained, report.out_dir / ".raw-val")
-    entries = []
-    for art in report.artifacts:
-        try:
-            if art.reference is None:
-                entry = verify_file(art.path, reference, x, targets, trained.card, overrides)
-            else:
-                entry = _verify_against(art, own[id(art.reference)], checkpoint_task, x, targets, trained.card,
-                                        overrides)
-        except Exception as exc:  # noqa: BLE001 - the runtime cannot run this file: a failed check
-            entry = {"file": art.path.name, "format": art.format, "precision": art.precision, "verdict": "failed",
-                     "passed": False, "error": f"verification failed: {_reason(exc)}"}
-        if "heads" in entry:  # raw files through the runtime's own preprocessing: FP32 files are gated on it
-            add_end_to_end(entry, art.path, art.precision, raw, overrides)
-        entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes, source=str(trained.path))
-        entries.append(entry)
-        if verbose:
-            say(describe_entry(entry))
-    shutil.rmtree(report.out_dir / ".raw-val", ignore_errors=True)
-    report.parity = entries
-    for art, e in zip(report.artifacts, entries, strict=True):
-        e["kept"] = bool(keep_failed and verdicts.failed(e))
-        if "heads" in e:
-            _certify(art, e)
-            e["size_bytes"] = art.size_bytes  # the card now holds the verdict
-        if art.path.exists():  # the verdict holds for these bytes only (edgekit.parity.record checks them)
-            e["sha256"] = verdicts.digest(art.path)
-    header = {"source": str(trained.path), "val_images": len(x),
-              "gate_overrides": {k: v for k, v in (overrides or {}).items() if v is not None}}
-    verdicts.write_parity(report.out_dir, header, entries, report.failures)
-    failed = [e for e in entries if verdicts.failed(e)]
-    for e in failed:  # never leave a file that failed its check where a deploy script would pick it up
-        for path in formats.model_files(report.out_dir / e["file"]):  # with an IR's .bin
-            if path.exists() and not e["kept"]:
-                _move_aside(path)
-    if failed and strict:
-        raise ParityError(f"{len(failed)} file(s) missed their gate: "
-                          + "; ".join(f"{e['file']}: {_parity_reason(e)}" for e in failed)
-                          + f"; details in {report.out_dir / 'parity.json'}")
-
-
-def _outputs(model: Any, heads: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
-    out: dict[str, list[np.ndarray]] = {h: [] for h in heads}
-    with torch.no_grad():
-        for i in range(0, len(x), 128):
-            for h, v in model(torch.from_numpy(x[i: i + 128])).items():
-                out[h].append(v.float().numpy())
-    return {h: np.concatenate(v) for h, v in out.items()}
-
-
-def _verify_against(art: Artifact, reference: dict[str, np.ndarray], checkpoint_task: dict[str, dict[str, Any]],
-                    x: np.ndarray, targets: dict[str, np.ndarray], card: ModelCard,
-                    overrides: dict[str, float | None] | None) -> dict[str, Any]:
-    """Parity (SQNR, agreement, relative error) against the artifact's own PyTorch model; task-level
-    numbers (accuracy drop, MAE increase, mAP drop) against the checkpoint's, then judged again."""
-    from edgekit.export.verify import verdict, verify_file
-
-    entry = verify_file(art.path, reference, x, targets, card, overrides)
-    if "heads" not in entry:
-        return entry
-    for head, stats in entry["heads"].items():
-        for key, value in checkpoint_task.get(head, {}).items():
-            if key.startswith("reference_"):
-                stats[f"{art.reference_name}_{key[len('reference_'):]}"] = stats.get(key)
-                stats[key] = value
-    entry["parity_reference"] = art.reference_name
-    return {**entry, **verdict(entry, entry.get("precision_ran", art.precision), overrides)}
-
-
-def _move_aside(path: Path) -> None:
-    """``model.int8.onnx`` -> ``model.int8.onnx.failed`` (replacing an older one)."""
-    target = Path(str(path) + ".failed")
-    if target.is_dir():
-        shutil.rmtree(target)
-    elif target.exists():
-        target.unlink()
-    shutil.move(str(path), str(target))
-
-
-def _certify(art: Artifact, entry: dict[str, Any]) -> None:
-    """Write the gate's verdict into the file's own card (formats whose card can be rewritten: ONNX,
-    TFLite, ...; a ``.pte`` card is part of the lowered program and keeps what export wrote)."""
-    steps = importlib.import_module(f"edgekit.export.{art.format}")
-    rewrite = getattr(steps, "rewrite_card", None)
-    if rewrite is None or not art.path.exists():
-        return
-    from edgekit.runtime.metadata import read_card
-
-    card = read_card(art.path)
-    card.provenance["gate"] = {"verdict": entry.get("verdict"), "passed": entry["passed"],
-                               "precision_ran": entry.get("precision_ran"),
-                               "gate": entry.get("gate"), "failures": entry.get("gate_failures", []),
-                               "kept_although_failed": entry["kept"]}
-    rewrite(art.path, card)
 
 
 def _check_targets_available(targets: Sequence[str]) -> None:

@@ -104,12 +104,12 @@ def pin_precision(path: str | Path, sample: np.ndarray, precision: str = "fp32",
 
 def export_ir(job, card: ModelCard, path: str | Path) -> Path:
     """The FP32 IR: the module through edgekit's ONNX exporter, then ``openvino.convert_model``. Keeps in
-    ``job.scratch`` what INT8 needs from the ONNX graph: the nodes of ``job.skip``'s modules and whether it
-    has attention."""
+    ``job.scratch`` what INT8 needs from the ONNX graph (its module scopes, to find the nodes of
+    ``job.skip``'s modules, which the float-layer search changes per attempt) and whether it has attention."""
     import onnx
     import openvino as ov
 
-    from edgekit.export.onnx import export_onnx, float_op_types, onnx_nodes_in
+    from edgekit.export.onnx import export_onnx, float_op_types
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(job.module, card.derive(), Path(tmp) / "model.onnx", job.sample,
@@ -119,10 +119,7 @@ def export_ir(job, card: ModelCard, path: str | Path) -> Path:
             model = ov.convert_model(str(onnx_path))
         except Exception as exc:  # noqa: BLE001 - the frontend raises OpConversionFailure and friends
             raise OpenVINOExportError(f"openvino.convert_model failed: {first_line(exc, 240)}") from None
-    try:
-        job.scratch["openvino"] = {"float_nodes": onnx_nodes_in(proto, job.skip), "float_ops": float_op_types(proto)}
-    except ConfigError as exc:  # a --skip-layers name the model lacks fails the INT8 file, not this one
-        job.scratch["openvino"] = {"error": exc}
+    job.scratch["openvino"] = {"proto": proto, "float_ops": float_op_types(proto)}
     card.provenance.update(format="openvino", converted_from="onnx (torch.onnx dynamo exporter)",
                            openvino=ov.__version__, batch="dynamic" if job.dynamic_batch else int(job.sample.shape[0]))
     return write_ir(model, card, path)
@@ -214,8 +211,9 @@ def build(job, precision: str, card: ModelCard, path: str | Path) -> Path:
         return export_ir(job, card, path)
     if precision == "fp16":
         return to_fp16(job.fp32, job.like(card), path)
+    from edgekit.export.onnx import onnx_nodes_in
+
     made = job.scratch.get("openvino", {})
-    if "error" in made:
-        raise made["error"]
-    return to_int8(job.fp32, job.like(card), path, job.calib, job.calib_method, job.skip,
-                   made.get("float_nodes", ()), made.get("float_ops", ()))
+    float_nodes = onnx_nodes_in(made["proto"], job.skip) if "proto" in made else ()  # ConfigError: a name it lacks
+    return to_int8(job.fp32, job.like(card), path, job.calib, job.calib_method, job.skip, float_nodes,
+                   made.get("float_ops", ()))

@@ -32,7 +32,7 @@ def quickstart(out: str = "runs", fresh: bool = False, batches: tuple[int, ...] 
     from edgekit.compress.distill import distill
     from edgekit.compress.reparam import fuse_checkpoint
     from edgekit.config import load_config
-    from edgekit.recipes.quantize import quantize_checkpoint
+    from edgekit.export.quantize import quantize_checkpoint
     from edgekit.runs import finished
     from edgekit.train.supervised import default_name
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from edgekit.errors import ConfigError, QuantizationError
+from edgekit.export.int8 import candidate_layers
 from edgekit.export.onnx import to_int8
-from edgekit.recipes.quantize import candidate_layers, quantize_checkpoint
+from edgekit.export.quantize import quantize_checkpoint
 from edgekit.runtime import load
 from edgekit.train.trained import load_trained
 
@@ -141,7 +142,7 @@ def test_attention_graphs_keep_the_residual_stream_float(arch, floats):
     assert bool(attention_float_ops(graph)) is floats
 
 def test_float_layer_candidates_are_the_top_level_blocks(mobileone_run):
-    """The blocks the accuracy gate (tests/recipes/test_accuracy_gate.py) may keep in float."""
+    """The blocks the accuracy gate (tests/export/test_int8.py) may keep in float."""
     trained = load_trained(mobileone_run.run_dir / "best.pt")
     names = candidate_layers(trained)
     assert "backbone.stem" in names and "heads.digit" in names and "backbone.stages.0" in names
@@ -170,7 +171,7 @@ def test_qat_shim_is_still_needed_and_works():
 
 
 def test_quantize_fuses_a_reparameterizable_model_first(mobileone_run):
-    from edgekit.recipes.quantize import fuse_if_possible
+    from edgekit.export.int8 import fuse_if_possible
     from edgekit.train.trained import load_trained
 
     trained = load_trained(mobileone_run.run_dir / "best.pt")

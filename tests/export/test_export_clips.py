@@ -34,7 +34,7 @@ def test_clip_export_parity_and_card(clip_export):
 
 def test_clip_export_refuses_what_it_cannot_do(clip_run, tmp_path):
     from edgekit.export.exporter import export_checkpoint
-    from edgekit.recipes.quantize import quantize_checkpoint
+    from edgekit.export.quantize import quantize_checkpoint
 
     with pytest.raises(ConfigError, match="CoreML"):
         export_checkpoint(clip_run.run_dir / "best.pt", ["coreml"], tmp_path, verbose=False)

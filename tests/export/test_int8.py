@@ -1,4 +1,5 @@
-"""--max-drop: INT8 files only when each backend's file passes its gate through its own runtime."""
+"""INT8 as a policy of the export (export/int8.py): --max-drop and the float-layer search give INT8 files only when
+each backend's file passes its gate through its own runtime, each file judged once, in one parity.json."""
 
 import json
 
@@ -9,7 +10,7 @@ from edgekit.export.gates import GATES
 
 
 def test_gate_met_records_sensitivity_and_the_measured_drop(trained_run, tmp_path):
-    from edgekit.recipes.quantize import quantize_checkpoint
+    from edgekit.export.quantize import quantize_checkpoint
 
     summary = quantize_checkpoint(trained_run.run_dir / "best.pt", "ptq", ["onnx"], tmp_path, calib_images=16,
                                   verbose=False)  # the default gate: 1 point
@@ -35,12 +36,12 @@ def test_gate_that_cannot_be_met_fails_on_the_measured_drop(trained_run, tmp_pat
     """The float-layer search is the same for every INT8 target (an OpenVINO IR's float layers are NNCF's
     ignored scope) and says when nothing passes."""
     from edgekit import formats
-    from edgekit.recipes import quantize
+    from edgekit.export import int8
 
     if target == "openvino":
         pytest.importorskip("nncf")
     ckpt = outlier_checkpoint(trained_run.run_dir / "best.pt", tmp_path / "outlier.pt")  # INT8 collapses
-    monkeypatch.setattr(quantize, "candidate_layers", lambda trained: ["heads.digit"])  # not enough
+    monkeypatch.setattr(int8, "candidate_layers", lambda trained: ["heads.digit"])  # not enough
     argv = ["quantize", str(ckpt), "--target", target, "--calib", "16", "--max-drop", "0.5", "--out",
             str(tmp_path / "q"), "--quiet"]
     assert main(argv) == 2
@@ -64,8 +65,39 @@ def test_max_drop_must_be_sensible(trained_run, tmp_path, capsys):
 @pytest.mark.parametrize("drop", [-1.0])
 def test_negative_drop_is_refused(trained_run, tmp_path, drop):
     from edgekit.errors import ConfigError
-    from edgekit.recipes.quantize import quantize_checkpoint
+    from edgekit.export.quantize import quantize_checkpoint
 
     with pytest.raises(ConfigError, match=r"in accuracy points \(0-100\)"):
         quantize_checkpoint(trained_run.run_dir / "best.pt", "ptq", ["onnx"], tmp_path, calib_images=8,
                             max_drop=drop, verbose=False)
+
+
+def test_export_int8_max_drop_judges_each_file_once_in_one_parity_json(trained_run, tmp_path, monkeypatch):
+    """`edgekit export --int8 --max-drop` is one export: the float-layer search's kept attempt is the file that
+    ships, with the verdict it got during the search (no second verification of any file), and one parity.json
+    holds the FP32 and INT8 entries and the search's trail."""
+    from edgekit.export import verify
+
+    judged: list[str] = []
+    real = verify.verify_file
+
+    def counted(path, *a, **k):
+        judged.append(str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(verify, "verify_file", counted)
+    out = tmp_path / "e"
+    argv = ["export", str(trained_run.run_dir / "best.pt"), "--target", "onnx", "--int8", "--max-drop", "1",
+            "--calib", "16", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    parity = json.loads((out / "parity.json").read_text())
+    entries = {e["file"]: e for e in parity["artifacts"]}
+    assert set(entries) == {"model.onnx", "model.int8.onnx"} and all(e["passed"] for e in entries.values())
+    search = parity["int8_search"]
+    assert search["trail"]["onnx"][-1]["passed"] and search["attempts"] == len(search["trail"]["onnx"])
+    assert len(judged) == 1 + search["attempts"], judged  # FP32 once, each attempt once, the kept one not again
+    assert entries["model.int8.onnx"]["float_layers"] == search["float_layers"]["onnx"]
+    kept = [p for p in judged if p.endswith("model.int8.onnx")]
+    assert len(kept) == len(search["trail"]["onnx"]) and ".int8-search" in kept[-1]  # judged where it was made
+    assert not (out / ".int8-search").exists() and (out / "model.int8.onnx").exists()
+    assert "end_to_end" in entries["model.int8.onnx"]  # the kept file's raw-file check, added once
