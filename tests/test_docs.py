@@ -268,3 +268,30 @@ def test_a_wrong_flag_in_prose_fails(tmp_path):
     problems = wrong_flags_in_prose(page, tmp_path)
     assert len(problems) == 2 and "No such option: --parities" in problems[0] and "no command 'exprt'" in problems[1]
     assert all(p.startswith("page.md:2: ") for p in problems), problems
+
+
+def _table(doc: str, title: str) -> list[list[str]]:
+    """The rows of the first Markdown table under the heading ``title`` (cells stripped, header included)."""
+    section = doc.split(f"\n{title}\n", 1)[1]
+    lines = [x for x in section.split("\n\n|", 1)[1].split("\n\n", 1)[0].split("\n")]
+    rows = [[c.strip() for c in ("|" + x if not x.startswith("|") else x).strip("|").split("|")] for x in lines]
+    return [r for r in rows if not all(set(c) <= set("-: ") for c in r)]
+
+
+def test_the_readme_runtimes_table_says_what_devices_md_measured():
+    """The README's runtimes per platform are docs/devices.md's table (tools/runtime_wheels.py) folded over the
+    Python versions: a cell is the version every Python got, or 'none' where none got one within edgekit's
+    bounds."""
+    readme = _table((ROOT / "README.md").read_text(), "## Runtimes per platform")
+    full = _table((ROOT / "docs" / "devices.md").read_text(), "## Which runtimes exist for which platform")
+    names = {"opencv-python": "opencv-python<5,>=4.10", "onnxruntime": "onnxruntime>=1.18",
+             "ai-edge-litert (TFLite)": "ai-edge-litert>=2.3", "openvino": "openvino>=2026.0"}
+    header, rows = readme[0], readme[1:]
+    assert header[0] == "platform" and set(header[1:]) == set(names)
+    columns = [full[0].index(names[h]) for h in header[1:]]
+    assert {r[0] for r in rows} == {r[0] for r in full[1:]}
+    for row in rows:
+        measured = [r for r in full[1:] if r[0] == row[0]]
+        for cell, col in zip(row[1:], columns, strict=True):
+            got = {r[col] for r in measured}
+            assert got == {cell} or (cell == "none" and all(g.startswith("none") for g in got)), (row[0], cell, got)
