@@ -295,3 +295,20 @@ def test_the_readme_runtimes_table_says_what_devices_md_measured():
         for cell, col in zip(row[1:], columns, strict=True):
             got = {r[col] for r in measured}
             assert got == {cell} or (cell == "none" and all(g.startswith("none") for g in got)), (row[0], cell, got)
+
+
+def test_the_gate_table_in_the_docs_is_the_code_s():
+    """docs/export.md's gate table says what export/gates.py judges with: each row's numbers, in the order the
+    columns give them (FP32: relative error; then SQNR, agreement, accuracy drop, mAP/LWLRAP drop, MAE increase)."""
+    from edgekit.export.gates import table_rows
+
+    rows = _table((ROOT / "docs" / "export.md").read_text(), "## Every file is gated")
+    number = re.compile(r"\d+(?:\.\d+)?(?:e-?\d+)?")
+    written = {r[0].split()[0].lower(): [float(x) for x in number.findall(" ".join(r[1:]).replace("top-1", "top"))]
+               for r in rows[1:]}
+    code = {}
+    for g in table_rows():
+        pct = [None if g[k] is None else round(g[k] * 100, 6) for k in ("min_agreement", "max_mae_increase")]
+        values = [g["max_rel"], g["min_sqnr_db"], pct[0], g["max_drop_points"], g["max_drop_points"], pct[1]]
+        code[g["precision"]] = [v for v in values if v is not None]
+    assert written == code
