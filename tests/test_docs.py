@@ -2,6 +2,7 @@
 them), and every ``edgekit ...`` command shown in a fenced code block parses (its verb exists and ``edgekit VERB
 --help`` accepts each flag it uses: click's own parser, nothing is run)."""
 
+import functools
 import importlib.util
 import re
 import shlex
@@ -119,6 +120,7 @@ def edgekit_commands(line: str) -> list[list[str]]:
     return found
 
 
+@functools.cache
 def _cli():
     import typer
 
