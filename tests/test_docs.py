@@ -314,3 +314,20 @@ def test_the_gate_table_in_the_docs_is_the_code_s():
         values = [g["max_rel"], g["min_sqnr_db"], pct[0], g["max_drop_points"], g["max_drop_points"], pct[1]]
         code[g["precision"]] = [v for v in values if v is not None]
     assert written == code
+
+
+def test_every_script_and_module_shown_exists():
+    """`python tools/NAME.py` and `python -m edgekit.MODULE` in the README and docs/ name files that are there
+    (a renamed tool or module would leave a command nobody can run)."""
+    import importlib.util
+
+    missing = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for script in re.findall(r"\bpython3? (tools/[a-z_][a-z0-9_]*\.py)", text):  # tools/NAME.py: a placeholder
+            if not (ROOT / script).is_file():
+                missing.append(f"{doc.relative_to(ROOT)}: {script}")
+        for module in re.findall(r"\bpython3? -m (edgekit(?:\.\w+)*)", text):
+            if importlib.util.find_spec(module) is None:
+                missing.append(f"{doc.relative_to(ROOT)}: python -m {module}")
+    assert missing == []
