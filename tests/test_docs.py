@@ -331,3 +331,17 @@ def test_every_script_and_module_shown_exists():
             if importlib.util.find_spec(module) is None:
                 missing.append(f"{doc.relative_to(ROOT)}: python -m {module}")
     assert missing == []
+
+
+def test_ci_runs_the_readme_s_setup_and_test_commands():
+    """.ci/run runs exactly the README's "Set up and test" commands (with the fresh machine's python3) and its
+    main job, so what the README tells a newcomer is what CI proves."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Set up and test (fresh machine)\n", 1)[1].split("\n## ", 1)[0]
+    shown = [text.strip() for _, text in shell_lines(section)]
+    assert shown == ['pip install -e ".[dev]"', "python -m pytest"]
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    for command in shown:
+        assert re.sub(r"^(pip|python) ", lambda m: "python3 -m pip " if m[1] == "pip" else "python3 ", command) in ci
+    assert "edgekit quickstart" in ci and "python3 tools/check_quickstart.py runs/quickstart/report.json --readme " \
+                                            "README.md" in ci
