@@ -345,3 +345,12 @@ def test_ci_runs_the_readme_s_setup_and_test_commands():
         assert re.sub(r"^(pip|python) ", lambda m: "python3 -m pip " if m[1] == "pip" else "python3 ", command) in ci
     assert "edgekit quickstart" in ci and "python3 tools/check_quickstart.py runs/quickstart/report.json --readme " \
                                             "README.md" in ci
+
+
+def test_the_layout_page_names_every_stage_folder():
+    """docs/design.md has a line for every folder pyproject maps to an edgekit package (a new stage is described)."""
+    import tomllib
+
+    folders = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())
+    design = (ROOT / "docs" / "design.md").read_text()
+    assert {f for f in folders if f"\n- `{f}/` — " not in design} == set()
