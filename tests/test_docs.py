@@ -354,3 +354,25 @@ def test_the_layout_page_names_every_stage_folder():
     folders = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())
     design = (ROOT / "docs" / "design.md").read_text()
     assert {f for f in folders if f"\n- `{f}/` — " not in design} == set()
+
+
+def _leaves(cmd, path=()):
+    subs = getattr(cmd, "commands", None)
+    if not subs:
+        return [path]
+    return [leaf for name, sub in subs.items() for leaf in _leaves(sub, (*path, name))]
+
+
+def test_every_verb_s_help_renders_with_examples():
+    """`edgekit VERB --help` is where the README sends a reader for a verb's options: each one renders (exit 0,
+    no traceback) and shows examples. `device add/setup/clean --help` crashed on the address's `[/folder]`, which
+    rich read as a closing markup tag."""
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    runner = CliRunner()
+    for path in _leaves(_cli()):
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "120"})
+        assert result.exit_code == 0, (path, result.output[-500:], result.exception)
+        assert "Examples" in result.output, path
