@@ -14,7 +14,7 @@ device_app = typer.Typer(help="Devices over SSH: set one up (edgekit's runtime i
                          no_args_is_help=True)
 
 Target = Annotated[str, typer.Argument(help="A device name (edgekit device add) or an address: "
-                                            "ssh://user@host[:port][/folder] (folder default ~/.edgekit).")]
+                                            "ssh://user@host[:port]\\[/folder] (folder default ~/.edgekit).")]
 AcceptNew = Annotated[bool, typer.Option(
     "--accept-new-host-key", help="Accept a host key that is not in ~/.ssh/known_hosts yet (it is saved there and "
                                   "printed with its fingerprint). A key that CHANGED is always refused.")]
@@ -53,7 +53,7 @@ def setup(target: Target,
                     "  edgekit device add pi ssh://pi@raspberrypi.local\n\n"
                     "  edgekit device add kiosk ssh://admin@10.0.0.7:2222 -i ~/.ssh/kiosk_ed25519")
 def add(name: Annotated[str, typer.Argument(help="The name (letters, digits, '.', '_', '-').")],
-        address: Annotated[str, typer.Argument(help="ssh://user@host[:port][/folder]")],
+        address: Annotated[str, typer.Argument(help="ssh://user@host[:port]\\[/folder]")],
         identity: Identity = None) -> None:
     """Name a device: NAME stands for ADDRESS in every command."""
     from edgekit.devices.address import Registry, parse_address

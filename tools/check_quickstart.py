@@ -20,6 +20,9 @@ over nothing is an error, and every ``<!-- claim`` written must be read (one ove
 that is not closed, or misspelt, is an error)::
 
     python tools/check_quickstart.py runs/quickstart/report.json --readme README.md
+
+``--readme`` also reads every Markdown page under the ``docs/`` folder beside the README: a claim moved into a page
+is judged there too (code in a page, fenced or inline, holds examples, not claims).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import typer
 
 CLAIM = re.compile(r"<!--\s*claim:\s*(.+?)\s*-->", re.S)
 OPENED = re.compile(r"<!--\s*claim\b", re.I)
+CODE = re.compile(r"^[ \t]*```.*?^[ \t]*```[^\n]*$|`[^`\n]+`", re.S | re.M)
 MIN_SEEDS = 3
 
 
@@ -147,8 +151,14 @@ def claims(readme: str, report: dict[str, Any]) -> list[tuple[str, bool | str]]:
     return results
 
 
+def pages(readme: Path) -> list[Path]:
+    """The README and every Markdown page under the docs/ folder beside it."""
+    return [readme, *sorted((readme.parent / "docs").rglob("*.md"))]
+
+
 def main(report: Annotated[Path, typer.Argument(help="The quickstart's report.json.")],
-         readme: Annotated[Path | None, typer.Option(help="README whose <!-- claim: ... --> must hold.")] = None,
+         readme: Annotated[Path | None, typer.Option(
+             help="README whose <!-- claim: ... --> must hold (and the docs/ pages beside it).")] = None,
          expect_fail: Annotated[list[str] | None, typer.Option(
              "--expect-fail", help="A known failure (text in its line, with the issue that fixes it): printed as "
                                    "EXPECTED FAIL instead of failing the run; the run fails if it no longer happens.")]
@@ -165,13 +175,14 @@ def main(report: Annotated[Path, typer.Argument(help="The quickstart's report.js
             bad.append(f"expected failure '{x}' did not happen")
             typer.echo(f"FAIL report: the expected failure '{x}' did not happen: drop --expect-fail '{x}'")
     if readme is not None:
-        found = claims(readme.read_text(), data)
+        found = [(page, *c) for page in pages(readme) for c in claims(CODE.sub("", page.read_text()), data)]
         if not found:
             bad.append("the README states no claim to check")
             typer.echo("FAIL readme: no <!-- claim: ... --> found")
-        for expr, ok in found:
+        for page, expr, ok in found:
             why = "" if isinstance(ok, bool) else f" ({ok})"
-            typer.echo(f"{'ok  ' if ok is True else 'FAIL'} claim: {expr}{why}")
+            where = "" if page == readme else f" ({page.relative_to(readme.parent)})"
+            typer.echo(f"{'ok  ' if ok is True else 'FAIL'} claim{where}: {expr}{why}")
             if ok is not True:
                 bad.append(expr)
     here = not_run(data)

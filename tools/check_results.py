@@ -18,8 +18,8 @@ count of markers opened that differs from those read (a marker is never dropped 
 rewrites the marked text from the files. tests/tools/test_check_results.py runs the check on README.md and
 docs/**/*.md in the suite. See docs/results/README.md::
 
-    python tools/check_results.py README.md docs/coverage.md         # check
-    python tools/check_results.py README.md --write                  # after re-measuring: update the text
+    python tools/check_results.py                                    # check README.md and docs/**/*.md
+    python tools/check_results.py docs/export.md --write             # after re-measuring: update the text
 """
 
 from __future__ import annotations
@@ -188,14 +188,20 @@ def check(doc: str, where: Path) -> tuple[list[str], str]:
     return problems, "".join(out) + doc[last:]
 
 
-def main(docs: Annotated[list[Path], typer.Argument(help="Markdown files whose marked numbers to check.")],
+def pages(root: Path = Path(".")) -> list[Path]:
+    """Every Markdown file that may hold marked numbers: the README and the pages under docs/."""
+    return [p for p in [root / "README.md", *sorted((root / "docs").rglob("*.md"))] if p.is_file()]
+
+
+def main(docs: Annotated[list[Path] | None, typer.Argument(
+             help="Markdown files whose marked numbers to check (default: README.md and docs/**/*.md).")] = None,
          write: Annotated[bool, typer.Option("--write", help="Rewrite the marked text from the result files.")]
          = False) -> None:
     """Exit 1 when a marked number or table differs from its result file (or a marker cannot be read)."""
     from edgekit.atomic import write_text
 
     bad = 0
-    for path in docs:
+    for path in docs or pages():
         doc = path.read_text()
         problems, rendered = check(doc, path)
         if write and rendered != doc:

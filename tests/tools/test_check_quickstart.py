@@ -140,3 +140,34 @@ def test_a_known_failure_is_printed_as_expected_and_must_keep_happening(tmp_path
     other = copy.deepcopy(report)
     other["kd"]["n"] = 2  # anything else still fails
     assert run(other, "--expect-fail", "deployment-size table").returncode == 1
+
+
+def test_a_claim_in_a_docs_page_is_judged_too(tmp_path):
+    """--readme README.md also reads the pages under docs/ beside it: a claim moved out of the README into a page
+    is judged on the report, and a contradicted one fails the run naming its page; a claim shown in a page's code
+    (inline or fenced) is an example, not a claim."""
+    import json
+    import subprocess
+    import sys
+
+    tool = Path(__file__).parents[2] / "tools" / "check_quickstart.py"
+    (tmp_path / "report.json").write_text(json.dumps(GOOD))
+    (tmp_path / "README.md").write_text("KD helps <!-- claim: kd.with_unlabeled.gain > 0.1 -->.\n")
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "docs" / "results" / "README.md").write_text(
+        "Marked as `<!-- claim: ... -->`:\n\n```markdown\n<!-- claim: kd.gain > 5 -->\n```\n")
+    page = tmp_path / "docs" / "distill.md"
+
+    def run():
+        return subprocess.run([sys.executable, str(tool), "report.json", "--readme", "README.md"], cwd=tmp_path,
+                              capture_output=True, text=True)
+
+    page.write_text("TFLite INT8 is faster <!-- claim: pair('INT8 vs FP32', 'tflite').ratio > 1.2 -->.\n")
+    ok = run()
+    assert ok.returncode == 0, ok.stdout
+    assert "ok   claim (docs/distill.md): pair('INT8 vs FP32', 'tflite').ratio > 1.2" in ok.stdout
+    page.write_text("TFLite INT8 is much faster <!-- claim: pair('INT8 vs FP32', 'tflite').ratio > 2 -->.\n")
+    wrong = run()
+    assert wrong.returncode == 1
+    assert "FAIL claim (docs/distill.md): pair('INT8 vs FP32', 'tflite').ratio > 2" in wrong.stdout
+    assert "kd.gain > 5" not in wrong.stdout and "claim: ..." not in wrong.stdout

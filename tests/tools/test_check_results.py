@@ -23,12 +23,50 @@ def test_marked_numbers_match_their_result_files(doc):
     assert problems == []
 
 
-def test_the_readme_coverage_numbers_are_marked():
-    """The coverage paragraph's numbers are read from docs/coverage.json, not typed."""
-    text = (ROOT / "README.md").read_text()
+def test_the_coverage_numbers_are_marked():
+    """The coverage paragraph's numbers (docs/export.md, moved there from the README) are read from
+    docs/coverage.json, not typed."""
+    text = (ROOT / "docs" / "export.md").read_text()
     found = results.markers(text)
-    assert "<!-- results: cov = docs/coverage.json -->" in text and len(found) >= 30
+    assert "<!-- results: cov = coverage.json -->" in text and len(found) >= 30
     assert any(m.expr == "cov.summary.passed" for m in found)
+
+
+def test_a_wrong_number_in_a_docs_page_fails(tmp_path, capsys):
+    """A page under docs/ is checked like the README: its paths resolve from the page's own folder, and one
+    number changed by hand fails the check (in the suite and on the command line) with the page and line."""
+    import typer
+
+    page = ROOT / "docs" / "export.md"
+    text = page.read_text()
+    assert results.check(text, page)[0] == []
+    wrong = text.replace("-->177<!-- /value -->", "-->178<!-- /value -->", 1)
+    assert wrong != text
+    problems, _ = results.check(wrong, page)
+    assert len(problems) == 1 and problems[0].startswith(f"{page}:")
+    assert problems[0].endswith("value `cov.summary.passed` is '177' in its result file, the text says '178'")
+    copy = tmp_path / "docs" / "export.md"  # the command line, on a copy beside its result file
+    copy.parent.mkdir()
+    copy.write_text(wrong)
+    (tmp_path / "docs" / "coverage.json").write_text((ROOT / "docs" / "coverage.json").read_text())
+    with pytest.raises(typer.Exit):
+        results.main([copy])
+    assert f"FAIL {copy}:" in capsys.readouterr().out
+
+
+def test_without_arguments_it_checks_the_readme_and_every_docs_page(tmp_path, monkeypatch, capsys):
+    (tmp_path / "docs" / "deep").mkdir(parents=True)
+    (tmp_path / "README.md").write_text("no numbers\n")
+    (tmp_path / "docs" / "deep" / "r.json").write_text('{"n": 3}')
+    (tmp_path / "docs" / "deep" / "page.md").write_text(
+        "<!-- results: r = r.json -->\n<!-- value: r.n -->4<!-- /value -->\n")
+    monkeypatch.chdir(tmp_path)
+    import typer
+
+    with pytest.raises(typer.Exit):
+        results.main([])
+    out = capsys.readouterr().out
+    assert "README.md: 0 marked" in out and "FAIL docs/deep/page.md:2: value `r.n` is '3'" in out
 
 
 def test_docs_coverage_md_is_rendered_from_its_json():
