@@ -276,9 +276,10 @@ def export(ckpt: Ckpt,
     Each target and precision succeeds or fails alone: every file that can be made is made and
     verified; failures are listed in parity.json, and the exit code is 2 when any requested file failed."""
     from edgekit.errors import ConfigError
-    from edgekit.export.exporter import ExportError, export_checkpoint
+    from edgekit.export.exporter import export_checkpoint
     from edgekit.export.gates import check_overrides
     from edgekit.export.int8 import Int8
+    from edgekit.export.report import ExportError
     from edgekit.train.trained import load_trained
 
     targets = parse_targets(target)

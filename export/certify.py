@@ -5,7 +5,7 @@ and into each file's card.
 :class:`Verifier` holds what every check of one checkpoint shares (the val images, PyTorch's outputs on them,
 the raw files of the end-to-end check), so that the INT8 float-layer search (:mod:`edgekit.export.int8`) judges
 its attempts with the same code and the same data as the final files, and a file judged during the search is
-not judged again (its :attr:`~edgekit.export.exporter.Artifact.entry` is kept).
+not judged again (its :attr:`~edgekit.export.report.Artifact.entry` is kept).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from edgekit import formats
 from edgekit import parity as verdicts
 from edgekit.card import ModelCard
 from edgekit.console import say
+from edgekit.export.report import Artifact, ExportReport, ParityError, parity_reason, reason
 from edgekit.train.trained import Trained
 
 
@@ -41,10 +42,9 @@ class Verifier:
         self._raw_dir = out_dir / ".raw-val"
         self.raw = raw_sample(trained, self._raw_dir)
 
-    def entry(self, art, end_to_end: bool = True) -> dict[str, Any]:
+    def entry(self, art: Artifact, end_to_end: bool = True) -> dict[str, Any]:
         """The parity entry of one artifact (never raises: a runtime that refuses the file is a failed entry).
         ``end_to_end``: also send the raw val files through the file's runtime (FP32 files are gated on it)."""
-        from edgekit.export.exporter import _reason
         from edgekit.export.verify import verify_file
 
         card = self.trained.card
@@ -58,13 +58,13 @@ class Verifier:
                                         self.targets, card, self.overrides)
         except Exception as exc:  # noqa: BLE001 - the runtime cannot run this file: a failed check
             entry = {"file": art.path.name, "format": art.format, "precision": art.precision, "verdict": "failed",
-                     "passed": False, "error": f"verification failed: {_reason(exc)}"}
+                     "passed": False, "error": f"verification failed: {reason(exc)}"}
         if end_to_end and "heads" in entry:
             self.end_to_end(entry, art)
         entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes, source=str(self.trained.path))
         return entry
 
-    def end_to_end(self, entry: dict[str, Any], art) -> None:
+    def end_to_end(self, entry: dict[str, Any], art: Artifact) -> None:
         """Raw files through the runtime's own preprocessing: FP32 files are gated on it."""
         from edgekit.export.end_to_end import add_end_to_end
 
@@ -74,15 +74,14 @@ class Verifier:
         shutil.rmtree(self._raw_dir, ignore_errors=True)
 
 
-def verify_artifacts(trained: Trained, report, val_images: int | None = None, verbose: bool = True,
+def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | None = None, verbose: bool = True,
                      strict: bool = True, overrides: dict[str, float | None] | None = None,
                      keep_failed: bool = False, verifier: Verifier | None = None) -> None:
     """Judge every artifact of ``report`` (an artifact judged already, by the INT8 search, keeps its entry),
     write parity.json once and record each verdict in the file's card where the format can rewrite it.
 
     A failed file is moved aside as ``*.failed`` (``keep_failed``: left in place, its card saying it failed).
-    With ``strict``, a failure raises :class:`~edgekit.export.exporter.ParityError`."""
-    from edgekit.export.exporter import ParityError, _parity_reason
+    With ``strict``, a failure raises :class:`~edgekit.export.report.ParityError`."""
     from edgekit.export.verify import describe_entry
 
     own = verifier is None
@@ -107,7 +106,7 @@ def verify_artifacts(trained: Trained, report, val_images: int | None = None, ve
             e["sha256"] = verdicts.digest(art.path)
     header = {"source": str(trained.path), "val_images": len(verifier.x),
               "gate_overrides": {k: v for k, v in (overrides or {}).items() if v is not None}}
-    if getattr(report, "int8_search", None):
+    if report.int8_search:
         header["int8_search"] = report.int8_search
     verdicts.write_parity(report.out_dir, header, entries, report.failures)
     failed = [e for e in entries if verdicts.failed(e)]
@@ -117,7 +116,7 @@ def verify_artifacts(trained: Trained, report, val_images: int | None = None, ve
                 move_aside(path)
     if failed and strict:
         raise ParityError(f"{len(failed)} file(s) missed their gate: "
-                          + "; ".join(f"{e['file']}: {_parity_reason(e)}" for e in failed)
+                          + "; ".join(f"{e['file']}: {parity_reason(e)}" for e in failed)
                           + f"; details in {report.out_dir / 'parity.json'}")
 
 
@@ -131,7 +130,7 @@ def outputs(model: Any, heads: list[str], x: np.ndarray) -> dict[str, np.ndarray
     return {h: np.concatenate(v) for h, v in out.items()}
 
 
-def _verify_against(art, reference: dict[str, np.ndarray], checkpoint_task: dict[str, dict[str, Any]],
+def _verify_against(art: Artifact, reference: dict[str, np.ndarray], checkpoint_task: dict[str, dict[str, Any]],
                     x: np.ndarray, targets: dict[str, np.ndarray], card: ModelCard,
                     overrides: dict[str, float | None] | None) -> dict[str, Any]:
     """Parity (SQNR, agreement, relative error) against the artifact's own PyTorch model; task-level
@@ -164,7 +163,7 @@ def replace(src: Path, dest: Path) -> None:
     shutil.move(str(src), str(dest))
 
 
-def _certify(art, entry: dict[str, Any]) -> None:
+def _certify(art: Artifact, entry: dict[str, Any]) -> None:
     """Write the gate's verdict into the file's own card (formats whose card can be rewritten: ONNX,
     TFLite, ...; a ``.pte`` card is part of the lowered program and keeps what export wrote)."""
     steps = importlib.import_module(f"edgekit.export.{art.format}")

@@ -25,9 +25,9 @@ from edgekit import __version__, formats
 from edgekit import parity as verdicts
 from edgekit.card import ModelCard
 from edgekit.console import say
-from edgekit.errors import ConfigError, EdgekitError, either, first_line, option
+from edgekit.errors import ConfigError, either, option
 from edgekit.export.certify import verify_artifacts
-from edgekit.export.gates import gate_failures_text
+from edgekit.export.report import Artifact, ExportReport, failure_entry, reason
 from edgekit.train.models import fix_position_embeddings, module_path
 from edgekit.train.trained import Trained, load_trained
 
@@ -36,25 +36,6 @@ if TYPE_CHECKING:
 
 TARGETS = formats.targets()
 DEFAULT_TARGETS = formats.default_targets()  # the device formats that need no optional extra
-
-
-@dataclass
-class Artifact:
-    """One written file. ``reference``: the PyTorch model this file is the exported form of, when it
-    is not the checkpoint (QAT: the fine-tuned model; NCHW tensor -> {head: output}), with a name
-    for reports. Its outputs are then the parity reference, while the task-level gates (accuracy
-    drop, MAE, mAP) still compare against the checkpoint's own numbers."""
-    path: Path
-    format: str
-    precision: str
-    seconds: float
-    reference: Any = None
-    reference_name: str = ""
-    entry: dict[str, Any] | None = None  # its parity entry, when judged already (the INT8 search's kept attempt)
-
-    @property
-    def size_bytes(self) -> int:
-        return formats.size_bytes(self.path)  # an IR's .bin counts
 
 
 @dataclass
@@ -79,61 +60,7 @@ class ExportJob:
         return read_card(self.fp32).derive(precision=card.provenance["precision"])
 
 
-class ExportError(EdgekitError):
-    """Some requested files could not be made or failed verification; ``report`` holds the rest."""
-
-    def __init__(self, message: str, report: ExportReport | None = None) -> None:
-        super().__init__(message)
-        self.report = report
-
-
-class ParityError(ExportError):
-    """An FP32 export does not reproduce the PyTorch model within tolerance."""
-
-
-@dataclass
-class ExportReport:
-    out_dir: Path
-    artifacts: list[Artifact]
-    parity: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)  # files not made: {file, error, ...}
-    int8_search: dict[str, Any] | None = None  # the float-layer search's record (export/int8.py)
-
-    def by_file(self, name: str) -> dict[str, Any] | None:
-        return next((p for p in self.parity if p["file"] == name), None)
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        """Files not made, and files made but failing their check (a file not run here is neither)."""
-        return self.failures + [p for p in self.parity if verdicts.failed(p)]
-
-    @property
-    def not_run(self) -> list[dict[str, Any]]:
-        """Files made but not run here (CoreML on Linux, ``verify=False``): never passed, never failed."""
-        return [p for p in self.parity if verdicts.verdict_of(p) == "not_run"]
-
-    def raise_for_failures(self) -> None:
-        failed = self.failed
-        if not failed:
-            return
-        made = len(self.artifacts) - sum(1 for p in self.parity if verdicts.failed(p))
-        why = "; ".join(f"{e['file']}: {failure_reason(e)}" for e in failed)
-        error = ExportError if self.failures else ParityError  # only files that exist but disagree: parity
-        raise error(f"{len(failed)} of {made + len(failed)} requested file(s) failed ({why}); "
-                          f"details in {self.out_dir / 'parity.json'}", self)
-
 CLIP_TARGETS = "targets=['onnx', 'tflite']"  # what a clip model exports to (Python spelling)
-
-
-def failure_reason(e: dict[str, Any]) -> str:
-    """One line on why a failed entry of :attr:`ExportReport.failed` failed: not made (its error), or made
-    and missing its gate (the gate's numbers, and where the file went)."""
-    return e.get("error") or _parity_reason(e)
-
-
-def _parity_reason(e: dict[str, Any]) -> str:
-    where = "kept at the user's request" if e.get("kept") else f"moved aside as {e['file']}.failed"
-    return f"missed its {e.get('precision_ran', e.get('precision'))} gate ({gate_failures_text(e)}), {where}"
 
 
 def default_out_dir(card: ModelCard, stage: str = "export") -> Path:
@@ -213,7 +140,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         """Make one file; a failure is recorded (one line) and the other files are still made."""
         name = formats.FORMATS[fmt].file(precision)
         if needs is None:  # the FP32 file this variant is derived from was not made
-            failures.append(_failure(name, fmt, precision, "not made: the FP32 file it derives from failed"))
+            failures.append(failure_entry(name, fmt, precision, "not made: the FP32 file it derives from failed"))
             if verbose:
                 say(f"  [red]{name} failed[/]: {failures[-1]['error']}")
             return None
@@ -222,14 +149,14 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
             say(f"export {fmt} {precision} -> {out / name}")
         short = _short_of_space(out, need)
         if short:  # a converter that runs out of disk can abort the whole process (LiteRT's LLVM): refuse first
-            failures.append(_failure(name, fmt, precision, short))
+            failures.append(failure_entry(name, fmt, precision, short))
             if verbose:
                 say(f"  [red]{name} failed[/]: {short}")
             return None
         try:
             path = fn(base.derive(precision=precision), out / name)
         except Exception as exc:  # noqa: BLE001 - converters raise anything; each file fails alone
-            failures.append(_failure(name, fmt, precision, _reason(exc), time.perf_counter() - t0))
+            failures.append(failure_entry(name, fmt, precision, reason(exc), time.perf_counter() - t0))
             if verbose:
                 say(f"  [red]{name} failed[/]: {failures[-1]['error']}")
             return None
@@ -261,7 +188,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
                 if how == "search" and needs is not None:
                     art = search.run(target, steps, job, base.derive(precision="int8"), verifier)
                     if art is None:
-                        failures.append(_failure(fmt.file("int8"), target, "int8", search.failure(target)))
+                        failures.append(failure_entry(fmt.file("int8"), target, "int8", search.failure(target)))
                     else:
                         artifacts.append(art)
                     continue
@@ -307,18 +234,6 @@ def _short_of_space(folder: Path, need: int) -> str | None:
         return None
     return (f"not enough free disk space in {folder}: {free / 2**20:.1f} MB free, a conversion of this model "
             f"needs about {need / 2**20:.0f} MB (nothing was written)")
-
-
-def _failure(name: str, fmt: str, precision: str, reason: str, seconds: float = 0.0) -> dict[str, Any]:
-    return {"file": name, "format": fmt, "precision": precision, "verdict": "failed", "passed": False, "error": reason,
-            "export_seconds": round(seconds, 2)}
-
-
-def _reason(exc: BaseException) -> str:
-    """One line naming the exception and its first message line (converters' messages run for pages)."""
-    if isinstance(exc, EdgekitError):
-        return first_line(exc, 300)
-    return f"{type(exc).__name__}: {first_line(exc, 260)}"
 
 
 def _check_targets_available(targets: Sequence[str]) -> None:

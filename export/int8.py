@@ -30,6 +30,7 @@ import torch
 from edgekit import formats
 from edgekit.console import say
 from edgekit.errors import ConfigError
+from edgekit.export.report import Artifact, reason
 from edgekit.train.models import module_path
 from edgekit.train.trained import Trained
 
@@ -102,10 +103,9 @@ class Search:
 
     def run(self, target: str, steps, job, card, verifier):
         """The INT8 file of ``target`` that passes its gate, moved into the export folder with its verdict
-        (an :class:`~edgekit.export.exporter.Artifact` whose ``entry`` is set), or ``None`` with the reason in
+        (an :class:`~edgekit.export.report.Artifact` whose ``entry`` is set), or ``None`` with the reason in
         :attr:`failed`. ``job`` holds this export's FP32 file of ``target``."""
         from edgekit.export.certify import replace
-        from edgekit.export.exporter import Artifact, _reason
 
         t0 = time.perf_counter()
         if self.order is None:
@@ -125,7 +125,7 @@ class Search:
                     art = Artifact(path, target, "int8", time.perf_counter() - t1)
                     entry = verifier.entry(art, end_to_end=False)  # raw files: for the file that is kept
                 except Exception as exc:  # noqa: BLE001 - a converter's failure ends this target's search
-                    art, entry = None, {"error": _reason(exc)}
+                    art, entry = None, {"error": reason(exc)}
                 step = _attempt(entry)
                 trail.append({"float_layers": list(chosen), **step, "seconds": round(time.perf_counter() - t1, 2)})
                 if self.verbose:
@@ -246,7 +246,6 @@ def qat_artifacts(trained: Trained, out: Path, skip: list[str], epochs: int, lr:
 
     from edgekit.compress.qat import QATModel, fine_tune, qat_convert
     from edgekit.export.executorch import export_executorch
-    from edgekit.export.exporter import Artifact
     from edgekit.export.golden import golden_inputs
     from edgekit.export.onnx import export_onnx
     from edgekit.export.tflite import export_tflite

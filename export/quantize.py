@@ -20,8 +20,9 @@ import numpy as np
 from edgekit.atomic import write_json
 from edgekit.console import say
 from edgekit.errors import ConfigError, option
-from edgekit.export.exporter import ExportError, ExportReport, default_out_dir, export_checkpoint
+from edgekit.export.exporter import default_out_dir, export_checkpoint
 from edgekit.export.int8 import Int8, fuse_if_possible
+from edgekit.export.report import ExportError, ExportReport
 from edgekit.train.trained import Trained, load_trained
 
 

@@ -23,8 +23,9 @@ def deployment_table(ckpts: dict[str, Path], out: Path, imgsz: int = IMGSZ, batc
     """The same teacher and student at a deployment size: the run's weights exported at ``imgsz``
     (convolutions do not depend on the input size; BatchNorm statistics are the run's), FP32 and
     INT8 per backend, batch 1 and 8, latency only. Returns bench rows and notes."""
-    from edgekit.export.exporter import export_checkpoint, failure_reason
+    from edgekit.export.exporter import export_checkpoint
     from edgekit.export.gates import gate_failures_text
+    from edgekit.export.report import failure_reason
     from edgekit.recipes.bench import bench
 
     files, notes, uncertified = [], [], set()

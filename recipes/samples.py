@@ -44,7 +44,7 @@ def build_samples(path: Path, out: Path, val_images: int | None = None, every: b
     source = data.get("source")
     if not source or not Path(source).is_file():
         return None, f"the checkpoint it was exported from ({source or 'not recorded'}) is not on this machine"
-    from edgekit.export.exporter import _outputs
+    from edgekit.export.certify import outputs as _outputs
     from edgekit.runtime.metadata import read_card
     from edgekit.train.trained import load_trained
 

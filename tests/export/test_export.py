@@ -8,7 +8,8 @@ import torch
 from edgekit.card import CARD_KEY
 from edgekit.cli import parse_targets
 from edgekit.errors import CheckpointError, ConfigError
-from edgekit.export.exporter import ParityError, export_checkpoint
+from edgekit.export.exporter import export_checkpoint
+from edgekit.export.report import ParityError
 from edgekit.runtime import load
 from edgekit.runtime.metadata import read_card, tflite_metadata
 
