@@ -141,8 +141,6 @@ def test_multi_head_int8_is_gated_on_every_head_including_regression(tiny_config
     assert any(f.startswith("mood: ") for f in bad["gate_failures"])
     import copy
 
-
-
     worse = copy.deepcopy(bad)
     worse["heads"]["age"]["mae"] = 3 * worse["heads"]["age"]["reference_mae"] + 1
     assert any(f.startswith("age: ") and "MAE" in f for f in judge(worse, GATES["int8"])["failures"])
