@@ -29,7 +29,7 @@ import numpy as np
 
 from edgekit.errors import CardError, ConfigError
 from edgekit.export.gates import gate_for
-from edgekit.runtime.taps import tap_file
+from edgekit.runtime.taps import check_tappable, tap_file
 
 EXACT_DB = 200.0  # the SQNR of two identical tensors, for the drop between rows
 WRAPPERS = ("", "model.", "module.model.", "module.")  # what edgekit's export wrappers put before module names
@@ -107,8 +107,8 @@ def torch_activations(model, x: np.ndarray) -> tuple[list[str], dict[str, np.nda
 
 
 def onnx_scopes_of(model, card, sample: np.ndarray) -> dict[str, str]:
-    """ONNX node name -> module, from exporting ``model`` as edgekit's exporter does (what an OpenVINO IR was
-    converted from: its op names are those node names)."""
+    """ONNX node name (and output tensor name) -> module, from exporting ``model`` as edgekit's exporter does (what
+    an OpenVINO IR was converted from: its op names are those node names)."""
     import tempfile
 
     import onnx
@@ -121,7 +121,12 @@ def onnx_scopes_of(model, card, sample: np.ndarray) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(HeadsAsTuple(model, card.head_names).eval(), card.derive(), Path(tmp) / "m.onnx",
                            torch.from_numpy(sample[:1]))
-        return onnx_scopes(onnx.load(str(path), load_external_data=False))
+        proto = onnx.load(str(path), load_external_data=False)
+    scopes = onnx_scopes(proto)
+    # OpenVINO renames an op that feeds a graph output after that output (the last Linear becomes "digit"): its
+    # tensor keeps the ONNX output's name, so tensor names map too
+    by_node = {n.name: n for n in proto.graph.node}
+    return {**{by_node[k].output[0]: m for k, m in scopes.items() if by_node[k].output}, **scopes}
 
 
 # -- mapping ------------------------------------------------------------------------------------------------------
@@ -220,6 +225,7 @@ def diff(file: str | Path, against: str | Path | None = None, data: str | None =
     file = Path(file)
     if not file.exists():
         raise ConfigError(f"model file not found: {file}")
+    check_tappable(file)
     try:
         card = read_card(file)
     except NoCardError:
@@ -236,6 +242,8 @@ def diff(file: str | Path, against: str | Path | None = None, data: str | None =
         ref_path = Path(source)
     if not ref_path.exists():
         raise ConfigError(f"--against: {ref_path} not found")
+    if ref_path.suffix != ".pt":
+        check_tappable(ref_path)
     if ref_path.suffix == ".pt":
         report = _against_checkpoint(file, card, ref_path, data, images)
     else:
@@ -259,7 +267,11 @@ def _against_checkpoint(file: Path, card, ckpt: Path, data: str | None, images: 
     trained = load_trained(ckpt)
     _check_same_model(file, card, trained.card, str(ckpt))
     source = card or trained.card
-    x, described = inputs_for(source if source.golden or data else trained.card, data, images)
+    if data is None and not source.golden:  # a card-less file: the checkpoint's own validation images
+        x = trained.images("val", limit=images)[0]
+        described = f"{len(x)} validation images of {ckpt.name}'s data"
+    else:
+        x, described = inputs_for(source, data, images)
     if card is not None and list(card.input.size) != list(x.shape[-2:]):
         raise ConfigError(f"{file.name} takes {card.input.size} px inputs, the inputs are {list(x.shape[-2:])}")
     order, ref, aliases = torch_activations(trained.model, x)
@@ -294,8 +306,13 @@ def _against_file(file: Path, card, other: Path, data: str | None, images: int) 
         layout = c.input.layout if c is not None else "NCHW"
         taps.append(tap_file(path, x.transpose(0, 2, 3, 1).copy() if layout == "NHWC" else x, None, layout))
     ref_tapped, tapped = taps
+    for side in taps:  # module names without the export wrappers (model., module.model.)
+        wrapper = max((w for w in WRAPPERS if all(t.module.startswith(w) for t in side.taps)), key=len)
+        for t in side.taps:
+            t.module = t.module[len(wrapper):]
     order = [t.module for t in ref_tapped.taps]
-    ref = {t.module: to_reference_layout(t.value, ref_tapped.layout) for t in ref_tapped.taps}
+    own, _ = resolve(order, ref_tapped.taps)  # each module's output by the same rule as the file's
+    ref = {m: to_reference_layout(t.value, ref_tapped.layout) for m, t in own.items()}
     if tapped.layout != ref_tapped.layout:  # module paths differ by their wrappers: compare without them
         raise ConfigError(f"{file.name} ({tapped.layout}) and {other.name} ({ref_tapped.layout}) name their layers "
                           "differently: diff each against the checkpoint instead")

@@ -61,12 +61,8 @@ class Tapped:
 def tap_file(path: str | Path, x: np.ndarray, scopes: dict[str, str] | None = None, layout: str = "NCHW") -> Tapped:
     """Run ``path`` on ``x`` (one input at a time: a file exported at batch 1 runs as exported) with its
     intermediate tensors kept; ``x`` is already in the file's layout."""
-    path = Path(path)
+    path = check_tappable(path)
     suffix = path.suffix.lower()
-    if suffix in NOT_TAPPED:
-        raise ConfigError(f"{path.name}: {NOT_TAPPED[suffix]}")
-    if suffix not in TAPPABLE:
-        raise ConfigError(f"{path.name}: diff taps .onnx, .tflite and .xml files, not '{suffix}'")
     run = {".onnx": _onnx, ".tflite": _tflite, ".xml": _openvino}[suffix]
     tapped, heads = run(path, x, scopes)
     tapped.layout = layout
@@ -77,6 +73,17 @@ def tap_file(path: str | Path, x: np.ndarray, scopes: dict[str, str] | None = No
     tapped.outputs_vs_plain = max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
                                   for a, b in zip(heads, outs, strict=True))
     return tapped
+
+
+def check_tappable(path: str | Path) -> Path:
+    """``path``, or a one-line error saying why its format's layers are not tapped here."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in NOT_TAPPED:
+        raise ConfigError(f"{path.name}: {NOT_TAPPED[suffix]}")
+    if suffix not in TAPPABLE:
+        raise ConfigError(f"{path.name}: diff taps .onnx, .tflite and .xml files, not '{suffix}'")
+    return path
 
 
 def _stack(runs: list[dict[str, np.ndarray]], taps: list[Tap]) -> None:
@@ -240,13 +247,17 @@ def _openvino(path: Path, x: np.ndarray, scopes: dict[str, str] | None) -> tuple
     for k, op in enumerate(model.get_ordered_ops()):
         if op.get_type_name() in ("Constant", "Parameter", "Result", "Convert", "FakeQuantize"):
             continue
-        module = scopes.get(op.get_friendly_name())
+        names = sorted(op.output(0).get_names()) if op.get_output_size() else []
+        module = scopes.get(op.get_friendly_name()) or next((scopes[n] for n in names if n in scopes), None)
         if module is None:
             unscoped += 1
         else:
             last[module] = (k, op)
     ordered = sorted(last.items(), key=lambda kv: kv[1][0])
-    ports = model.add_outputs([op.output(0) for _, (_, op) in ordered])
+    model.add_outputs([op.output(0) for _, (_, op) in ordered])  # an op already feeding a Result adds none
+    sources = [r.input_value(0) for r in model.get_results()]  # each Result's producer, in the outputs' order
+    where = {(v.get_node().get_friendly_name(), v.get_index()): k for k, v in enumerate(sources)}
+    slots = [where[(op.get_friendly_name(), 0)] for _, (_, op) in ordered]
     taps = [Tap(module, op.get_friendly_name(), op.get_type_name()) for module, (_, op) in ordered]
     hint = pinned(model)
     config: dict[str, Any] = {"INFERENCE_NUM_THREADS": 1}
@@ -257,10 +268,9 @@ def _openvino(path: Path, x: np.ndarray, scopes: dict[str, str] | None) -> tuple
     runs = []
     for i in range(len(x)):
         res = request.infer({0: np.ascontiguousarray(x[i: i + 1])})
-        values = {t.tensor: np.asarray(res[compiled.outputs[heads_n + j]], np.float32) for j, t in enumerate(taps)}
+        values = {t.tensor: np.asarray(res[compiled.outputs[k]], np.float32) for k, t in zip(slots, taps, strict=True)}
         values.update({f"__head{j}": np.asarray(res[compiled.outputs[j]], np.float32) for j in range(heads_n)})
         runs.append(values)
-    del ports
     _stack(runs, taps)
     heads = [np.concatenate([r[f"__head{j}"] for r in runs]) for j in range(heads_n)]
     ran = hint or "OpenVINO's default precision"
