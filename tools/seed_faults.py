@@ -94,7 +94,7 @@ def _right(first: dict | None, module: str) -> bool:
     if first is None:
         return False
     parent = module.rsplit(".", 1)[0]
-    return any(n == module or n.startswith(module + ".") or n == parent for n in [first["layer"], *first["also"]])
+    return any(n in (module, parent) or n.startswith(module + ".") for n in [first["layer"], *first["also"]])
 
 
 def main() -> None:
