@@ -71,13 +71,14 @@ def print_report(report: dict[str, Any], all_rows: bool = False) -> None:
     k = first["index"] if first else 0
     shown = range(len(rows)) if all_rows else range(max(0, k - SHOWN // 2), min(len(rows), k + SHOWN // 2))
     table = Table(show_edge=False, pad_edge=False)
-    for col in ("#", "layer", "op", "SQNR dB", "drop dB", "cosine", "max abs"):
+    for col in ("#", "layer", "op", "SQNR dB", "median ch. dB", "drop dB", "cosine", "max abs"):
         table.add_column(col, justify="left" if col in ("layer", "op") else "right")
     for i in shown:
         r = rows[i]
         name = r["layer"] + (f" (= {', '.join(r['also'])})" if r["also"] else "")
         mark = "[red]" if first and i == k else ""
-        table.add_row(str(i), mark + escape(name), r["op"], _db(r["sqnr_db"]), f"{r.get('drop_db', 0):.1f}",
+        table.add_row(str(i), mark + escape(name), r["op"], _db(r["sqnr_db"]), _db(r["channel_sqnr_db"]),
+                      f"{r.get('drop_db', 0):.1f}",
                       "-" if r["cosine"] is None else f"{r['cosine']:.5f}", f"{r['max_abs']:.3g}")
     console().print(table)
     say(f"{len(rows)} layers compared; {len(report['no_counterpart'])} modules have no tensor in the file (listed "
@@ -86,7 +87,8 @@ def print_report(report: dict[str, Any], all_rows: bool = False) -> None:
         say(f"[yellow]note[/]: the tapped run's outputs differ from the file's plain run by "
             f"{report['taps_changed_outputs_rel']:.2g} (relative): see {escape(report['file_runner'])}")
     if first:
-        say(f"first diverging layer: [bold]{escape(first['layer'])}[/] (SQNR {_db(first['sqnr_db'])} dB, "
+        say(f"first diverging layer: [bold]{escape(first['layer'])}[/] (SQNR {_db(first['sqnr_db'])} dB, median "
+            f"channel {_db(first['channel_sqnr_db'])} dB, "
             f"{first['drop_db']:.1f} dB below the layer before it)")
     else:
         say(f"no layer is below {report['threshold_db']:.0f} dB: the file agrees with its reference layer by layer")

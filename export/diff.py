@@ -11,10 +11,11 @@ fused with what follows) or whose tensor has another shape is listed as having n
 sharing one tensor (a block and its last activation) are one row. Layouts are explicit: a TFLite file's 4-D
 activations are NHWC and are compared with PyTorch's NCHW ones transposed.
 
-Per row: SQNR (dB), mean cosine and max abs difference over the inputs. The verdict is the row where the error
-*jumps*: among the rows below the layer threshold (the gate's SQNR floor for the file's precision; 60 dB for FP32,
-:func:`layer_threshold`), the one whose SQNR fell most from the row before it. A drop caused by an
-error that merely accumulated is small; a broken layer's is not.
+Per row: SQNR (dB) of the tensor and the median of its channels' SQNRs, mean cosine and max abs difference over the
+inputs. The verdict is the row where the error *jumps*: among the rows whose lower SQNR is below the layer
+threshold (the gate's SQNR floor for the file's precision; 60 dB for FP32, :func:`layer_threshold`), the one whose
+SQNR fell most from the row before it. A drop caused by an error that merely accumulated is small; a broken
+layer's is not.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import numpy as np
 
 from edgekit.errors import CardError, ConfigError
 from edgekit.export.gates import gate_for
-from edgekit.runtime.taps import check_tappable, tap_file
+from edgekit.export.layer_map import WRAPPERS, onnx_scopes_of, resolve, to_reference_layout, torch_activations
+from edgekit.runtime.taps import check_tappable, ir_scopes, tap_file
 
 EXACT_DB = 200.0  # the SQNR of two identical tensors, for the drop between rows
-WRAPPERS = ("", "model.", "module.model.", "module.")  # what edgekit's export wrappers put before module names
 
 
 FP32_LAYER_DB = 60.0  # see layer_threshold
@@ -58,102 +59,30 @@ def compare(ref: np.ndarray, out: np.ndarray) -> dict[str, Any]:
     sqnr = None if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     cos = np.where(norms > 0, (a * b).sum(1) / np.maximum(norms, 1e-30), 1.0)
-    return {"sqnr_db": sqnr, "cosine": float(cos.mean()), "max_abs": float(np.abs(a - b).max())}
+    return {"sqnr_db": sqnr, "channel_sqnr_db": channel_sqnr(ref, out), "cosine": float(cos.mean()),
+            "max_abs": float(np.abs(a - b).max())}
 
 
-# -- the reference: PyTorch ---------------------------------------------------------------------------------------
-def torch_activations(model, x: np.ndarray) -> tuple[list[str], dict[str, np.ndarray], dict[str, str]]:
-    """Every named module's output on ``x`` (NCHW), in the order the modules finished. Returns (order, values,
-    aliases): a module called more than once is left out (its output is not one tensor); ``aliases`` maps each
-    module's path without its ModuleList/ModuleDict levels (what LiteRT records: those containers are never
-    called) to its name."""
-    import torch
-
-    seen: dict[str, list[np.ndarray]] = {}
-    order: list[str] = []
-    calls: dict[str, int] = {}
-
-    def hook(name):
-        def fn(_module, _inputs, output):
-            calls[name] = calls.get(name, 0) + 1
-            if isinstance(output, torch.Tensor) and output.is_floating_point():
-                if name not in seen:
-                    seen[name] = []
-                    order.append(name)
-                seen[name].append(output.detach().float().numpy().copy())
-        return fn
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
-    try:
-        with torch.no_grad():
-            for i in range(len(x)):
-                calls.clear()
-                model(torch.from_numpy(x[i: i + 1]))
-                for n, c in calls.items():
-                    if c > 1:
-                        seen.pop(n, None)
-    finally:
-        for h in handles:
-            h.remove()
-    order = [n for n in order if n in seen and len(seen[n]) == len(x)]
-    containers = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.ModuleList, torch.nn.ModuleDict))}
-    aliases: dict[str, str] = {}
-    for n in order:
-        parts = n.split(".")
-        called = [p for k, p in enumerate(parts) if ".".join(parts[: k + 1]) not in containers]
-        alias = ".".join(called)
-        aliases[alias] = n if alias not in aliases else ""  # two modules on one called path: ambiguous
-    return order, {n: np.concatenate(seen[n]) for n in order}, {a: n for a, n in aliases.items() if n}
+def channel_sqnr(ref: np.ndarray, out: np.ndarray) -> float | None:
+    """The median over channels (axis 1, PyTorch's layout) of each channel's SQNR (dB; ``None``: all exact). A
+    tensor's SQNR follows its loudest channels: one channel 1000 times larger than the others (an activation
+    outlier that sets an INT8 scale) keeps it high while every other channel rounds to zero; the median does not."""
+    if ref.ndim < 2:
+        return None
+    a = np.moveaxis(ref, 1, 0).reshape(ref.shape[1], -1).astype(np.float64)
+    b = np.moveaxis(out, 1, 0).reshape(out.shape[1], -1).astype(np.float64)
+    signal, noise = (a ** 2).sum(1), ((a - b) ** 2).sum(1)
+    keep = signal > 0
+    if not keep.any() or not (noise[keep] > 0).any():
+        return None
+    db = 10 * np.log10(signal[keep] / np.maximum(noise[keep], signal[keep] * 1e-20))
+    return float(np.median(db))
 
 
-def onnx_scopes_of(model, card, sample: np.ndarray) -> dict[str, str]:
-    """ONNX node name (and output tensor name) -> module, from exporting ``model`` as edgekit's exporter does (what
-    an OpenVINO IR was converted from: its op names are those node names)."""
-    import tempfile
-
-    import onnx
-    import torch
-
-    from edgekit.export.onnx import export_onnx
-    from edgekit.runtime.taps import onnx_scopes
-    from edgekit.train.trained import HeadsAsTuple
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(HeadsAsTuple(model, card.head_names).eval(), card.derive(), Path(tmp) / "m.onnx",
-                           torch.from_numpy(sample[:1]))
-        proto = onnx.load(str(path), load_external_data=False)
-    scopes = onnx_scopes(proto)
-    # OpenVINO renames an op that feeds a graph output after that output (the last Linear becomes "digit"): its
-    # tensor keeps the ONNX output's name, so tensor names map too
-    by_node = {n.name: n for n in proto.graph.node}
-    return {**{by_node[k].output[0]: m for k, m in scopes.items() if by_node[k].output}, **scopes}
-
-
-# -- mapping ------------------------------------------------------------------------------------------------------
-def resolve(modules: list[str], taps, aliases: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
-    """Each of ``modules`` -> the file's tap holding its output (the last tap of the module or a submodule), after
-    stripping the wrapper prefix that matches most names. Returns (mapping, prefix)."""
-    names = set(modules) | set(aliases or {})
-
-    def strip(module: str, prefix: str) -> str | None:
-        return module[len(prefix):] if module.startswith(prefix) else None
-
-    prefix = max(WRAPPERS, key=lambda p: sum(1 for t in taps if strip(t.module, p) in names))
-    mapping: dict[str, Any] = {}
-    for t in taps:  # execution order: a later tap of the same module replaces the earlier one
-        name = strip(t.module, prefix)
-        if name is None:
-            continue
-        name = (aliases or {}).get(name, name)
-        parts = name.split(".")
-        for k in range(len(parts), 0, -1):
-            mapping[".".join(parts[:k])] = t
-    return {m: mapping[m] for m in modules if m in mapping}, prefix
-
-
-def to_reference_layout(value: np.ndarray, layout: str) -> np.ndarray:
-    """A file's activation in PyTorch's layout: NHWC 4-D tensors are transposed to NCHW; others unchanged."""
-    return value.transpose(0, 3, 1, 2) if layout == "NHWC" and value.ndim == 4 else value
+def row_db(row: dict[str, Any]) -> float:
+    """The SQNR the verdict reads: the lower of the tensor's and its median channel's (``None``: exact)."""
+    values = [v for v in (row.get("sqnr_db"), row.get("channel_sqnr_db")) if v is not None]
+    return EXACT_DB if not values else max(min(values), -EXACT_DB)
 
 
 def rows_of(order: list[str], ref: dict[str, np.ndarray], mapping: dict[str, Any], layout: str
@@ -183,7 +112,7 @@ def first_jump(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any] |
     (the earliest of equal falls). ``None`` when every row is above the threshold."""
     best, best_drop, before = None, -math.inf, EXACT_DB
     for k, row in enumerate(rows):
-        sqnr = EXACT_DB if row["sqnr_db"] is None else max(row["sqnr_db"], -EXACT_DB)
+        sqnr = row_db(row)
         drop = before - sqnr
         row["drop_db"] = drop
         if sqnr < threshold and drop > best_drop:
@@ -276,7 +205,8 @@ def _against_checkpoint(file: Path, card, ckpt: Path, data: str | None, images: 
         raise ConfigError(f"{file.name} takes {card.input.size} px inputs, the inputs are {list(x.shape[-2:])}")
     order, ref, aliases = torch_activations(trained.model, x)
     layout = card.input.layout if card is not None else "NCHW"
-    scopes = onnx_scopes_of(trained.model, trained.card, x) if file.suffix == ".xml" else None
+    own = file.suffix == ".xml" and ir_scopes(file) is not None  # IRs edgekit exported carry their module names
+    scopes = onnx_scopes_of(trained.model, trained.card, x) if file.suffix == ".xml" and not own else None
     feed = x.transpose(0, 2, 3, 1).copy() if layout == "NHWC" else x
     tapped = tap_file(file, feed, scopes, layout)
     mapping, prefix = resolve(order, tapped.taps, aliases)
@@ -333,7 +263,8 @@ def _report(file: Path, against: str, ref_runner: str, precision: str, described
             "threshold_from": f"the {precision.split('-')[0]} gate", "wrapper_prefix": prefix,
             "taps_changed_outputs_rel": tapped.outputs_vs_plain, "unscoped_tensors": tapped.unscoped,
             "first_diverging": None if verdict is None else {k: verdict[k] for k in
-                                                             ("layer", "also", "sqnr_db", "drop_db", "index")},
+                                                             ("layer", "also", "sqnr_db", "channel_sqnr_db",
+                                                              "drop_db", "index")},
             "layers": rows, "no_counterpart": missing}
 
 
@@ -350,7 +281,7 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 4))
-    ys = [EXACT_DB if r["sqnr_db"] is None else max(r["sqnr_db"], -20.0) for r in report["layers"]]
+    ys = [max(row_db(r), -20.0) for r in report["layers"]]
     ax.plot(range(len(ys)), ys, marker=".", label=Path(report["file"]).name)
     ax.axhline(report["threshold_db"], color="red", linestyle="--", label=f"{report['threshold_from']}: "
                                                                            f"{report['threshold_db']:.0f} dB")
@@ -363,3 +294,40 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     fig.tight_layout()
     write_with(out / "diff.png", lambda fh: fig.savefig(fh, format="png", dpi=100))
     plt.close(fig)
+
+
+# -- a gate failure's message -------------------------------------------------------------------------------------
+DIFFED_AT_EXPORT = (".onnx", ".tflite", ".xml")
+
+
+def first_diverging_layer(path: str | Path, model, card, x: np.ndarray, precision: str) -> dict[str, Any]:
+    """For a file that missed its gate at export: the first diverging layer on ``x`` (a couple of the inputs it
+    was verified on; NCHW) as ``{"layer", "sqnr_db", "drop_db"}``, ``{"layer": None}`` when none is below the
+    threshold, or ``{"error": ...}`` when the layers could not be compared. Runs only on the failing path."""
+    from edgekit.errors import first_line
+
+    path = Path(path)
+    try:
+        order, ref, aliases = torch_activations(model, x)
+        layout = card.input.layout
+        scopes = onnx_scopes_of(model, card, x) if path.suffix == ".xml" and not ir_scopes(path) else None
+        tapped = tap_file(path, x.transpose(0, 2, 3, 1).copy() if layout == "NHWC" else x, scopes, layout)
+        mapping, _ = resolve(order, tapped.taps, aliases)
+        rows, _ = rows_of(order, ref, mapping, layout)
+        first = first_jump(rows, layer_threshold(precision))
+    except Exception as exc:  # noqa: BLE001 - a hint on a failure must never hide the failure itself
+        return {"error": first_line(exc, 160)}
+    if first is None:
+        return {"layer": None, "layers": len(rows)}
+    return {"layer": first["layer"], "sqnr_db": row_db(first), "drop_db": first["drop_db"], "layers": len(rows)}
+
+
+def describe_first(found: dict[str, Any] | None) -> str:
+    """``"first diverging layer: backbone.stages.2.0 (SQNR 3.1 dB)"`` for a gate failure's line, or ``""``."""
+    if not found or found.get("error"):
+        return ""
+    if found.get("layer") is None:
+        return f"no single layer diverges (edgekit diff FILE: {found.get('layers', 0)} layers compared)"
+    sqnr = found["sqnr_db"]
+    text = "non-finite values" if sqnr == -math.inf else f"SQNR {sqnr:.1f} dB"
+    return f"first diverging layer: {found['layer']} ({text}; edgekit diff FILE for every layer)"

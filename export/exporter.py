@@ -289,6 +289,7 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
     A file whose check crashes (its runtime refuses it) is a failed entry, not a crash of the whole
     verification. A failed file is moved aside as ``*.failed`` (``keep_failed``: left in place, its
     card saying it failed). With ``strict``, a failure raises :class:`ParityError`."""
+    from edgekit.export.diff import DIFFED_AT_EXPORT, first_diverging_layer
     from edgekit.export.verify import compare_outputs, describe_entry, verify_file
 
     x, targets = trained.images("val", limit=val_images)
@@ -310,6 +311,9 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
         except Exception as exc:  # noqa: BLE001 - the runtime cannot run this file: a failed check
             entry = {"file": art.path.name, "format": art.format, "precision": art.precision, "verdict": "failed",
                      "passed": False, "error": f"verification failed: {_reason(exc)}"}
+        if "heads" in entry and not entry["passed"] and art.path.suffix in DIFFED_AT_EXPORT and art.reference is None:
+            entry["first_diverging"] = first_diverging_layer(art.path, trained.model, trained.card, x[:2],
+                                                             entry.get("precision_ran", art.precision))
         if "heads" in entry:  # raw files through the runtime's own preprocessing: FP32 files are gated on it
             add_end_to_end(entry, art.path, art.precision, raw, overrides)
         entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes, source=str(trained.path))

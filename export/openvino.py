@@ -16,6 +16,7 @@ input shape dynamic unless told, and names convolutions after the BatchNorm fold
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -119,6 +120,9 @@ def export_ir(job, card: ModelCard, path: str | Path) -> Path:
             model = ov.convert_model(str(onnx_path))
         except Exception as exc:  # noqa: BLE001 - the frontend raises OpConversionFailure and friends
             raise OpenVINOExportError(f"openvino.convert_model failed: {first_line(exc, 240)}") from None
+    from edgekit.runtime.taps import IR_SCOPES, onnx_scopes
+
+    model.set_rt_info(json.dumps(onnx_scopes(proto), separators=(",", ":")), IR_SCOPES)  # edgekit diff's names
     try:
         job.scratch["openvino"] = {"float_nodes": onnx_nodes_in(proto, job.skip), "float_ops": float_op_types(proto)}
     except ConfigError as exc:  # a --skip-layers name the model lacks fails the INT8 file, not this one

@@ -93,15 +93,32 @@ def _stack(runs: list[dict[str, np.ndarray]], taps: list[Tap]) -> None:
 
 # -- ONNX ---------------------------------------------------------------------------------------------------------
 def onnx_scopes(proto) -> dict[str, str]:
-    """ONNX node name -> the deepest module the exporter attributed it to (``model.backbone.stem``)."""
-    found = {}
+    """ONNX node name (and its first output's name) -> the deepest module the exporter attributed it to
+    (``model.backbone.stem``). OpenVINO renames an op that feeds a graph output after that output (the last Linear
+    becomes ``digit``); its tensor keeps the ONNX output's name, so tensor names map too."""
+    found, outputs = {}, {}
     for node in proto.graph.node:
         raw = next((p.value for p in node.metadata_props if p.key == SCOPES_KEY), None)
         if raw:
             names = [s.strip().strip("'\"") for s in raw.strip("[]").split(",")]
             if len(names) >= 2 and names[-2]:
                 found[node.name] = names[-2]
-    return found
+                if node.output:
+                    outputs[node.output[0]] = names[-2]
+    return {**outputs, **found}
+
+
+IR_SCOPES = ["edgekit", "scopes"]  # rt_info path of an IR's op name -> module map (JSON), written at export
+
+
+def ir_scopes(path: str | Path) -> dict[str, str] | None:
+    """The op name -> module map an IR carries (edgekit's export writes it), or ``None``."""
+    import json
+
+    from edgekit.runtime.openvino import read_ir
+
+    model = read_ir(path)
+    return json.loads(str(model.get_rt_info(IR_SCOPES).astype(str))) if model.has_rt_info(IR_SCOPES) else None
 
 
 def _onnx(path: Path, x: np.ndarray, scopes: dict[str, str] | None) -> tuple[Tapped, list[np.ndarray]]:
@@ -235,6 +252,7 @@ def _limits(dtype) -> tuple[int, int]:
 def _openvino(path: Path, x: np.ndarray, scopes: dict[str, str] | None) -> tuple[Tapped, list[np.ndarray]]:
     from edgekit.runtime.openvino import HINTS, openvino, pinned, read_ir
 
+    scopes = scopes or ir_scopes(path)
     if not scopes:
         raise ConfigError(f"{path.name}: an OpenVINO IR keeps no PyTorch module names; diff finds them by exporting "
                           "the reference checkpoint to ONNX (give --against CHECKPOINT)")

@@ -146,3 +146,20 @@ def test_a_format_it_does_not_tap_says_so(tmp_path, capsys):
     (tmp_path / "m.pte").write_bytes(b"x")
     code, err = _cli(capsys, tmp_path / "m.pte", "--against", tmp_path / "m.pte")
     assert code == 2 and "not run here" in err and err.count("\n") == 0, err
+
+
+def test_a_gate_failure_names_the_first_diverging_layer(trained_run, outlier_checkpoint, tmp_path):
+    """INT8 of a model with one huge activation channel (backbone.bn2): the failure's line names that layer; the
+    passing FP32 file is not diffed (the passing path pays nothing)."""
+    from edgekit.export.exporter import export_checkpoint
+    from edgekit.export.gates import gate_failures_text
+
+    bad = outlier_checkpoint(trained_run.run_dir / "best.pt", tmp_path / "outlier.pt")
+    report = export_checkpoint(bad, targets=["onnx"], out_dir=tmp_path / "out", int8=True, calib_images=32,
+                               verbose=False, strict=False)
+    by_file = {e["file"]: e for e in report.parity}
+    assert "first_diverging" not in by_file["model.onnx"] and by_file["model.onnx"]["passed"]
+    failed = by_file["model.int8.onnx"]
+    assert not failed["passed"]
+    assert failed["first_diverging"]["layer"].startswith("backbone.bn2"), failed["first_diverging"]
+    assert "first diverging layer: backbone.bn2" in gate_failures_text(failed)
