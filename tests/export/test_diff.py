@@ -163,3 +163,11 @@ def test_a_gate_failure_names_the_first_diverging_layer(trained_run, outlier_che
     assert not failed["passed"]
     assert failed["first_diverging"]["layer"].startswith("backbone.bn2"), failed["first_diverging"]
     assert "first diverging layer: backbone.bn2" in gate_failures_text(failed)
+
+
+def test_data_gives_the_inputs(clean, val_pngs, tmp_path):
+    from edgekit.export.diff import diff
+
+    report = diff(clean / "model.onnx", data=str(val_pngs), images=3, out_dir=tmp_path)
+    assert report["inputs"] == f"3 images from {val_pngs}" and report["first_diverging"] is None
+    assert len(report["layers"]) >= 20
