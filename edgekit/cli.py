@@ -17,6 +17,8 @@ import typer
 from edgekit import __version__
 from edgekit.cli_demo import demo_app
 from edgekit.cli_device import device_app
+from edgekit.cli_diff import EPILOG as DIFF_EPILOG
+from edgekit.cli_diff import diff_command
 from edgekit.errors import EdgekitError, cli_messages
 
 app = typer.Typer(
@@ -545,6 +547,7 @@ def report(runs: Annotated[list[Path], typer.Argument(
 app.add_typer(demo_app, name="demo")
 # -- devices over SSH (edgekit/cli_device.py): setup, add, list, clean; --on DEVICE runs check/predict/bench there
 app.add_typer(device_app, name="device")
+app.command("diff", epilog=DIFF_EPILOG)(diff_command)  # edgekit/cli_diff.py: the first diverging layer
 
 
 # -- parsing CLI strings (the library takes lists; these turn flags into them) ---------------------

@@ -59,10 +59,21 @@ class Verifier:
         except Exception as exc:  # noqa: BLE001 - the runtime cannot run this file: a failed check
             entry = {"file": art.path.name, "format": art.format, "precision": art.precision, "verdict": "failed",
                      "passed": False, "error": f"verification failed: {reason(exc)}"}
+        if end_to_end and "heads" in entry and not entry["passed"] and art.reference is None:
+            self.diagnose(entry, art)
         if end_to_end and "heads" in entry:
             self.end_to_end(entry, art)
         entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes, source=str(self.trained.path))
         return entry
+
+    def diagnose(self, entry: dict[str, Any], art: Artifact) -> None:
+        """A file that missed its gate: the first layer where it stops agreeing with PyTorch (``edgekit diff`` on
+        two of the val inputs; formats diff can tap), in ``first_diverging`` and the failure line."""
+        from edgekit.export.diff import DIFFED_AT_EXPORT, first_diverging_layer
+
+        if art.path.suffix in DIFFED_AT_EXPORT:
+            entry["first_diverging"] = first_diverging_layer(art.path, self.trained.model, self.trained.card,
+                                                             self.x[:2], entry.get("precision_ran", art.precision))
 
     def end_to_end(self, entry: dict[str, Any], art: Artifact) -> None:
         """Raw files through the runtime's own preprocessing: FP32 files are gated on it."""

@@ -157,4 +157,10 @@ def table_rows() -> list[dict[str, Any]]:
 
 def gate_failures_text(e: dict[str, Any]) -> str:
     """The thresholds a verified file missed, as one line (``"failed its check"`` when none is recorded)."""
-    return "; ".join(e.get("gate_failures") or []) or "failed its check"
+    text = "; ".join(e.get("gate_failures") or []) or "failed its check"
+    if e.get("first_diverging"):  # export/diff.py, on the failing path only
+        from edgekit.export.diff import describe_first
+
+        hint = describe_first(e["first_diverging"])
+        text += f"; {hint}" if hint else ""
+    return text

@@ -16,6 +16,7 @@ input shape dynamic unless told, and names convolutions after the BatchNorm fold
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -119,6 +120,9 @@ def export_ir(job, card: ModelCard, path: str | Path) -> Path:
             model = ov.convert_model(str(onnx_path))
         except Exception as exc:  # noqa: BLE001 - the frontend raises OpConversionFailure and friends
             raise OpenVINOExportError(f"openvino.convert_model failed: {first_line(exc, 240)}") from None
+    from edgekit.runtime.taps import IR_SCOPES, onnx_scopes
+
+    model.set_rt_info(json.dumps(onnx_scopes(proto), separators=(",", ":")), IR_SCOPES)  # edgekit diff's names
     job.scratch["openvino"] = {"proto": proto, "float_ops": float_op_types(proto)}
     card.provenance.update(format="openvino", converted_from="onnx (torch.onnx dynamo exporter)",
                            openvino=ov.__version__, batch="dynamic" if job.dynamic_batch else int(job.sample.shape[0]))

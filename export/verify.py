@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.card import HeadSpec, ModelCard
-from edgekit.export.gates import GATES, gate_for, judge
+from edgekit.export.gates import GATES, gate_failures_text, gate_for, judge
 from edgekit.runtime.predictor import softmax
 
 FP32_TOLERANCE = GATES["fp32"].max_rel
@@ -237,7 +237,7 @@ def describe_entry(e: dict[str, Any]) -> str:
         parts.append(f"{head}: {', '.join(bits)}")
     status = "ok" if e["passed"] else "[red]FAILED[/]"
     ran = e.get("precision_ran", e.get("precision"))
-    gate = f"{ran} gate" + ("" if e["passed"] else ": " + "; ".join(e.get("gate_failures") or []))
+    gate = f"{ran} gate" + ("" if e["passed"] else ": " + gate_failures_text(e))
     line = (f"  {e['file']}: {status} ({gate})  {'; '.join(parts)}  ({e['export_seconds']:.1f}s, "
             f"{e['size_bytes'] / 1e6:.2f} MB)")
     if "end_to_end" in e:
