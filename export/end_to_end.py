@@ -79,8 +79,8 @@ def check_file(path: Path, sample: RawSample, precision_ran: str = "fp32",
     """The file's outputs on the raw files through its runtime, compared per head with the reference and
     judged: ``gated`` (FP32: ``passed``, ``gate_failures`` and, on a miss, ``cause``) or, for other
     precisions, ``within_gate`` of the precision that ran (reported, not gated)."""
+    from edgekit.export.compare import compare_outputs
     from edgekit.export.gates import END_TO_END_MIN_AGREEMENT, GATES, gate_for, judge
-    from edgekit.export.verify import compare_outputs
     from edgekit.runtime import load
 
     files, reference = sample.files, sample.reference
