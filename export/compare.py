@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.card import HeadSpec, ModelCard
+from edgekit.metrics import head_metrics
 from edgekit.runtime.predictor import softmax
 
 
@@ -65,8 +66,6 @@ def compare_outputs(card: ModelCard, ref: dict[str, np.ndarray], out: dict[str, 
 
 def _ranking(truth: np.ndarray, ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
     """mAP and LWLRAP of the file's and PyTorch's multilabel scores (logits rank like probabilities)."""
-    from edgekit.train.metrics import head_metrics
-
     spec = HeadSpec("h", "multilabel", classes=[str(i) for i in range(truth.shape[1])])
     mine, theirs = head_metrics(spec, out, truth), head_metrics(spec, ref, truth)
     stats = {}

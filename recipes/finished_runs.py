@@ -15,9 +15,9 @@ from typing import Any
 
 from edgekit.config import RunConfig, load_config
 from edgekit.errors import ConfigError, RunError, first_line
+from edgekit.metrics import monitor_key
 from edgekit.recipes.run_latency import read_latency
 from edgekit.runs import missing
-from edgekit.train.metrics import monitor_key
 
 PERCENT = ("/acc", "/top5")  # metrics shown as percentages
 
