@@ -6,7 +6,7 @@ how each side turns a file into a tensor: decoding (EXIF orientation), resizing,
 order, normalization. Here a sample of the validation split's files (in-memory images, like the
 digits, written as lossless PNG first) goes through :meth:`Predictor.preprocess` from the file path,
 as on the device, and through the training loader and eval transform into PyTorch. Per head, as the
-gates measure it (:func:`~edgekit.export.verify.compare_outputs`): relative error, SQNR, cosine and
+gates measure it (:func:`~edgekit.export.compare.compare_outputs`): relative error, SQNR, cosine and
 top-1 agreement; the share of samples with the same label set (multilabel).
 
 Training calls the runtime's preprocessing, so an FP32 file gives PyTorch's answers here: one whose

@@ -91,7 +91,7 @@ def check_overrides(max_drop: float | None = None, min_sqnr: float | None = None
 
 def judge(entry: dict[str, Any], gate: Gate) -> dict[str, Any]:
     """Judge a verified file's per-head statistics (``entry["heads"]``, see
-    :func:`edgekit.export.verify.compare_outputs`) against ``gate``.
+    :func:`edgekit.export.compare.compare_outputs`) against ``gate``.
 
     Nothing measured is no pass: an entry without heads, or a head with none of the statistics ``gate``
     judges, fails. Returns ``{"passed", "failures": [one line per missed threshold], "gate": thresholds}``."""

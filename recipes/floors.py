@@ -67,7 +67,7 @@ def bf16_floor(trained: Any, n_images: int = 48) -> float:
 
 
 def _db(ref: Any, out: Any) -> float:
-    """:func:`~edgekit.export.verify.sqnr_db`, rounded; equal outputs are infinitely far from noise."""
+    """:func:`~edgekit.export.compare.sqnr_db`, rounded; equal outputs are infinitely far from noise."""
     from edgekit.export.verify import sqnr_db
 
     value = sqnr_db(ref, out)

@@ -1,4 +1,6 @@
 import logging
+import os
+import sys
 import warnings
 
 import pytest
@@ -12,8 +14,6 @@ def test_quiet_silences_the_block_and_restores_the_logger(capsys):
     with pytest.raises(RuntimeError), quiet("edgekit-test-lib", logging.WARNING, stdout=True, stderr=True):
         assert log.level == logging.WARNING
         print("progress 10%")
-        import sys
-
         print("a warning line", file=sys.stderr)
         raise RuntimeError("the converter failed")
     assert log.level == logging.INFO  # restored, also when the block raised
@@ -37,7 +37,6 @@ def test_quiet_native_logs_keeps_what_the_user_set(monkeypatch):
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
     monkeypatch.delenv("GLOG_minloglevel", raising=False)
     quiet_native_logs()
-    import os
-
-    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" and os.environ["GLOG_minloglevel"] == "2"
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    assert os.environ["GLOG_minloglevel"] == "2"  # noqa: SIM112 - glog reads this name
     assert logging.getLogger("coremltools").level == logging.ERROR
