@@ -209,6 +209,8 @@ def _raw_call(backend, batch: int, assume: dict[str, Any], where: str):
 def _accuracy(model, images: np.ndarray, labels_path: str, batch: int) -> tuple[dict[str, float], dict[str, Any]]:
     """Per head, through this backend: top-1 of classification heads whose classes the dataset labels use, and
     for the others their own metric (regression MAE; multilabel mAP, with scikit-learn where installed)."""
+    from edgekit.metrics import mae, top1
+
     with open(labels_path) as fh:
         labels = json.load(fh)  # {head: [class name | None]} or {head: {"kind": ..., ...}}
     outs: dict[str, list[np.ndarray]] = {h: [] for h in labels}
@@ -219,13 +221,15 @@ def _accuracy(model, images: np.ndarray, labels_path: str, batch: int) -> tuple[
     accuracy, metrics = {}, {}
     for h, truth in labels.items():
         pred = np.concatenate(outs[h])
-        if isinstance(truth, list):  # classification
-            classes = model.card.head(h).classes
-            pairs = [(classes[p], t) for p, t in zip(pred.argmax(1), truth, strict=True) if t is not None]
-            accuracy[h] = sum(p == t for p, t in pairs) / max(1, len(pairs))
+        if isinstance(truth, list):  # classification, labelled by class name (one the model lacks is never right)
+            index = {c: i for i, c in enumerate(model.card.head(h).classes)}
+            target = np.asarray([-1 if t is None else index.get(t, len(index)) for t in truth])
+            valid = target >= 0
+            accuracy[h] = top1(pred[valid], target[valid]) if valid.any() else 0.0
         elif truth["kind"] == "regression":
-            ok = [(float(p), t) for p, t in zip(pred[:, 0], truth["values"], strict=True) if t is not None]
-            metrics[h] = {"mae": float(np.mean([abs(p - t) for p, t in ok]))} if ok else {}
+            values = np.asarray([np.nan if t is None else t for t in truth["values"]], dtype=np.float64)
+            ok = ~np.isnan(values)
+            metrics[h] = {"mae": mae(pred[:, 0].astype(np.float64)[ok], values[ok])} if ok.any() else {}
         else:
             metrics[h] = _map(pred, truth, model.card.head(h).classes)
     return accuracy, metrics
@@ -234,14 +238,13 @@ def _accuracy(model, images: np.ndarray, labels_path: str, batch: int) -> tuple[
 def _map(scores: np.ndarray, truth: dict[str, Any], classes: list[str]) -> dict[str, Any]:
     rows = [i for i, t in enumerate(truth["labels"]) if t is not None]
     y = np.asarray([[c in truth["labels"][i] for c in classes] for i in rows], dtype=float)
-    keep = y.sum(0) > 0
-    if not keep.any():
-        return {}
+    from edgekit.metrics import mean_average_precision
+
     try:
-        from sklearn.metrics import average_precision_score
+        value = mean_average_precision(y, scores[rows])
     except ImportError:
         return {"map": None, "note": "mAP needs scikit-learn"}
-    return {"map": float(average_precision_score(y[:, keep], scores[rows][:, keep], average="macro"))}
+    return {} if value is None else {"map": value}
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ from edgekit.cli_device import device_app
 from edgekit.cli_diff import EPILOG as DIFF_EPILOG
 from edgekit.cli_diff import diff_command
 from edgekit.errors import EdgekitError, cli_messages
+from edgekit.logs import quiet_native_logs
 
 app = typer.Typer(
     name="edgekit",
@@ -653,17 +654,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _shutdown_distributed()
     return 0
-
-
-def quiet_native_logs() -> None:
-    """TensorFlow-Lite / absl C++ logging and coremltools' import-time warnings drown the useful
-    output; keep their errors only (set the variables yourself to see more)."""
-    import logging
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
 
 
 def _shutdown_distributed() -> None:

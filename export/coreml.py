@@ -100,10 +100,10 @@ def _int8_weights(model):
     """INT8 (symmetric, per-channel) weights for an mlprogram (activation calibration needs macOS)."""
     from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
 
-    from edgekit.export.onnx import quiet_logs
+    from edgekit.logs import quiet
 
     config = OptimizationConfig(global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"))
-    with quiet_logs():
+    with quiet():  # onnxruntime's quantizer logs a warning per per-channel tensor it cannot split
         return linear_quantize_weights(model, config=config)
 
 

@@ -320,14 +320,3 @@ def first_diverging_layer(path: str | Path, model, card, x: np.ndarray, precisio
     if first is None:
         return {"layer": None, "layers": len(rows)}
     return {"layer": first["layer"], "sqnr_db": row_db(first), "drop_db": first["drop_db"], "layers": len(rows)}
-
-
-def describe_first(found: dict[str, Any] | None) -> str:
-    """``"first diverging layer: backbone.stages.2.0 (SQNR 3.1 dB)"`` for a gate failure's line, or ``""``."""
-    if not found or found.get("error"):
-        return ""
-    if found.get("layer") is None:
-        return f"no single layer diverges (edgekit diff FILE: {found.get('layers', 0)} layers compared)"
-    sqnr = found["sqnr_db"]
-    text = "non-finite values" if sqnr == -math.inf else f"SQNR {sqnr:.1f} dB"
-    return f"first diverging layer: {found['layer']} ({text}; edgekit diff FILE for every layer)"

@@ -6,7 +6,7 @@ how each side turns a file into a tensor: decoding (EXIF orientation), resizing,
 order, normalization. Here a sample of the validation split's files (in-memory images, like the
 digits, written as lossless PNG first) goes through :meth:`Predictor.preprocess` from the file path,
 as on the device, and through the training loader and eval transform into PyTorch. Per head, as the
-gates measure it (:func:`~edgekit.export.verify.compare_outputs`): relative error, SQNR, cosine and
+gates measure it (:func:`~edgekit.export.compare.compare_outputs`): relative error, SQNR, cosine and
 top-1 agreement; the share of samples with the same label set (multilabel).
 
 Training calls the runtime's preprocessing, so an FP32 file gives PyTorch's answers here: one whose
@@ -79,8 +79,8 @@ def check_file(path: Path, sample: RawSample, precision_ran: str = "fp32",
     """The file's outputs on the raw files through its runtime, compared per head with the reference and
     judged: ``gated`` (FP32: ``passed``, ``gate_failures`` and, on a miss, ``cause``) or, for other
     precisions, ``within_gate`` of the precision that ran (reported, not gated)."""
+    from edgekit.export.compare import compare_outputs
     from edgekit.export.gates import END_TO_END_MIN_AGREEMENT, GATES, gate_for, judge
-    from edgekit.export.verify import compare_outputs
     from edgekit.runtime import load
 
     files, reference = sample.files, sample.reference

@@ -19,10 +19,6 @@ the card how much of the graph XNNPACK took (``provenance["delegation"]``).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +29,7 @@ import torch
 from edgekit.atomic import write_with
 from edgekit.card import ModelCard
 from edgekit.errors import DependencyError, EdgekitError, first_line
+from edgekit.logs import quiet
 from edgekit.runtime.pte import CARD_METHOD
 
 INSTALL = "pip install 'edgekit[executorch]'"
@@ -82,7 +79,7 @@ def export_executorch(module: torch.nn.Module, card: ModelCard, path: str | Path
     card.provenance.update(format="executorch", batch=int(sample.shape[0]), delegate="xnnpack",
                            executorch=executorch.version.__version__)
     methods = {CARD_METHOD: card_json(card)}
-    with _quiet():
+    with quiet(stdout=True, python_warnings=True):  # torch.export and exir warn and log on every call
         try:
             program = torch.export.export(module, (sample,))
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
@@ -117,7 +114,7 @@ def quantize_xnnpack(module: torch.nn.Module, calib: np.ndarray, batch: int = 32
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     keep_float(quantizer, graph, skip)  # a ConfigError for unknown names, before the try below
     try:
-        with _quiet():
+        with quiet(stdout=True, python_warnings=True):  # torch.export and exir warn and log on every call
             prepared = prepare_pt2e(graph, quantizer)
             with torch.no_grad():
                 for i in range(0, len(x), batch):
@@ -159,19 +156,6 @@ def delegation_summary(graph_module: torch.fx.GraphModule) -> dict[str, Any]:
     return {"delegated_ops": int(sum(v.delegated for v in ops.values())),
             "non_delegated_ops": int(sum(outside.values())),
             "subgraphs": int(info.num_delegated_subgraphs), "non_delegated": outside}
-
-
-@contextlib.contextmanager
-def _quiet():
-    """torch.export and exir warn and log on every call; edgekit reports what matters itself."""
-    level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.getLogger().setLevel(level)
 
 
 def build(job, precision: str, card: ModelCard, path: str | Path) -> Path:

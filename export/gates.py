@@ -25,6 +25,7 @@ Pure Python (no torch): ``edgekit check --parity`` judges deployed files on a de
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -91,7 +92,7 @@ def check_overrides(max_drop: float | None = None, min_sqnr: float | None = None
 
 def judge(entry: dict[str, Any], gate: Gate) -> dict[str, Any]:
     """Judge a verified file's per-head statistics (``entry["heads"]``, see
-    :func:`edgekit.export.verify.compare_outputs`) against ``gate``.
+    :func:`edgekit.export.compare.compare_outputs`) against ``gate``.
 
     Nothing measured is no pass: an entry without heads, or a head with none of the statistics ``gate``
     judges, fails. Returns ``{"passed", "failures": [one line per missed threshold], "gate": thresholds}``."""
@@ -159,8 +160,17 @@ def gate_failures_text(e: dict[str, Any]) -> str:
     """The thresholds a verified file missed, as one line (``"failed its check"`` when none is recorded)."""
     text = "; ".join(e.get("gate_failures") or []) or "failed its check"
     if e.get("first_diverging"):  # export/diff.py, on the failing path only
-        from edgekit.export.diff import describe_first
-
         hint = describe_first(e["first_diverging"])
         text += f"; {hint}" if hint else ""
     return text
+
+
+def describe_first(found: dict[str, Any] | None) -> str:
+    """``"first diverging layer: backbone.stages.2.0 (SQNR 3.1 dB)"`` for a gate failure's line, or ``""``."""
+    if not found or found.get("error"):
+        return ""
+    if found.get("layer") is None:
+        return f"no single layer diverges (edgekit diff FILE: {found.get('layers', 0)} layers compared)"
+    sqnr = found["sqnr_db"]
+    text = "non-finite values" if sqnr == -math.inf else f"SQNR {sqnr:.1f} dB"
+    return f"first diverging layer: {found['layer']} ({text}; edgekit diff FILE for every layer)"

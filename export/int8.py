@@ -184,8 +184,8 @@ def sensitivity(trained: Trained, candidates: list[str], calib: np.ndarray, held
     """Output SQNR (dB) when each candidate block alone is INT8 (ONNX), most sensitive first."""
     import onnx
 
+    from edgekit.export.compare import sqnr_db
     from edgekit.export.onnx import export_onnx, onnx_nodes_in, to_int8
-    from edgekit.export.verify import sqnr_db
     from edgekit.runtime import load
 
     work.mkdir(parents=True, exist_ok=True)

@@ -4,11 +4,7 @@ INT8 through onnxruntime's static QDQ quantizer (:func:`to_int8`)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +13,7 @@ import torch
 from edgekit.atomic import write_with
 from edgekit.card import CARD_KEY, ModelCard
 from edgekit.errors import ConfigError, EdgekitError, QuantizationError, first_line, option
+from edgekit.logs import quiet
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
@@ -25,8 +22,7 @@ def export_onnx(module: torch.nn.Module, card: ModelCard, path: str | Path, samp
                 dynamic_batch: bool = False, opset: int | None = None) -> Path:
     """Trace ``module`` (heads as a tuple) at ``sample``'s shape and write ``path`` with the card."""
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter prints progress
-        warnings.simplefilter("ignore")
+    with quiet(level=None, stdout=True, python_warnings=True):  # the exporter prints progress
         if not isinstance(module, torch.fx.GraphModule):  # pt2e graphs refuse .eval(); they are converted
             module.eval()
         program = torch.onnx.export(module, (sample,), dynamo=True, input_names=["image"],
@@ -123,7 +119,7 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
             return next(self.batches, None)
 
     try:
-        with quiet_logs():
+        with quiet():
             shapes = _pre_process(fp32_path, pre)
             exclude = _float_nodes(fp32_path, pre, skip)
             floats = float_op_types(onnx.load(str(pre), load_external_data=False))
@@ -219,18 +215,6 @@ def onnx_nodes_in(proto, modules: Sequence[str]) -> list[str]:
         raise ConfigError(f"{option('skip', flag='--skip-layers')}: no layer named {', '.join(missing)} in the model "
                           "(use module names such as backbone.stem or heads.<head>)")
     return found
-
-
-@contextlib.contextmanager
-def quiet_logs() -> Iterator[None]:
-    """onnxruntime's quantizer logs a warning per per-channel tensor it cannot split; keep errors only."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 FROM_FP32_FILE = ("fp16", "int8")  # variants made from the FP32 .onnx file

@@ -27,6 +27,7 @@ import numpy as np
 
 from edgekit.card import ModelCard
 from edgekit.errors import ConfigError, EdgekitError, QuantizationError, first_line, option
+from edgekit.logs import quiet
 from edgekit.runtime.openvino import CARD_PATH, HINTS, PIN_PATH, read_ir
 
 
@@ -170,7 +171,7 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
     advanced = AdvancedQuantizationParameters(
         activations_range_estimator_params=getattr(RangeEstimatorParametersSet, CALIBRATION[method]))
     try:
-        with _quiet():
+        with quiet("nncf", logging.WARNING, stdout=True):  # NNCF draws a progress bar per statistics pass
             quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=len(items),
                                       model_type=nncf.ModelType.TRANSFORMER if transformer else None,
                                       preset=nncf.QuantizationPreset.MIXED,
@@ -187,23 +188,6 @@ def to_int8(fp32_path: str | Path, card: ModelCard, out_path: str | Path, calib:
         "float_layers": list(skip), "float_nodes": len(ignored), "float_ops": types,
         "model_type": "transformer" if transformer else "default"})
     return write_ir(quantized, card, out_path)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """NNCF draws a progress bar per statistics pass on stdout and logs at INFO; keep its warnings and errors."""
-    import io
-    import logging
-
-    from nncf.common.logging import nncf_logger
-
-    level = nncf_logger.level
-    nncf_logger.setLevel(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        nncf_logger.setLevel(level)
 
 
 FROM_FP32_FILE = ("fp16", "int8")  # variants made from the FP32 IR

@@ -10,8 +10,6 @@ FP16 is ai-edge-quantizer's float-casting recipe on the FP32 file.
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 from edgekit.atomic import write_with
 from edgekit.card import CARD_KEY, ModelCard
 from edgekit.errors import EdgekitError
+from edgekit.logs import quiet
 
 
 def export_tflite(module: torch.nn.Module, card: ModelCard, path: str | Path, sample: torch.Tensor,
@@ -35,7 +34,7 @@ def export_tflite(module: torch.nn.Module, card: ModelCard, path: str | Path, sa
 
     tmp = Path(path).with_name(f".{Path(path).name}.convert")
     try:
-        with _quiet():
+        with quiet(stdout=True, stderr=True):  # litert-torch and ai-edge-quantizer print progress and warnings
             edge = litert_torch.convert(module.eval() if quant_config is None else module, (sample,),
                                         quant_config=quant_config)
             edge.export(str(tmp))
@@ -67,7 +66,7 @@ def to_fp16(src: str | Path, card: ModelCard, path: str | Path) -> Path:
     rm = recipe_manager.RecipeManager()
     rm.add_weight_only_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED, num_bits=16,
                               algorithm_key=AlgorithmName.FLOAT_CASTING)
-    with _quiet():
+    with quiet(stdout=True, stderr=True):  # litert-torch and ai-edge-quantizer print progress and warnings
         result = quantizer.Quantizer(str(src), rm.get_quantization_recipe()).quantize()
     return write_tflite(bytes(result.quantized_model), card, path)
 
@@ -117,18 +116,6 @@ def _card_bytes(card: ModelCard) -> bytes:
     from edgekit.runtime.metadata import card_json
 
     return card_json(card).encode("utf-8")
-
-
-@contextlib.contextmanager
-def _quiet():
-    """litert-torch and ai-edge-quantizer print progress and warnings on every call."""
-    level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        logging.getLogger().setLevel(level)
 
 
 FROM_FP32_FILE = ("fp16",)  # variants made from the FP32 .tflite (INT8 comes from the graph)

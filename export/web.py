@@ -290,8 +290,8 @@ def check_bundle(path: str | Path, page=None, threads: int | None = None,
 
     ``page``: a :class:`~edgekit.runtime.web.WebPage` already open on the bundle (else one is opened, on
     WebAssembly)."""
+    from edgekit.export.compare import compare_outputs
     from edgekit.export.gates import gate_for, judge
-    from edgekit.export.verify import compare_outputs
     from edgekit.runtime.backends import check_threads
     from edgekit.runtime.golden import decode_png
     from edgekit.runtime.web import WebPage, bundle_card

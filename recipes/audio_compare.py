@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], help="config override, e.g. train.lr=1e-3")
     ap.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per latency measurement")
     args = ap.parse_args(argv)
-    from edgekit.cli import quiet_native_logs
     from edgekit.errors import EdgekitError, cli_messages
+    from edgekit.logs import quiet_native_logs
 
     quiet_native_logs()
     try:

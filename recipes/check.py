@@ -78,7 +78,7 @@ def check(path: str | Path, max_latency_ms: float | None = None, min_accuracy: f
 def _accuracy(model, data: str) -> float:
     """Top-1 of the model's first classification head on ``data``'s val split (``auto``: the dataset its card
     names, split as in training), through the runtime."""
-    from edgekit.recipes.bench import AUTO, dataset_files, own_data
+    from edgekit.recipes.val_data import AUTO, dataset_files, own_data
 
     if data == AUTO:
         data = own_data(model.card)

@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="digits", help=argparse.SUPPRESS)  # its images (the parent passes the photos)
     args = ap.parse_args(argv)
     if args.one:
-        from edgekit.cli import quiet_native_logs
+        from edgekit.logs import quiet_native_logs
 
         quiet_native_logs()
         only = [t for t in (args.only or "").split(",") if t]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekit.recipes.floors import floor_lines
+from edgekit.recipes.floors import NEAR_FLOOR_DB
 
 STATES = ("passed", "failed", "not_run", "absent")
 NOT_RUN_HERE = "CoreML prediction needs macOS: converted and its structure checked only"
@@ -118,6 +118,36 @@ def render(result: dict[str, Any]) -> str:
                              f"{x.get('size_mb')} | {x.get('export_seconds')} | {x.get('p50_ms', 'n/a')} |")
     lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in result["packages"].items()] + [""]
     return "\n".join(lines)
+
+
+def floor_lines(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
+    """Failures by owner, and how close the low-precision cells come to the floors their stand-ins set."""
+    cells = [r["cells"][c] for r in rows for c in cols if c in r["cells"]]
+    owners: dict[str, int] = {}
+    for c in cells:
+        if cell_verdict(c) == "failed":
+            owner = str(c.get("owner", "?")).split(" (")[0]
+            owners[owner] = owners.get(owner, 0) + 1
+    lines = ["Failing cells by owner: " + ", ".join(f"{k} {v}" for k, v in sorted(owners.items())) + "."
+             if owners else "No cell fails."]
+    judged = [(c, col) for r in rows for col in cols for c in [r["cells"].get(col) or {}] if "near_floor" in c]
+    if judged:
+        near = {p: [c["near_floor"] for c, col in judged if col.endswith(p)] for p in ("fp16", "int8")}
+        near["bf16"] = [c["near_floor"] for c, _ in judged if c.get("precision_ran") == "bf16"]
+        lines.append(
+            f"Floors (`floor` below: dB, or a relative error for FP32): the stand-ins are random weights, and a "
+            f"perturbation at the input of "
+            f"some of them grows through the network. Each row's floor is the FP32 model's own output SQNR with "
+            f"an 8-bit quantizer's error on its input only (INT8), or with weights and input in FP16 (bf16 for "
+            f"OpenVINO FP32 cells that ran bf16); FP32 cells "
+            f"show the relative change of its output when its input moves by one float32 rounding. Cells within "
+            f"{NEAR_FLOOR_DB:g} dB of their floor: "
+            + ", ".join(f"{p.upper()} {sum(v)} of {len(v)}" for p, v in near.items() if v) + ". An INT8 file also "
+            "quantizes every activation, which an input-only floor does not model: an INT8 cell far below its "
+            "floor is not thereby the quantizer's fault. TFLite INT8 cells also show `pt2e`: the output SQNR "
+            "of the TFLite path's own INT8 graph (LiteRT's pt2e quantizer) run in PyTorch; a file far below it "
+            "lost the difference in the LiteRT conversion or TFLite's INT8 kernels.")
+    return [*lines, ""]
 
 
 def _data_line(rows: list[dict[str, Any]]) -> str:

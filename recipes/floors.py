@@ -67,7 +67,7 @@ def bf16_floor(trained: Any, n_images: int = 48) -> float:
 
 
 def _db(ref: Any, out: Any) -> float:
-    """:func:`~edgekit.export.verify.sqnr_db`, rounded; equal outputs are infinitely far from noise."""
+    """:func:`~edgekit.export.compare.sqnr_db`, rounded; equal outputs are infinitely far from noise."""
     from edgekit.export.verify import sqnr_db
 
     value = sqnr_db(ref, out)
@@ -170,35 +170,3 @@ def upstream_tflite(cell: dict[str, Any] | None, reference: float | None, gate: 
         cell["reason"] = (f"{cell['reason']}; the same pt2e INT8 graph run in PyTorch gives {reference:.1f} dB, so "
                           f"the .tflite loses {reference - cell['sqnr_db']:.1f} dB in conversion or in TFLite's "
                           "INT8 kernels")
-
-
-def floor_lines(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
-    """Failures by owner, and how close the low-precision cells come to the floors their stand-ins set."""
-    from edgekit.recipes.coverage_report import cell_verdict
-
-    cells = [r["cells"][c] for r in rows for c in cols if c in r["cells"]]
-    owners: dict[str, int] = {}
-    for c in cells:
-        if cell_verdict(c) == "failed":
-            owner = str(c.get("owner", "?")).split(" (")[0]
-            owners[owner] = owners.get(owner, 0) + 1
-    lines = ["Failing cells by owner: " + ", ".join(f"{k} {v}" for k, v in sorted(owners.items())) + "."
-             if owners else "No cell fails."]
-    judged = [(c, col) for r in rows for col in cols for c in [r["cells"].get(col) or {}] if "near_floor" in c]
-    if judged:
-        near = {p: [c["near_floor"] for c, col in judged if col.endswith(p)] for p in ("fp16", "int8")}
-        near["bf16"] = [c["near_floor"] for c, _ in judged if c.get("precision_ran") == "bf16"]
-        lines.append(
-            f"Floors (`floor` below: dB, or a relative error for FP32): the stand-ins are random weights, and a "
-            f"perturbation at the input of "
-            f"some of them grows through the network. Each row's floor is the FP32 model's own output SQNR with "
-            f"an 8-bit quantizer's error on its input only (INT8), or with weights and input in FP16 (bf16 for "
-            f"OpenVINO FP32 cells that ran bf16); FP32 cells "
-            f"show the relative change of its output when its input moves by one float32 rounding. Cells within "
-            f"{NEAR_FLOOR_DB:g} dB of their floor: "
-            + ", ".join(f"{p.upper()} {sum(v)} of {len(v)}" for p, v in near.items() if v) + ". An INT8 file also "
-            "quantizes every activation, which an input-only floor does not model: an INT8 cell far below its "
-            "floor is not thereby the quantizer's fault. TFLite INT8 cells also show `pt2e`: the output SQNR "
-            "of the TFLite path's own INT8 graph (LiteRT's pt2e quantizer) run in PyTorch; a file far below it "
-            "lost the difference in the LiteRT conversion or TFLite's INT8 kernels.")
-    return [*lines, ""]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.atomic import write_with
-from edgekit.recipes.report import PERCENT
+from edgekit.recipes.finished_runs import PERCENT
 
 
 def _plt():

@@ -15,7 +15,7 @@ from typing import Any
 
 from edgekit.config import RunConfig
 from edgekit.errors import RunError
-from edgekit.recipes.report import Run, load_run, summarize, teacher_weights
+from edgekit.recipes.finished_runs import Run, load_run, summarize, teacher_weights
 from edgekit.runs import finished
 
 

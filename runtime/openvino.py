@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import DeviceError, first_line, option, require
-from edgekit.runtime.backends import Backend, ModelFileError, check_threads
+from edgekit.runtime.backend import Backend, ModelFileError, check_threads
 
 CARD_PATH = ["edgekit", "card"]  # rt_info path of the card's JSON
 PIN_PATH = ["runtime_options", "INFERENCE_PRECISION_HINT"]  # rt_info path of a pinned inference precision

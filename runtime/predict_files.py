@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgekit.runtime.prediction_text import format_prediction
 from edgekit.runtime.predictor import load
 from edgekit.runtime.preprocess import IMAGE_SUFFIXES, InputError, read_image
 from edgekit.runtime.video import VIDEO_SUFFIXES, clip_frames, video_frames
@@ -80,20 +81,6 @@ def _clips_on_source(predictor, source: Path, topk: int) -> list[dict[str, Any]]
     if all("error" in r for r in results):
         raise InputError(f"no readable video in {source}")
     return results
-
-
-def format_prediction(pred: dict[str, Any]) -> str:
-    parts = []
-    for head, p in pred.items():
-        if "label" in p:
-            top = p["top"]
-            text = ", ".join(f"{label} ({score:.3f})" for label, score in top)
-            parts.append(f"{head}={text}")
-        elif "labels" in p:
-            parts.append(f"{head}=[{', '.join(p['labels'])}]")
-        else:
-            parts.append(f"{head}={p['value']:.3f}")
-    return "  ".join(parts)
 
 
 def print_predictions(results: list[dict[str, Any]], as_json: bool = False, model: str | Path = "model") -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import DependencyError, DeviceError, first_line, option
-from edgekit.runtime.backends import Backend, ModelFileError, run_in_chunks
+from edgekit.runtime.backend import Backend, ModelFileError, run_in_chunks
 
 CARD_METHOD = "edgekit_card"  # the constant method returning the card's JSON
 
@@ -62,7 +62,7 @@ class ExecuTorchBackend(Backend):
         self.torch = torch
         from executorch.extension.pybindings import portable_lib
 
-        from edgekit.runtime.backends import check_threads
+        from edgekit.runtime.backend import check_threads
 
         wanted = check_threads(threads)
         reset = getattr(portable_lib, "_unsafe_reset_threadpool", None)  # experimental API: optional

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgekit.runtime.audio_io import AUDIO_SUFFIXES, AudioError, read_audio, resample, to_mono
 from edgekit.runtime.logmel import AudioFrontend, aggregate
+from edgekit.runtime.prediction_text import format_prediction
 from edgekit.runtime.preprocess import InputError, quantize
 
 BATCH = 32
@@ -159,8 +160,6 @@ def tag_source(predictor, source: Path, topk: int = 1) -> list[dict[str, Any]]:
 
 def format_tags(result: dict[str, Any]) -> str:
     """One line per sound: its tags, then the timed events (long sounds)."""
-    from edgekit.runtime.predict_files import format_prediction
-
     line = f"{result['source']} ({result['duration_s']:.1f} s): {format_prediction(result['predictions'])}"
     if result["windows"] > 1:
         spans = [f"{e['label']} {e['start']:.2f}-{e['end']:.2f}s ({e['score']:.2f})"

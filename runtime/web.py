@@ -21,7 +21,7 @@ import numpy as np
 
 from edgekit.card import ModelCard
 from edgekit.errors import DeviceError
-from edgekit.runtime.backends import Backend, ModelFileError, check_threads
+from edgekit.runtime.backend import Backend, ModelFileError, check_threads
 
 DEVICES = {"auto": "auto", "cpu": "wasm", "wasm": "wasm", "webgpu": "webgpu", "webnn": "webnn"}
 CHUNK_BYTES = 8 << 20  # largest batch sent to the page in one message

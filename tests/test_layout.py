@@ -62,34 +62,63 @@ def test_imports_flow_one_way():
     assert not breaches, "\n".join(breaches)
 
 
-def test_no_import_cycles_between_files():
-    """Import-time (module-level) edges: a cycle there means a file cannot be imported on its own."""
+def _import_graph() -> dict[str, set[str]]:
+    """File -> the edgekit files it imports, at module level or inside functions (a lazy import still runs)."""
     modules = _modules()
     graph = {m: set() for m in modules}
     for module, path in modules.items():
-        for _, name in _imports(path, module, top_level_only=True):
+        for _, name in _imports(path, module, top_level_only=False):
             target = name
             while target and target not in modules:
                 target = target.rpartition(".")[0]
-            if target and target != module:
+            # a file inside a package reaching that package's own __init__ is how Python loads it, not a circle
+            if target and target != module and not module.startswith(target + "."):
                 graph[module].add(target)
-    state: dict[str, int] = {}
-    cycles = []
+    return graph
 
-    def visit(node: str, stack: list[str]) -> None:
-        state[node] = 1
-        for nxt in graph[node]:
-            if state.get(nxt) == 1:
-                if not (nxt.count(".") < node.count(".") and node.startswith(nxt + ".")):  # a package's own __init__
-                    cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
-            elif nxt not in state:
-                visit(nxt, stack + [nxt])
-        state[node] = 2
 
-    for m in graph:
-        if m not in state:
-            visit(m, [m])
-    assert not cycles, "\n".join(cycles)
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one file (Tarjan), each a circle of imports."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles_between_files():
+    """Every import counts, module-level or inside a function: a lazy import delays a circle, it does not
+    remove it. Lazy imports of optional third-party packages are fine (they are not edgekit files)."""
+    graph = _import_graph()
+    circles = [" <-> ".join(c) + "\n" + "\n".join(f"    {a} -> {', '.join(sorted(graph[a] & set(c)))}" for a in c)
+               for c in _circles(graph)]
+    assert not circles, "\n".join(circles)
 
 
 @pytest.mark.parametrize("package", ["edgekit.runtime", "edgekit.apps", "edgekit.runtime.predictor",

@@ -1,6 +1,6 @@
 """The runtime's backend for edgekit ``.pt`` checkpoints: eager PyTorch (development machines).
 
-It implements :class:`edgekit.runtime.backends.Backend` and registers itself for ``.pt`` / ``.pth``
+It implements :class:`edgekit.runtime.backend.Backend` and registers itself for ``.pt`` / ``.pth``
 on import, so ``edgekit.runtime`` stays a leaf that never imports torch or train. Whoever opens a
 checkpoint (the CLI, the bench worker) imports this module first, or calls :func:`load`.
 """

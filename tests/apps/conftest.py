@@ -1,12 +1,17 @@
 """Fixtures for the demo apps: test videos made here with cv2.VideoWriter, and a tiny face model
-trained on UTKFace-named files + a fer2013.csv built from scikit-image's astronaut (a real face)."""
+trained on UTKFace-named files + a fer2013.csv built from scikit-image's astronaut (a real face) by
+tools/face_data.py."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
 W, H = 640, 480
 KIOSK_FRAMES, KIOSK_FPS = 30, 15.0  # a 2 s clip
 WEBCAM_FRAMES, WEBCAM_FPS = 24, 24.0
@@ -74,33 +79,12 @@ def webcam_video(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def face_data(tmp_path_factory):
-    """A UTKFace folder (age_gender_race_date.jpg) and a fer2013.csv, from real and synthetic images."""
-    from skimage import data
-
-    root = tmp_path_factory.mktemp("faces")
-    utk = root / "utk"
-    utk.mkdir()
-    face = astronaut_face()
-    others = [cv2.cvtColor(im if im.ndim == 3 else np.dstack([im] * 3), cv2.COLOR_RGB2BGR)
-              for im in (data.coffee(), data.chelsea(), data.camera())]
-    rng = np.random.default_rng(0)
-    lines = ["emotion,pixels,Usage"]
-    for i in range(16):
-        if i % 2 == 0:  # the astronaut: a 35-year-old woman, happy
-            img = cv2.convertScaleAbs(face, alpha=0.8 + 0.05 * (i % 5), beta=int(rng.integers(-20, 20)))
-            img = img[:, ::-1] if i % 4 == 0 else img
-            age, gender, emotion = 33 + i % 5, 1, 3
-        else:
-            src = others[i % 3]
-            y, x = rng.integers(0, src.shape[0] - 150), rng.integers(0, src.shape[1] - 150)
-            img = src[y:y + 150, x:x + 150]
-            age, gender, emotion = 60 + i, 0, 0
-        cv2.imwrite(str(utk / f"{age}_{gender}_{i % 5}_20170109{i:04d}.jpg.chip.jpg"), img)
-        grey = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
-        lines.append(f"{emotion},{' '.join(map(str, grey.ravel()))},{'PublicTest' if i >= 12 else 'Training'}")
-    fer = root / "fer2013.csv"
-    fer.write_text("\n".join(lines) + "\n")
-    return utk, fer
+    """A UTKFace folder (age_gender_race_date.jpg.chip.jpg) and a fer2013.csv, 16 files: tools/face_data.py's
+    (the astronaut's face and crops of other scikit-image photos), the data a user can make too."""
+    spec = importlib.util.spec_from_file_location("face_data", ROOT / "tools" / "face_data.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool.make_faces(tmp_path_factory.mktemp("faces"), n=16, seed=0)
 
 
 @pytest.fixture(scope="session")

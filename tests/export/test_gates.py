@@ -148,7 +148,8 @@ def test_multi_head_int8_is_gated_on_every_head_including_regression(tiny_config
     # bench measures every head on the model's own val data: top-1 for mood, MAE for age
     import numpy as np
 
-    from edgekit.recipes.bench import bench, dataset_files
+    from edgekit.recipes.bench import bench
+    from edgekit.recipes.val_data import dataset_files
     from edgekit.runtime import load
 
     onnx = tmp_path / "good" / "model.int8.onnx"

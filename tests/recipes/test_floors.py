@@ -2,7 +2,8 @@
 
 import math
 
-from edgekit.recipes.floors import floor_lines, input_floors, judge_floors, pt2e_reference
+from edgekit.recipes.coverage_report import floor_lines
+from edgekit.recipes.floors import input_floors, judge_floors, pt2e_reference
 
 GATES = {"fp16": 30.0, "int8": 10.0}
 

@@ -30,7 +30,7 @@ from edgekit.config import AudioConfig, DataConfig, HeadConfig
 from edgekit.errors import ConfigError, DataError, option
 from edgekit.runtime.audio_io import AUDIO_SUFFIXES, AudioError, read_audio
 from edgekit.runtime.logmel import AudioFrontend
-from edgekit.train.data.labels import class_order, csv_header, read_csv
+from edgekit.train.data.labels import class_order, csv_header, multi_hot, read_csv
 from edgekit.train.data.speech import SPEECH_COMMANDS, WORDS, speech_clips
 from edgekit.train.data.split import DataBundle, Split, split_lists
 
@@ -263,12 +263,7 @@ def _spec(h: HeadConfig, rows: list[dict[str, str]], path: Path) -> HeadSpec:
 
 def _encode(spec: HeadSpec, cell: str, where: Path) -> Any:
     if spec.kind == "multilabel":
-        vec = np.zeros(spec.outputs, np.float32)
-        for t in split_tags(cell):
-            if t not in spec.classes:
-                raise DataError(f"{where}: label '{t}' for head '{spec.name}' was not seen in training")
-            vec[spec.classes.index(t)] = 1.0
-        return vec
+        return multi_hot(spec, split_tags(cell), where)
     if cell == "":
         return -1
     if cell not in spec.classes:

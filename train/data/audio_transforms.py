@@ -19,7 +19,7 @@ from edgekit.config import AudioConfig, DataConfig
 from edgekit.runtime.logmel import AudioFrontend
 from edgekit.train.data.audio import frontend_of
 from edgekit.train.data.split import DataBundle, Split
-from edgekit.train.data.transforms import Transforms
+from edgekit.train.data.transform_set import Transforms
 
 STATS_WINDOWS = 256
 

@@ -151,12 +151,7 @@ def encode_labels(h: HeadConfig, spec: HeadSpec, values: list[str], where: Path)
             except ValueError:
                 raise DataError(f"{where}: '{v}' in column '{h.column or h.name}' is not a number") from None
         elif h.kind == "multilabel":
-            vec = np.zeros(spec.outputs, np.float32)
-            for c in _multi(v):
-                if c not in spec.classes:
-                    raise DataError(f"{where}: label '{c}' for head '{h.name}' was not seen in training")
-                vec[spec.classes.index(c)] = 1.0
-            out.append(vec)
+            out.append(multi_hot(spec, _multi(v), where))
         else:
             if v == "":
                 out.append(np.int64(-1))
@@ -165,6 +160,17 @@ def encode_labels(h: HeadConfig, spec: HeadSpec, values: list[str], where: Path)
             else:
                 raise DataError(f"{where}: label '{v}' for head '{h.name}' was not seen in training")
     return out
+
+
+def multi_hot(spec: HeadSpec, labels: list[str], where: Path) -> np.ndarray:
+    """The multi-hot target of a multilabel head (float32, one per class); a label the head has no class for is
+    an error (images and sounds alike: each source splits its cells into labels its own way)."""
+    vec = np.zeros(spec.outputs, np.float32)
+    for c in labels:
+        if c not in spec.classes:
+            raise DataError(f"{where}: label '{c}' for head '{spec.name}' was not seen in training")
+        vec[spec.classes.index(c)] = 1.0
+    return vec
 
 
 def _decimal(value: str, where: Path) -> str:

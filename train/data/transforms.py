@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ import numpy as np
 from edgekit.card import InputSpec
 from edgekit.config import DataConfig
 from edgekit.runtime.preprocess import check_frame, normalize, resize, resize_crop, to_color
+from edgekit.train.data.transform_set import Transforms
 
 # Augmentation defaults per kind of source (see AugmentConfig): digits must not be mirrored.
 _AUG_DEFAULTS = {
@@ -36,16 +36,6 @@ _AUG_DEFAULTS = {
     "faces": {"scale": (0.7, 1.0), "ratio": (0.9, 1.1), "hflip": 0.5, "vflip": 0.0, "color_jitter": 0.15,
               "re_prob": 0.0},
 }
-
-
-@dataclass
-class Transforms:
-    """A run's train and eval transforms, the input contract they implement, and the resolved augmentation."""
-
-    train: Callable
-    eval: Callable
-    input: InputSpec
-    augment: dict[str, Any]  # the resolved augmentation settings
 
 
 def build_transforms(cfg: DataConfig, kind: str, backbone_cfg: dict[str, Any]) -> Transforms:
