@@ -5,9 +5,10 @@ from, judged by the same :class:`~edgekit.export.certify.Verifier`, written to o
 
 - ``method="ptq"`` with named ``float_layers`` (or none): each target's INT8 step, as any other precision;
 - ``method="ptq"`` with ``float_layers="auto"`` (``edgekit quantize``, ``--max-drop``): the float-layer search.
-  Blocks are ranked by their INT8 sensitivity (output SQNR with the block alone quantized by onnxruntime, on
-  held-out training images: :func:`sensitivity`); per target, the INT8 file is made from the FP32 file of this
-  export with the current float set and judged through its own runtime by the INT8 gate; while it misses,
+  Per target, the fully INT8 file is tried first; when it misses its gate, blocks are ranked (once per export,
+  or always with ``rank_always``) by their INT8 sensitivity (output SQNR with the block alone quantized by
+  onnxruntime, on held-out training images: :func:`sensitivity`). Each INT8 file is made from the FP32 file of
+  this export with the current float set and judged through its own runtime by the INT8 gate; while it misses,
   the next most sensitive block goes to float. The file that passes moves into the export folder with its
   verdict (it is not judged again); a target that cannot pass with every block in float gets no INT8 file and
   a failure naming every float set tried and why each missed. The trail is in ``parity.json`` (``int8_search``);
@@ -49,6 +50,7 @@ class Int8:
     epochs: int = 3  # QAT
     lr: float = 1e-4  # QAT
     fuse: bool | None = None
+    rank_always: bool = False  # the search: rank every block even when the fully INT8 file passes (a report's plot)
 
     def __post_init__(self) -> None:
         from edgekit.errors import option
@@ -95,6 +97,7 @@ class Search:
     calib_images: int
     calib_method: str
     verbose: bool = True
+    rank_always: bool = False  # else the ranking is made only when a fully INT8 file misses its gate
     order: list[dict[str, Any]] | None = None
     trail: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     float_layers: dict[str, list[str]] = field(default_factory=dict)
@@ -108,7 +111,7 @@ class Search:
         from edgekit.export.certify import replace
 
         t0 = time.perf_counter()
-        if self.order is None:
+        if self.order is None and self.rank_always:
             self.order = self._rank()
         name = formats.FORMATS[target].file("int8")
         chosen: list[str] = []
@@ -138,6 +141,8 @@ class Search:
                     art.entry = {**entry, "float_layers": list(chosen)}
                     self.float_layers[target] = chosen
                     return art
+                if self.order is None:  # the fully INT8 file missed: rank the blocks now, once per export
+                    self.order = self._rank()
                 rest = [r["layer"] for r in self.order if r["layer"] not in chosen]
                 if not step["made"] or not rest:
                     self.failed[target] = ("the INT8 file could not be made" if not step["made"] else

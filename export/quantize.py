@@ -45,7 +45,8 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
                           f"leave {option('skip_layers')} at auto")
     auto = method == "ptq" and (skip_layers == "auto" or max_drop is not None)
     policy = Int8(method=method, float_layers="auto" if auto else tuple([] if skip_layers == "auto" else skip_layers),
-                  calib_images=calib_images, calib_method=calib_method, epochs=epochs, lr=lr, fuse=True)
+                  calib_images=calib_images, calib_method=calib_method, epochs=epochs, lr=lr, fuse=True,
+                  rank_always=True)  # quant.json's sensitivity ranking and plot
     overrides = check_overrides(max_drop, min_sqnr, max_mae_increase)
     trained = load_trained(ckpt, data=data)
     if trained.card.input.frames:

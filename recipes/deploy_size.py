@@ -1,5 +1,7 @@
 """The quickstart's deployment-size table: the run's teacher and student exported at a deployment input size
-(224 px), FP32 and INT8 per backend, latency only; a file that misses its gate there is timed but marked."""
+(224 px), FP32 and INT8 per backend, latency only. Each INT8 file comes from the float-layer search: the fully
+INT8 file when it passes its gate, else the one with the fewest blocks in float that does (marked, and the blocks
+named); a file that still misses its gate there is timed but marked."""
 
 from __future__ import annotations
 
@@ -23,17 +25,32 @@ def deployment_table(ckpts: dict[str, Path], out: Path, imgsz: int = IMGSZ, batc
     """The same teacher and student at a deployment size: the run's weights exported at ``imgsz``
     (convolutions do not depend on the input size; BatchNorm statistics are the run's), FP32 and
     INT8 per backend, batch 1 and 8, latency only. Returns bench rows and notes."""
+    from edgekit import formats
     from edgekit.export.exporter import export_checkpoint
     from edgekit.export.gates import gate_failures_text
+    from edgekit.export.int8 import Int8
     from edgekit.export.report import failure_reason
     from edgekit.recipes.bench import bench
 
-    files, notes, uncertified = [], [], set()
+    files, notes, uncertified, mixed = [], [], set(), set()
     for role, ckpt in ckpts.items():
-        # keep_failed: a file that misses its gate here stays for its latency, its card saying it failed (the
-        # recommendation never picks it) and its rows marked; the kernels' speed does not depend on the answers
-        report = export_checkpoint(ckpt, ["onnx", "tflite"], out / role, int8=True, imgsz=imgsz, calib_images=32,
-                                   val_images=32, dynamic_batch=True, verbose=False, strict=False, keep_failed=True)
+        # INT8 by the float-layer search (the INT8 gate decides; fully INT8 first, a block in float only when the
+        # file misses). keep_failed: a file that misses its gate here stays for its latency, its card saying it
+        # failed (the recommendation never picks it) and its rows marked; the kernels' speed does not depend on
+        # the answers
+        report = export_checkpoint(ckpt, ["onnx", "tflite"], out / role, int8=Int8(float_layers="auto",
+                                                                                   calib_images=32),
+                                   imgsz=imgsz, val_images=32, dynamic_batch=True, verbose=False, strict=False,
+                                   keep_failed=True)
+        search = report.int8_search or {}
+        for target, floats in (search.get("float_layers") or {}).items():
+            if floats:
+                name = formats.FORMATS[target].file("int8")
+                mixed.add(str(out / role / name))
+                first = search["trail"][target][0]
+                notes.append(f"{role}: the fully INT8 {name} missed its gate at {imgsz} px "
+                             f"({'; '.join(first['failures'])}); the file timed keeps {', '.join(floats)} in float "
+                             f"(INT8 float-layer search, {len(search['trail'][target])} attempts) and passes (†)")
         for f in report.failed:
             if f.get("kept"):
                 uncertified.add(str(out / role / f["file"]))
@@ -49,7 +66,8 @@ def deployment_table(ckpts: dict[str, Path], out: Path, imgsz: int = IMGSZ, batc
         if mine:
             got, _ = bench(mine, ["ort", "tflite"], list(batches), "cpu", None, None, out / "bench" / role,
                            min_seconds=seconds, verbose=False)
-            rows += [{**r, "role": role, "certified": str(r.get("file")) not in uncertified} for r in got]
+            rows += [{**r, "role": role, "certified": str(r.get("file")) not in uncertified,
+                      "float_blocks": str(r.get("file")) in mixed} for r in got]
     return rows, notes
 
 
@@ -77,8 +95,11 @@ def deployment_lines(rows: list[dict[str, Any]], imgsz: int) -> list[str]:
 
 
 def _star(r: dict | None) -> str:
-    """``*`` beside a latency whose file missed its gate (kept for timing only; see the notes below the table)."""
-    return " *" if r and r.get("certified") is False else ""
+    """``*`` beside a latency whose file missed its gate (kept for timing only), ``†`` beside an INT8 file that
+    keeps blocks in float to pass it (see the notes below the table)."""
+    if r and r.get("certified") is False:
+        return " *"
+    return " †" if r and r.get("float_blocks") else ""
 
 
 def _ms(v: float | None) -> str:

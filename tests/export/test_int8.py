@@ -101,3 +101,5 @@ def test_export_int8_max_drop_judges_each_file_once_in_one_parity_json(trained_r
     assert len(kept) == len(search["trail"]["onnx"]) and ".int8-search" in kept[-1]  # judged where it was made
     assert not (out / ".int8-search").exists() and (out / "model.int8.onnx").exists()
     assert "end_to_end" in entries["model.int8.onnx"]  # the kept file's raw-file check, added once
+    # blocks are ranked (an ONNX INT8 file per block) only when the fully INT8 file misses its gate
+    assert bool(search["sensitivity"]) == (not search["trail"]["onnx"][0]["passed"])
