@@ -67,7 +67,7 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
                "int8_gate": gate_for("int8", overrides).to_dict()}
     if search:
         summary["gate"] = {k: search[k] for k in ("max_drop_points", "int8_gate", "float_layers", "trail", "failed",
-                                                  "seconds", "attempts")}
+                                                  "seconds", "attempts", "search")}
         summary["sensitivity"] = search["sensitivity"]
         summary["sensitivity_plot"] = "sensitivity.png" if (out / "sensitivity.png").exists() else None
     write_json(out / "quant.json", summary)
