@@ -274,6 +274,7 @@ def _give_up(search, target, step, chosen, ranking, total, limit):
     convs = sum(u["convs"] for u in chosen)
     named = ", ".join(f"{u['layer']} ({u['sqnr_db']:.1f} dB, fell {u['drop_db']:.1f} dB; {u['convs']} conv/linear)"
                       for u in worst) or "none (no layer's SQNR falls)"
+    search.layers[target]["capped"] = True
     search.failed[target] = (f"{'; '.join(step['failures'])} with {convs} of {total} conv/linear layers in float "
                              f"(at most {limit}: {search.max_float:.0%}); the layers keeping it from passing, worst "
                              f"first: {named}")

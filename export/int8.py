@@ -132,8 +132,13 @@ class Search:
                 return self.keep(target, art, entry, [], verifier)
             if self.by == "layer":
                 found = float_layers.by_layer(self, target, steps, job, card, verifier, art, step)
-                if found is not float_layers.UNMAPPED:
+                record = self.layers[target]
+                if found is not float_layers.UNMAPPED and (found is not None or not record.get("capped")):
                     return found
+                if found is None:  # no float set within the cap: said, then the blocks as before
+                    record.update(failed=self.failed.pop(target), then="block")
+                    if self.verbose:
+                        say(f"{target}: per layer: {record['failed']}; searching by block")
             return self._by_block(target, steps, job, card, verifier, step)
         finally:
             job.skip = saved
@@ -194,7 +199,9 @@ class Search:
     def failure(self, target: str) -> str:
         """One line: why ``target`` has no INT8 file, and every float set tried."""
         tried = ", ".join(_step(t) for t in self.trail.get(target, []))
-        return (f"INT8 cannot pass its gate on {target} ({self.failed[target]}); no INT8 file written for it. "
+        per_layer = self.layers.get(target, {}).get("failed")
+        why = self.failed[target] + (f"; per layer: {per_layer}" if per_layer else "")
+        return (f"INT8 cannot pass its gate on {target} ({why}); no INT8 file written for it. "
                 f"Tried: {target}: {tried}")
 
     def record(self) -> dict[str, Any]:

@@ -136,18 +136,19 @@ def test_layer_search_puts_the_outlier_layers_in_float(trained_run, tmp_path, ou
 def test_layer_search_without_diffs_ranking_fails_naming_the_layers(trained_run, tmp_path, outlier_checkpoint,
                                                                    monkeypatch):
     """The ranking is what finds the layers: ranked the other way round (the layers whose SQNR falls least first),
-    the same cap is spent on harmless layers and the file cannot pass; the failure names the layers in the way."""
+    the same cap is spent on harmless layers and no float set within it passes; the record names the layers in the
+    way, and the search goes on by block (as before the per-layer search)."""
     from edgekit.export import float_layers
-    from edgekit.export.report import ExportError
 
     real = float_layers.rank
     monkeypatch.setattr(float_layers, "rank", lambda *a, **k: real(*a, **k)[::-1])
     ckpt = outlier_checkpoint(trained_run.run_dir / "best.pt", tmp_path / "outlier.pt")
-    with pytest.raises(ExportError) as err:
-        _layer_search(ckpt, tmp_path / "e", max_float=0.25)
-    text = str(err.value)
-    assert "INT8 cannot pass its gate on onnx" in text and "of 18 conv/linear layers in float (at most 4: 25%)" in text
-    assert "the layers keeping it from passing, worst first:" in text and "\n" not in text
+    search = _layer_search(ckpt, tmp_path / "e", max_float=0.25).int8_search
+    record = search["search"]["onnx"]
+    assert record["capped"] and record["then"] == "block"
+    assert "of 18 conv/linear layers in float (at most 4: 25%)" in record["failed"]
+    assert "the layers keeping it from passing, worst first:" in record["failed"] and "\n" not in record["failed"]
+    assert search["sensitivity"] and all("layers" not in t for t in search["trail"]["onnx"][-1:])
 
 
 def test_layer_search_cap_and_choice_are_checked():
