@@ -177,7 +177,7 @@ def replace(src: Path, dest: Path) -> None:
 def _certify(art: Artifact, entry: dict[str, Any]) -> None:
     """Write the gate's verdict into the file's own card (formats whose card can be rewritten: ONNX,
     TFLite, ...; a ``.pte`` card is part of the lowered program and keeps what export wrote)."""
-    steps = importlib.import_module(f"edgekit.export.{art.format}")
+    steps = importlib.import_module(formats.FORMATS[art.format].exporter)
     rewrite = getattr(steps, "rewrite_card", None)
     if rewrite is None or not art.path.exists():
         return

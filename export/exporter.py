@@ -177,7 +177,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
     try:
         for target in targets:  # the format table says which precisions each target has
             fmt = formats.FORMATS[target]
-            steps = importlib.import_module(f"edgekit.export.{target}")
+            steps = importlib.import_module(formats.FORMATS[target].exporter)
             job.fp32 = None
             wanted = [fmt.precisions[0]] + [p for p in fmt.precisions[1:]
                                             if (p == "fp16" and fp16) or (p.startswith("int8") and q)]
