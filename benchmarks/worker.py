@@ -70,8 +70,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"pid": os.getpid()}
     fmt = formats.SUFFIXES.get(Path(spec["path"]).suffix.lower())
     if fmt is not None and fmt.bench_runner:  # a format that times itself (a browser bundle: its page)
-        module, _, function = fmt.bench_runner.partition(":")
-        return {**result, **getattr(importlib.import_module(module), function)(spec)}
+        return {**result, **formats.function(fmt.bench_runner)(spec)}
     path, device, batch = spec["path"], spec.get("device", "auto"), int(spec["batch"])
     formats.import_backend(path)  # the backend's module (a checkpoint runs in eager torch: train's backend opens it)
     _import_library(path)  # the baseline below is an empty process with the backend's library loaded

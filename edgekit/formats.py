@@ -38,6 +38,9 @@ class Format:
     aliases: tuple[str, ...] = ()  # other suffixes of the same format (".mlmodel", ".pth")
     exporter: str = ""  # the module with its export steps (``build``...); default: edgekit.export.<name>
     bench_runner: str | None = None  # "module:function" that measures its files itself (web: its page times itself)
+    # "module:function": the target's own checks of a file after its gates (web: its page's); named here, not
+    # looked up in the export module, so that checking a file never imports the exporter (torch, on a device)
+    file_checks: str | None = None
 
     def __post_init__(self) -> None:
         if not self.exporter:
@@ -84,7 +87,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     # a folder: the ONNX file + onnxruntime-web + one page; run in Chromium (runtime/web.py)
     Format("web", ".web", "web", "web", ("fp32", "fp16", "int8"), ("onnx", "onnxscript", "onnxruntime"),
            ("playwright", "aiohttp"), "web", ("auto", "cpu", "wasm", "webgpu", "webnn"), default=False, wraps="onnx",
-           backend=_RUNTIME + "web:WebBackend", bench_runner="edgekit.benchmarks.web:run"),
+           backend=_RUNTIME + "web:WebBackend", bench_runner="edgekit.benchmarks.web:run",
+           file_checks="edgekit.export.web:verify_more"),
 )}
 # the eager PyTorch checkpoint is a bench backend too, but no export target; train opens it (the runtime never
 # imports train: a .pt opens once edgekit.train.torch_backend is imported)
@@ -209,6 +213,14 @@ def import_backend(path) -> None:
     except ImportError:
         fmt.require(run=True)
         raise
+
+
+def function(spec: str):
+    """The function a row names as ``"module:function"`` (``bench_runner``, ``file_checks``), imported now."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def by_bench(name: str) -> Format:

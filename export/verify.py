@@ -47,10 +47,11 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
     card = read_card(path)
     precision = card.provenance.get("precision", "fp32")
     entry: dict[str, Any] = {"file": path.name, "format": card.provenance.get("format"), "precision": precision}
-    steps = importlib.import_module(formats.of_file(path).exporter)  # the target's export module
+    fmt = formats.of_file(path)
     not_here = backend_class(path).not_run_here()
     if not_here:  # not run here (CoreML off macOS): neither passed nor failed
-        structure = getattr(steps, "check_structure", None)  # what can be checked without running it
+        # what can be checked without running it
+        structure = getattr(importlib.import_module(fmt.exporter), "check_structure", None)
         if structure is None:
             return {**entry, "verdict": "not_run", "passed": False, "not_run": not_here}
         entry.update(structure(path, card))
@@ -73,9 +74,8 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
     entry["max_rel"] = max(h["rel"] for h in entry["heads"].values())
     entry["precision_ran"] = ran = precision_ran(precision, getattr(predictor.backend, "execution_precision", None))
     entry = {**entry, **verdict(entry, ran, overrides)}
-    more = getattr(steps, "verify_more", None)  # a target's own checks (a web bundle: its page's, export/web.py)
-    if more is not None:
-        entry = more(path, predictor.backend, entry, overrides)
+    if fmt.file_checks:  # a target's own checks (a web bundle: its page's, export/web.py)
+        entry = formats.function(fmt.file_checks)(path, predictor.backend, entry, overrides)
     as_stored = getattr(predictor.backend, "as_stored", None)  # OpenVINO: the same file with f32 float layers
     # the runtime chose a lower precision for the file (bf16 for an FP32 IR), or for the layers an INT8 IR keeps
     # in float and that missed: prove the file at the precision it stores too, and repair it where that passes
