@@ -46,6 +46,13 @@ class Format:
         if not self.exporter:
             object.__setattr__(self, "exporter", f"edgekit.export.{self.name}")
 
+    def steps(self):
+        """The target's export module (``build``, and the optional ``rewrite_card``, ``pin_precision``,
+        ``check_structure``), imported now: export-side callers only (it imports torch)."""
+        import importlib
+
+        return importlib.import_module(self.exporter)
+
     @property
     def suffixes(self) -> tuple[str, ...]:
         return (self.suffix, *self.aliases)

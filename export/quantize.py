@@ -145,14 +145,13 @@ def _record_in_cards(report: ExportReport, backends: dict[str, Any]) -> None:
 
     A ``.pte`` keeps its card as a constant method of the lowered program, which cannot be edited
     without lowering again: its numbers are in ``quant.json`` only."""
-    import importlib
 
     from edgekit import formats
     from edgekit.runtime.metadata import read_card
 
     for info in backends.values():
         path = report.out_dir / info["int8"]["file"]
-        rewrite = getattr(importlib.import_module(formats.of_file(path).exporter), "rewrite_card", None)
+        rewrite = getattr(formats.of_file(path).steps(), "rewrite_card", None)
         if rewrite is None:  # a card that cannot be edited (a .pte's is part of the lowered program)
             continue
         card = read_card(path)

@@ -12,7 +12,6 @@ macOS): its structure is checked, which can fail it but never pass it; on macOS 
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
     not_here = backend_class(path).not_run_here()
     if not_here:  # not run here (CoreML off macOS): neither passed nor failed
         # what can be checked without running it
-        structure = getattr(importlib.import_module(fmt.exporter), "check_structure", None)
+        structure = getattr(fmt.steps(), "check_structure", None)
         if structure is None:
             return {**entry, "verdict": "not_run", "passed": False, "not_run": not_here}
         entry.update(structure(path, card))
@@ -98,7 +97,7 @@ def repair(path: Path, entry: dict[str, Any], feed: np.ndarray, reverify) -> dic
     passed: where its format carries a setting (its export module's ``pin_precision``), pin that precision in
     the file, verify it again (``reverify``) and record the repair, its measured speed cost, and the verdict
     it replaced. Formats without such a setting keep the failed entry."""
-    pin = getattr(importlib.import_module(formats.FORMATS[entry["format"]].exporter), "pin_precision", None)
+    pin = getattr(formats.FORMATS[entry["format"]].steps(), "pin_precision", None)
     if pin is None:
         return entry
     record = pin(path, feed[:1])  # the hint the stored-precision check ran with (f32)
