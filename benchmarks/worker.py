@@ -17,6 +17,7 @@ Prints one JSON line.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import resource
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgekit import formats
 
 
 def _status_mb(field: str) -> float | None:
@@ -65,14 +68,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from edgekit.runtime.residency import what_ran
 
     result: dict[str, Any] = {"pid": os.getpid()}
-    if spec["path"].endswith(".web"):  # a browser bundle: the page times itself (benchmarks/web.py)
-        from edgekit.benchmarks.web import run as run_web
-
-        return {**result, **run_web(spec)}
+    fmt = formats.SUFFIXES.get(Path(spec["path"]).suffix.lower())
+    if fmt is not None and fmt.bench_runner:  # a format that times itself (a browser bundle: its page)
+        return {**result, **formats.function(fmt.bench_runner)(spec)}
     path, device, batch = spec["path"], spec.get("device", "auto"), int(spec["batch"])
-    if path.lower().endswith((".pt", ".pth")):  # a checkpoint runs in eager torch: train opens it
-        import edgekit.train.torch_backend  # noqa: F401 - registers the .pt backend
-    _import_backend(path)  # the baseline below is an empty process with the backend's library loaded
+    formats.import_backend(path)  # the backend's module (a checkpoint runs in eager torch: train's backend opens it)
+    _import_library(path)  # the baseline below is an empty process with the backend's library loaded
     rss_before = _status_mb("VmRSS")
     tasks_before = _tasks()
     t0 = time.perf_counter()
@@ -94,23 +95,20 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         result["fixed_batch"] = backend.batch
         data = np.load(spec["images"]) if spec.get("images") else None
         x = _inputs(model, batch, data)
-        feed = {backend.input_name: x.astype(backend.input_dtype, copy=False)} if backend.name == "onnxruntime" else {}
+        feed = backend.named_feed(x)  # what a second, profiled session runs (ONNX Runtime's residency)
         if model.assumed:
             result["assumed"] = model.assumed
 
         def call():
             model.run(x)
 
-    cuda = backend.name == "torch" and backend.device == "cuda"
-    if cuda:
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
+    sync = backend.device_sync()  # torch on CUDA: wait for the queued work (its peak memory counter reset)
+    if sync is not None:
         run_once = call
 
         def call():
             run_once()
-            torch.cuda.synchronize()
+            sync()
 
     t0 = time.perf_counter()
     call()
@@ -133,10 +131,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     result["rss_before_load_mb"] = rss_before
     if rss_before is not None and rss_loaded is not None:
         result["model_rss_mb"] = rss_loaded - rss_before  # session + first inference over the empty process
-    if cuda:
-        import torch
-
-        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    peak = backend.peak_device_mb()
+    if peak is not None:
+        result["peak_cuda_mb"] = peak
     result.update(what_ran(path, backend, feed, device))  # after the memory figures: it opens a second session
     if data is not None and spec.get("labels") and not model.frames and not model.card.input.audio:  # images only
         result["accuracy"], metrics = _accuracy(model, data, spec["labels"], batch)
@@ -145,16 +142,16 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _import_backend(path: str) -> None:
-    """Import the backend's package, so that the RSS before loading counts the library, not the model."""
+def _import_library(path: str) -> None:
+    """Import the backend's library (``Backend.library``), so that the RSS before loading counts the library,
+    not the model."""
     import contextlib
-    import importlib
 
-    module = {".onnx": "onnxruntime", ".tflite": "ai_edge_litert.interpreter", ".pte": "executorch.runtime",
-              ".xml": "openvino"}.get(
-        Path(path).suffix.lower())
-    if module:
-        with contextlib.suppress(ImportError):  # loading the model says what to install
+    from edgekit.runtime.backend import ModelFileError, backend_class
+
+    with contextlib.suppress(ImportError, ModelFileError):  # loading the model says what to install
+        module = backend_class(path).library
+        if module:
             importlib.import_module(module)
 
 

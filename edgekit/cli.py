@@ -404,8 +404,9 @@ def predict(model: Annotated[Path, typer.Argument(help=".onnx, .tflite, .xml (Op
         print_predictions(predict_on(model, source, on, topk, threads, stride, device), as_json=json_, model=model)
         return
 
-    if model.suffix.lower() in (".pt", ".pth"):  # a checkpoint runs in eager PyTorch: train opens it
-        import edgekit.train.torch_backend  # noqa: F401 - registers the .pt backend
+    from edgekit import formats
+
+    formats.import_backend(model)  # a checkpoint runs in eager PyTorch: train's backend opens it
     assume = parse_assume(imgsz, mean, std, bgr, labels, layout)
     results = run_on_source(model, source, topk=topk, device=device, threads=threads, stride=stride, assume=assume)
     print_predictions(results, as_json=json_, model=model)

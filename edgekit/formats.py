@@ -34,6 +34,28 @@ class Format:
     export_extra: str | None = None  # pip extra for exporting, when it is not ``extra`` (which runs the files)
     bench_all: bool = False  # part of `edgekit bench --backend all` when its runtime is installed
     wraps: str | None = None  # a bundle around another target's file of the same precision (web: onnx)
+    backend: str = ""  # "module:Class" of the runtime backend that opens its files (imported when one is opened)
+    aliases: tuple[str, ...] = ()  # other suffixes of the same format (".mlmodel", ".pth")
+    exporter: str = ""  # the module with its export steps (``build``...); default: edgekit.export.<name>
+    bench_runner: str | None = None  # "module:function" that measures its files itself (web: its page times itself)
+    # "module:function": the target's own checks of a file after its gates (web: its page's); named here, not
+    # looked up in the export module, so that checking a file never imports the exporter (torch, on a device)
+    file_checks: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.exporter:
+            object.__setattr__(self, "exporter", f"edgekit.export.{self.name}")
+
+    def steps(self):
+        """The target's export module (``build``, and the optional ``rewrite_card``, ``pin_precision``,
+        ``check_structure``), imported now: export-side callers only (it imports torch)."""
+        import importlib
+
+        return importlib.import_module(self.exporter)
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        return (self.suffix, *self.aliases)
 
     def file(self, precision: str = "fp32") -> str:
         """File name of a precision: ``model.onnx``, ``model.int8.onnx``, ``model.fp16.tflite``."""
@@ -55,27 +77,53 @@ class Format:
             raise DependencyError(f"{what} {', '.join(missing)}: pip install 'edgekit[{extra}]'")
 
 
+_RUNTIME = "edgekit.runtime."
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", ".onnx", "ort", "onnxruntime", ("fp32", "fp16", "int8"), ("onnx", "onnxscript", "onnxruntime"),
-           ("onnxruntime",), "all", ("cpu", "cuda", "coreml")),
+           ("onnxruntime",), "all", ("cpu", "cuda", "coreml"), backend=_RUNTIME + "backends:OnnxBackend",
+           aliases=(".ort",)),  # .ort: onnxruntime's own format (what web bundles may ship)
     Format("tflite", ".tflite", "tflite", "tflite", ("fp32", "fp16", "int8"), ("litert_torch", "ai_edge_litert"),
-           ("ai_edge_litert",), "all", ("cpu",)),
+           ("ai_edge_litert",), "all", ("cpu",), backend=_RUNTIME + "backends:TFLiteBackend"),
     Format("coreml", ".mlpackage", "coreml", "coreml", ("fp16", "int8-weights"), ("coremltools",), ("coremltools",),
-           "all", ("cpu", "mps"), fixed_batch=True),
+           "all", ("cpu", "mps"), fixed_batch=True, backend=_RUNTIME + "coreml:CoreMLBackend", aliases=(".mlmodel",)),
     Format("executorch", ".pte", "executorch", "executorch", ("fp32", "int8"), ("executorch",), ("executorch",),
-           "executorch", ("cpu",), default=False, fixed_batch=True),
+           "executorch", ("cpu",), default=False, fixed_batch=True, backend=_RUNTIME + "pte:ExecuTorchBackend"),
     Format("openvino", ".xml", "openvino", "openvino", ("fp32", "fp16", "int8"), ("openvino", "nncf", "onnx",
            "onnxscript"), ("openvino",), "openvino", ("cpu", "gpu", "npu"), default=False, companions=(".bin",),
-           export_extra="openvino-export", bench_all=True),
+           export_extra="openvino-export", bench_all=True, backend=_RUNTIME + "openvino:OpenVINOBackend"),
     # a folder: the ONNX file + onnxruntime-web + one page; run in Chromium (runtime/web.py)
     Format("web", ".web", "web", "web", ("fp32", "fp16", "int8"), ("onnx", "onnxscript", "onnxruntime"),
-           ("playwright", "aiohttp"), "web", ("auto", "cpu", "wasm", "webgpu", "webnn"), default=False, wraps="onnx"),
+           ("playwright", "aiohttp"), "web", ("auto", "cpu", "wasm", "webgpu", "webnn"), default=False, wraps="onnx",
+           backend=_RUNTIME + "web:WebBackend", bench_runner="edgekit.benchmarks.web:run",
+           file_checks="edgekit.export.web:verify_more"),
 )}
-# the eager PyTorch checkpoint is a bench backend too, but no export target
+# the eager PyTorch checkpoint is a bench backend too, but no export target; train opens it (the runtime never
+# imports train: a .pt opens once edgekit.train.torch_backend is imported)
 TORCH = Format("torch", ".pt", "torch", "torch", ("fp32",), ("torch",), ("torch",), "train", ("cpu", "cuda", "mps"),
-               default=False)
-SUFFIXES: dict[str, Format] = {f.suffix: f for f in (*FORMATS.values(), TORCH)} | {
-    ".mlmodel": FORMATS["coreml"], ".pth": TORCH}
+               default=False, backend="edgekit.train.torch_backend:TorchBackend", aliases=(".pth",))
+SUFFIXES: dict[str, Format] = {}
+
+
+def _index() -> None:
+    SUFFIXES.clear()
+    SUFFIXES.update({s: f for f in (*FORMATS.values(), TORCH) for s in f.suffixes})
+
+
+_index()
+
+
+def register(fmt: Format) -> None:
+    """Add a target at run time (a plugin, a test's toy target): one row, found by every table reader."""
+    if fmt.name in FORMATS or set(fmt.suffixes) & set(SUFFIXES):
+        raise ConfigError(f"a format named '{fmt.name}' or with suffix {', '.join(fmt.suffixes)} is already known")
+    FORMATS[fmt.name] = fmt
+    _index()
+
+
+def unregister(name: str) -> None:
+    """Remove a target :func:`register` added."""
+    FORMATS.pop(name, None)
+    _index()
 
 
 def int8_targets() -> tuple[str, ...]:
@@ -155,6 +203,31 @@ def digest(path) -> str:
                 while chunk := fh.read(1 << 20):
                     h.update(chunk)
     return h.hexdigest()
+
+
+def import_backend(path) -> None:
+    """Import the module of the backend that opens ``path`` (the runtime opens files only with backends
+    already imported or its own; the CLI and the bench worker call this, so that a ``.pt`` opens through
+    train's). A missing package is a one-line error naming the extra."""
+    import importlib
+    from pathlib import Path
+
+    fmt = SUFFIXES.get(Path(path).suffix.lower())
+    if fmt is None or not fmt.backend:
+        return
+    try:
+        importlib.import_module(fmt.backend.partition(":")[0])
+    except ImportError:
+        fmt.require(run=True)
+        raise
+
+
+def function(spec: str):
+    """The function a row names as ``"module:function"`` (``bench_runner``, ``file_checks``), imported now."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def by_bench(name: str) -> Format:

@@ -10,7 +10,6 @@ not judged again (its :attr:`~edgekit.export.report.Artifact.entry` is kept).
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -177,7 +176,7 @@ def replace(src: Path, dest: Path) -> None:
 def _certify(art: Artifact, entry: dict[str, Any]) -> None:
     """Write the gate's verdict into the file's own card (formats whose card can be rewritten: ONNX,
     TFLite, ...; a ``.pte`` card is part of the lowered program and keeps what export wrote)."""
-    steps = importlib.import_module(f"edgekit.export.{art.format}")
+    steps = formats.FORMATS[art.format].steps()
     rewrite = getattr(steps, "rewrite_card", None)
     if rewrite is None or not art.path.exists():
         return

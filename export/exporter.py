@@ -10,7 +10,6 @@ runs the shared verification (``verify.py``).
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import shutil
 import time
 from collections.abc import Sequence
@@ -177,7 +176,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
     try:
         for target in targets:  # the format table says which precisions each target has
             fmt = formats.FORMATS[target]
-            steps = importlib.import_module(f"edgekit.export.{target}")
+            steps = fmt.steps()
             job.fp32 = None
             wanted = [fmt.precisions[0]] + [p for p in fmt.precisions[1:]
                                             if (p == "fp16" and fp16) or (p.startswith("int8") and q)]

@@ -148,20 +148,16 @@ def _record_in_cards(report: ExportReport, backends: dict[str, Any]) -> None:
 
     A ``.pte`` keeps its card as a constant method of the lowered program, which cannot be edited
     without lowering again: its numbers are in ``quant.json`` only."""
-    from edgekit.export.onnx import rewrite_card as onnx_card
-    from edgekit.export.tflite import rewrite_card as tflite_card
+
+    from edgekit import formats
     from edgekit.runtime.metadata import read_card
 
-    rewrite = {".onnx": onnx_card, ".tflite": tflite_card}
-    if any(Path(i["int8"]["file"]).suffix == ".xml" for i in backends.values()):
-        from edgekit.export.openvino import rewrite_card as ir_card
-
-        rewrite[".xml"] = ir_card
     for info in backends.values():
         path = report.out_dir / info["int8"]["file"]
-        if path.suffix not in rewrite:
+        rewrite = getattr(formats.of_file(path).steps(), "rewrite_card", None)
+        if rewrite is None:  # a card that cannot be edited (a .pte's is part of the lowered program)
             continue
         card = read_card(path)
         card.metrics = {**card.metrics, "int8": {"heads": info["heads"], "speedup_vs_fp32": info["speedup"],
                                                  "latency_ms": info["int8"]["latency_ms"]}}
-        rewrite[path.suffix](path, card)
+        rewrite(path, card)

@@ -12,12 +12,12 @@ macOS): its structure is checked, which can fail it but never pass it; on macOS 
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekit import formats
 from edgekit.card import ModelCard
 from edgekit.export.compare import compare_outputs, sqnr_db  # noqa: F401 - sqnr_db: re-exported
 from edgekit.export.gates import GATES, gate_failures_text, gate_for, judge
@@ -39,21 +39,25 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
     (:func:`edgekit.export.gates.check_overrides`).
     """
     from edgekit.runtime import load
+    from edgekit.runtime.backend import backend_class
     from edgekit.runtime.metadata import read_card
 
     path = Path(path)
     card = read_card(path)
     precision = card.provenance.get("precision", "fp32")
     entry: dict[str, Any] = {"file": path.name, "format": card.provenance.get("format"), "precision": precision}
-    if path.suffix == ".mlpackage" and platform.system() != "Darwin":  # not run here: neither passed nor failed
-        from edgekit.export.coreml import check_structure
-
-        entry.update(check_structure(path, card))
+    fmt = formats.of_file(path)
+    not_here = backend_class(path).not_run_here()
+    if not_here:  # not run here (CoreML off macOS): neither passed nor failed
+        # what can be checked without running it
+        structure = getattr(fmt.steps(), "check_structure", None)
+        if structure is None:
+            return {**entry, "verdict": "not_run", "passed": False, "not_run": not_here}
+        entry.update(structure(path, card))
         if not entry["structure_ok"]:  # what could be checked is wrong: that fails
             return {**entry, "verdict": "failed", "passed": False,
                     "gate_failures": [f"structure: {p}" for p in entry["problems"]]}
-        return {**entry, "verdict": "not_run", "passed": False,
-                "not_run": f"CoreML prediction needs macOS, this is {platform.system()}; its structure was checked"}
+        return {**entry, "verdict": "not_run", "passed": False, "not_run": f"{not_here}; its structure was checked"}
     predictor = load(path, device="cpu")
     feed = x
     if card.input.dtype == "image":  # CoreML on macOS: back to [0, 255] pixels
@@ -69,14 +73,8 @@ def verify_file(path: str | Path, reference: dict[str, np.ndarray], x: np.ndarra
     entry["max_rel"] = max(h["rel"] for h in entry["heads"].values())
     entry["precision_ran"] = ran = precision_ran(precision, getattr(predictor.backend, "execution_precision", None))
     entry = {**entry, **verdict(entry, ran, overrides)}
-    if path.suffix == ".web":  # a browser bundle: also its page's own decoding and preprocessing (export/web.py)
-        from edgekit.export.web import check_bundle
-
-        entry["browser"] = predictor.backend.info
-        entry["page_check"] = page = check_bundle(path, predictor.backend.page, overrides=overrides)
-        if page["passed"] is not True:  # a page check that did not run proves nothing: the bundle fails
-            entry.update(passed=False, verdict="failed")
-            entry["gate_failures"] = [*entry["gate_failures"], *(f"page check: {f}" for f in page["failures"])]
+    if fmt.file_checks:  # a target's own checks (a web bundle: its page's, export/web.py)
+        entry = formats.function(fmt.file_checks)(path, predictor.backend, entry, overrides)
     as_stored = getattr(predictor.backend, "as_stored", None)  # OpenVINO: the same file with f32 float layers
     # the runtime chose a lower precision for the file (bf16 for an FP32 IR), or for the layers an INT8 IR keeps
     # in float and that missed: prove the file at the precision it stores too, and repair it where that passes
@@ -99,9 +97,7 @@ def repair(path: Path, entry: dict[str, Any], feed: np.ndarray, reverify) -> dic
     passed: where its format carries a setting (its export module's ``pin_precision``), pin that precision in
     the file, verify it again (``reverify``) and record the repair, its measured speed cost, and the verdict
     it replaced. Formats without such a setting keep the failed entry."""
-    import importlib
-
-    pin = getattr(importlib.import_module(f"edgekit.export.{entry['format']}"), "pin_precision", None)
+    pin = getattr(formats.FORMATS[entry["format"]].steps(), "pin_precision", None)
     if pin is None:
         return entry
     record = pin(path, feed[:1])  # the hint the stored-precision check ran with (f32)

@@ -337,6 +337,18 @@ def check_bundle(path: str | Path, page=None, threads: int | None = None,
     return out
 
 
+def verify_more(path: Path, backend, entry: dict[str, Any], overrides: dict[str, float | None] | None = None
+                ) -> dict[str, Any]:
+    """After :func:`edgekit.export.verify.verify_file` judged a bundle's outputs: what ran in Chromium, and its
+    page's own decoding and preprocessing (:func:`check_bundle`); a page check that did not pass fails it."""
+    entry["browser"] = backend.info
+    entry["page_check"] = page = check_bundle(path, backend.page, overrides=overrides)
+    if page["passed"] is not True:  # a page check that did not run proves nothing: the bundle fails
+        entry.update(passed=False, verdict="failed")
+        entry["gate_failures"] = [*entry["gate_failures"], *(f"page check: {f}" for f in page["failures"])]
+    return entry
+
+
 def describe_check(entry: dict[str, Any]) -> str:
     """One line for a verified bundle: what ran in Chromium, and its page check against native and PyTorch."""
     b, check = entry["browser"], entry.get("page_check") or {}

@@ -22,9 +22,6 @@ from edgekit.console import say
 from edgekit.errors import ConfigError, EdgekitError, RemoteDeviceError, option
 from edgekit.recipes.val_data import AUTO, own_data, prepare_dataset
 
-BACKEND_OF = {suffix: fmt.bench for suffix, fmt in formats.SUFFIXES.items()}  # file suffix -> bench backend
-EXPORT_TARGET = {fmt.bench: name for name, fmt in formats.FORMATS.items()}  # bench backend -> export target
-
 
 def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data: str, role: str = "model",
             assume: dict[str, Any] | None = None) -> Bench:
@@ -32,9 +29,10 @@ def prepare(model: str, backends: list[str], work: Path, imgsz: int | None, data
     (:class:`edgekit.runtime.foreign.Assume` fields) describes files that carry no card."""
     path = Path(model)
     if path.exists():
-        backend = BACKEND_OF.get(path.suffix.lower())
-        if backend is None:
-            raise ConfigError(f"{model}: not a model file edgekit can benchmark ({', '.join(BACKEND_OF)})")
+        fmt = formats.SUFFIXES.get(path.suffix.lower())  # the format table, as it is now (a target added at run time)
+        if fmt is None:
+            raise ConfigError(f"{model}: not a model file edgekit can benchmark ({', '.join(formats.SUFFIXES)})")
+        backend = fmt.bench
         if backend != "torch":
             from edgekit.runtime.metadata import NoCardError, read_card
 
@@ -104,7 +102,8 @@ def _from_checkpoint(path: Path, backends: list[str], work: Path, imgsz: int | N
     precisions: dict[str, str] = {}
     if "torch" in backends:
         files["torch"] = path
-    targets = [EXPORT_TARGET[b] for b in backends if b in EXPORT_TARGET]
+    export_target = {fmt.bench: name for name, fmt in formats.FORMATS.items()}  # bench backend -> export target
+    targets = [export_target[b] for b in backends if b in export_target]
     errors: dict[str, str] = {}
     notes: list[str] = []
     if targets:

@@ -1,7 +1,7 @@
 """The quickstart's deployment-size table: the run's teacher and student exported at a deployment input size
 (224 px), FP32 and INT8 per backend, latency only. Each INT8 file comes from the float-layer search: the fully
-INT8 file when it passes its gate, else the one with the fewest blocks in float that does (marked, and the blocks
-named); a file that still misses its gate there is timed but marked."""
+INT8 file when it passes its gate, else one with blocks put in float, most sensitive first, until it does (marked,
+and the blocks named); a file that still misses its gate there is timed but marked."""
 
 from __future__ import annotations
 

@@ -107,10 +107,12 @@ def write_cards(rows: list[dict[str, Any]], out: Path, recommendation: dict[str,
     for r in rows:
         if r.get("file"):
             by_file.setdefault(r["file"], []).append(r)
+    from edgekit import formats
+
     cards, written = [], []
     for file, mine in by_file.items():
         path = Path(file)
-        if not path.exists() or path.suffix in (".pt", ".pth"):
+        if not path.exists() or path.suffix.lower() in formats.TORCH.suffixes:  # a checkpoint, not a deployed file
             continue
         card = card_for_file(path, mine, machine)
         if recommendation is not None:

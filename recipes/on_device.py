@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgekit import formats
 from edgekit.errors import ConfigError, EdgekitError, option
 
 CHECK_TIMEOUT_S = 3600
@@ -130,7 +131,7 @@ def predict_on(model: Path, source: Path, target: str, topk: int, threads: int |
     for p in (model, source):
         if not p.exists():
             raise ConfigError(f"not found: {p}")
-    if model.suffix.lower() in (".pt", ".pth"):
+    if model.suffix.lower() in formats.TORCH.suffixes:
         raise ConfigError(f"{model.name}: a checkpoint runs in PyTorch, which a device's runtime has not: export it "
                           "(edgekit export) and predict with the file")
     with connect(target) as remote:

@@ -3,13 +3,14 @@
 ``backend.run(x)`` takes a float32 batch in the model's layout (NCHW or NHWC, from the card) and
 returns one float32 array per head, in card order. Integer (INT8) inputs and outputs are
 (de)quantized here with the tensor's own scale and zero point. Only the backend's own package is
-imported: onnxruntime, ai-edge-litert or coremltools. ``.pt`` checkpoints are opened by
-:mod:`edgekit.train.torch_backend`, which registers itself here (:func:`register_backend`).
+imported: onnxruntime or ai-edge-litert (CoreML: :mod:`.coreml`). Which backend opens a file is the format table's
+(:mod:`edgekit.formats`, :func:`~edgekit.runtime.backend.backend_class`); ``.pt`` checkpoints are opened by
+:mod:`edgekit.train.torch_backend`. Each backend also says what its files hold and what ran (the card,
+the graph's tensors, residency, integer layers: :class:`~edgekit.runtime.backend.Backend`).
 """
 
 from __future__ import annotations
 
-import platform
 import re
 from pathlib import Path
 
@@ -20,16 +21,25 @@ from edgekit.errors import DeviceError, first_line, option, require
 from edgekit.runtime.backend import (  # noqa: F401 - re-exported: the interface and what backends share
     Backend,
     ModelFileError,
+    TensorInfo,
+    UnsupportedModelError,
+    backend_class,
     check_threads,
     default_threads,
     run_in_chunks,
 )
+
+_ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
+               "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16,
+               "tensor(bool)": np.bool_}
 
 # -- ONNX ----------------------------------------------------------------------------------------
 
 
 class OnnxBackend(Backend):
     name = "onnxruntime"
+    library = "onnxruntime"
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
         ort = require("onnxruntime", "runtime")
@@ -61,6 +71,57 @@ class OnnxBackend(Backend):
             x = x.astype(self.input_dtype)
         outs = self.session.run(self.output_names, {self.input_name: x})
         return [o if o.dtype == np.float32 else o.astype(np.float32) for o in outs]
+
+    @classmethod
+    def card_text(cls, path: Path, session=None) -> str | None:
+        """``metadata_props["edgekit.card"]`` (``.ort`` files keep it too)."""
+        from edgekit.card import CARD_KEY
+
+        if session is None:
+            import onnxruntime as ort
+
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.get_modelmeta().custom_metadata_map.get(CARD_KEY)
+
+    def input_tensors(self, where: str = "the model") -> list[TensorInfo]:
+        out = []
+        for i in self.session.get_inputs():
+            if i.type not in _ONNX_TYPES:
+                raise UnsupportedModelError(f"{where}: input '{i.name}' is {i.type}: edgekit can only feed numeric "
+                                            "tensors")
+            out.append(TensorInfo(i.name, np.dtype(_ONNX_TYPES[i.type]), _dims(i.shape)))
+        return out
+
+    def output_tensors(self) -> list[TensorInfo]:
+        by_name = {o.name: o for o in self.session.get_outputs()}
+        return [TensorInfo(n, np.dtype(_ONNX_TYPES.get(by_name[n].type, np.float32)), _dims(by_name[n].shape))
+                for n in self.output_names]
+
+    def raw_runner(self, feed: dict[str, np.ndarray]):
+        session = self.session
+        return lambda: session.run(None, feed)
+
+    def named_feed(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return {self.input_name: x.astype(self.input_dtype, copy=False)}
+
+    def residency(self, path: Path, feed: dict[str, np.ndarray]):
+        from edgekit.runtime.residency import onnx_residency
+
+        return onnx_residency(path, self, feed)
+
+    def quant(self, path: Path):
+        from edgekit.runtime.residency import onnx_quant
+
+        return onnx_quant(path)
+
+    def fallback(self, requested: str, residency) -> str | None:
+        from edgekit.runtime.residency import onnx_fallback
+
+        return onnx_fallback(self, residency)
+
+
+def _dims(shape) -> tuple[int | None, ...]:
+    return tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
 
 
 def _onnx_providers(device: str, available: list[str]) -> list[str]:
@@ -99,6 +160,7 @@ class TFLiteBackend(Backend):
     chunks of the exported batch."""
 
     name = "tflite"
+    library = "ai_edge_litert.interpreter"
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
         interp_mod = require("ai_edge_litert.interpreter", "runtime")
@@ -203,6 +265,58 @@ class TFLiteBackend(Backend):
         tb.remember(self._key, n, verdict)
         return verdict
 
+    @classmethod
+    def card_text(cls, path: Path, session=None) -> str | None:
+        """A ``Model.metadata`` entry named ``edgekit.card`` (a buffer of UTF-8 JSON)."""
+        from edgekit.card import CARD_KEY
+        from edgekit.runtime.metadata import tflite_metadata
+
+        return tflite_metadata(Path(path).read_bytes(), CARD_KEY)
+
+    def input_tensors(self, where: str = "the model") -> list[TensorInfo]:
+        return [_tflite_info(d, where) for d in self.interp.get_input_details()]
+
+    def output_tensors(self) -> list[TensorInfo]:
+        return [_tflite_info(d, "") for d in sorted(self.interp.get_output_details(), key=tflite_output_position)]
+
+    def raw_runner(self, feed: dict[str, np.ndarray]):
+        interp = self.interp
+        details = interp.get_input_details()
+        if any(tuple(d["shape"]) != feed[d["name"]].shape for d in details):
+            for d in details:
+                interp.resize_tensor_input(d["index"], list(feed[d["name"]].shape), strict=False)
+            interp.allocate_tensors()
+        pairs = [(d["index"], feed[d["name"]]) for d in details]
+        outs = [o["index"] for o in interp.get_output_details()]
+
+        def run_tflite() -> list[np.ndarray]:
+            for index, x in pairs:
+                interp.set_tensor(index, x)
+            interp.invoke()
+            return [interp.get_tensor(i) for i in outs]
+
+        return run_tflite
+
+    def residency(self, path: Path, feed: dict[str, np.ndarray]):
+        from edgekit.runtime.residency import tflite_residency
+
+        return tflite_residency(self.interp)
+
+    def quant(self, path: Path):
+        from edgekit.runtime.residency import tflite_quant
+
+        return tflite_quant(self.interp)
+
+
+def _tflite_info(d: dict, where: str) -> TensorInfo:
+    dtype = np.dtype(d["dtype"])
+    if dtype.kind not in "fiub":
+        raise UnsupportedModelError(f"{where}: input '{d['name']}' is {dtype}: edgekit can only feed numeric tensors")
+    scale, zero = d["quantization"]
+    sig = d.get("shape_signature")
+    shape = tuple(int(x) for x in (sig if sig is not None and len(sig) else d["shape"]))
+    return TensorInfo(d["name"], dtype, _dims(shape), (float(scale), int(zero)) if scale else None)
+
 
 def tflite_output_position(detail: dict) -> int:
     """litert-torch names outputs ``..._output_<i>...`` in the order the module returned them."""
@@ -234,87 +348,12 @@ def _quantize(x: np.ndarray, dtype, quant: tuple[float, int]) -> np.ndarray:
     return quantize(x, dtype, scale, zero)
 
 
-# -- CoreML --------------------------------------------------------------------------------------
-
-
-class CoreMLBackend(Backend):
-    name = "coreml"
-
-    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
-        if platform.system() != "Darwin":
-            raise DeviceError("CoreML models run only on macOS (coremltools can convert and inspect them "
-                              "on Linux, not predict); use the .onnx or .tflite export here")
-        ct = require("coremltools", "all")
-        units = {"cpu": ct.ComputeUnit.CPU_ONLY, "mps": ct.ComputeUnit.CPU_AND_GPU}.get(device, ct.ComputeUnit.ALL)
-        self.model = ct.models.MLModel(str(path), compute_units=units)
-        spec = self.model.get_spec()
-        self.input_name = spec.description.input[0].name
-        self.image_input = spec.description.input[0].type.WhichOneof("Type") == "imageType"
-        self.output_names = [o.name for o in spec.description.output]
-        self.probs_name = spec.description.predictedProbabilitiesName or None
-        self.classes: list[str] | None = None
-        self.batch = 1
-        self.device = device
-
-    def order_outputs(self, heads: list[str]) -> None:
-        if set(heads) <= set(self.output_names):
-            self.output_names = list(heads)
-
-    def set_classes(self, classes: list[str] | None) -> None:
-        self.classes = classes
-
-    def run(self, x: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - macOS only
-        from PIL import Image
-
-        feed = x
-        if self.image_input:  # NHWC pixels in [0, 255]
-            feed = Image.fromarray(np.clip(np.round(x[0]), 0, 255).astype(np.uint8))
-        out = self.model.predict({self.input_name: feed})
-        if self.probs_name:  # a classifier: {label: probability} in the card's class order
-            return [np.asarray([[out[self.probs_name][c] for c in self.classes]], dtype=np.float32)]
-        return [np.asarray(out[n], dtype=np.float32).reshape(1, -1) for n in self.output_names]
-
-
 # -- dispatch ------------------------------------------------------------------------------------
 
 
-def _executorch_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:
-    from edgekit.runtime.pte import ExecuTorchBackend  # executorch (and torch) load only when a .pte is opened
-
-    return ExecuTorchBackend(path, device=device, threads=threads)
-
-
-def _openvino_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:
-    from edgekit.runtime.openvino import OpenVINOBackend  # openvino loads only when an IR is opened
-
-    return OpenVINOBackend(path, device=device, threads=threads)
-
-
-def _web_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:
-    from edgekit.runtime.web import WebBackend  # playwright and Chromium only when a web bundle is opened
-
-    return WebBackend(path, device=device, threads=threads)
-
-
-BACKENDS = {".onnx": OnnxBackend, ".ort": OnnxBackend, ".tflite": TFLiteBackend, ".mlpackage": CoreMLBackend,
-            ".mlmodel": CoreMLBackend, ".pte": _executorch_backend, ".web": _web_backend, ".xml": _openvino_backend}
-
-
-def register_backend(suffix: str, factory) -> None:
-    """Let a package above the runtime open its own files (``edgekit.train`` registers ``.pt``): the
-    runtime never imports it, so it stays a leaf that installs without torch."""
-    BACKENDS[suffix.lower()] = factory
-
-
 def open_backend(path: Path, device: str = "auto", threads: int | None = None) -> Backend:
-    cls = BACKENDS.get(path.suffix.lower())
-    if cls is None and path.suffix.lower() in (".pt", ".pth"):
-        raise ModelFileError(f"{path}: an edgekit checkpoint runs in eager PyTorch: open it with "
-                             "edgekit.train.torch_backend.load() (pip install 'edgekit[train]'), or export it first")
-    if cls is None:
-        raise ModelFileError(f"{path}: unknown model format '{path.suffix}' (expected "
-                             f"{', '.join(sorted(BACKENDS))})")
-    return cls(path, device=device, threads=threads)
+    """The backend the format table names for ``path``'s suffix, opened on it."""
+    return backend_class(path)(Path(path), device=device, threads=threads)
 
 
 def check_card_matches(card: ModelCard, backend: Backend, path: Path) -> None:

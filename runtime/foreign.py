@@ -21,39 +21,20 @@ import numpy as np
 
 from edgekit.card import HeadSpec, InputSpec, ModelCard
 from edgekit.errors import ConfigError, either, option
-from edgekit.runtime.backends import Backend, ModelFileError, tflite_output_position
+from edgekit.runtime.backend import (  # noqa: F401 - TensorInfo, UnsupportedModelError: re-exported
+    Backend,
+    ModelFileError,
+    TensorInfo,
+    UnsupportedModelError,
+)
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 DEFAULT_SIZE = 224
-_ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
-               "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16,
-               "tensor(bool)": np.bool_}
-_TORCH_TYPES = {0: np.uint8, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.int64, 5: np.float16, 6: np.float32,
-                7: np.float64, 11: np.bool_}  # c10::ScalarType codes of ExecuTorch's tensor metadata
-
-
-class UnsupportedModelError(ModelFileError):
-    """A graph input edgekit cannot synthesize (strings, sequences, maps)."""
 
 
 class NotAnImageModel(ModelFileError):
     """Inputs that are not one image batch: the file is measurable (latency), not predictable."""
-
-
-@dataclass
-class TensorInfo:
-    """One graph input or output: ``None`` in ``shape`` is a dynamic axis."""
-
-    name: str
-    dtype: np.dtype
-    shape: tuple[int | None, ...]
-    quant: tuple[float, int] | None = None  # (scale, zero point) of an integer tensor
-
-    def describe(self, shape: tuple[int, ...] | None = None) -> str:
-        dims = shape if shape is not None else ["?" if d is None else d for d in self.shape]
-        return f"{self.dtype.name}[{', '.join(map(str, dims))}]"
 
 
 @dataclass
@@ -95,59 +76,12 @@ class Assume:
 
 def signature(backend: Backend, where: str = "the model") -> list[TensorInfo]:
     """The inputs of an opened file, as the graph declares them (an error for non-numeric inputs)."""
-    if backend.name == "onnxruntime":
-        out = []
-        for i in backend.session.get_inputs():
-            if i.type not in _ONNX_TYPES:
-                raise UnsupportedModelError(f"{where}: input '{i.name}' is {i.type}: edgekit can only feed numeric "
-                                            "tensors")
-            out.append(TensorInfo(i.name, np.dtype(_ONNX_TYPES[i.type]), _dims(i.shape)))
-        return out
-    if backend.name == "tflite":
-        return [_tflite_info(d, where) for d in backend.interp.get_input_details()]
-    if backend.name == "executorch":
-        meta = backend.method.metadata
-        return [_pte_info(f"input_{i}", meta.input_tensor_meta(i), where) for i in range(meta.num_inputs())]
-    if backend.name == "openvino":
-        return [TensorInfo(*t) for t in backend.tensors(backend.model.inputs)]
-    raise ModelFileError(f"{where}: inputs cannot be read from a {backend.name} file")
+    return backend.input_tensors(where)
 
 
 def outputs(backend: Backend) -> list[TensorInfo]:
     """The outputs, in the order the backend returns them."""
-    if backend.name == "onnxruntime":
-        by_name = {o.name: o for o in backend.session.get_outputs()}
-        return [TensorInfo(n, np.dtype(_ONNX_TYPES.get(by_name[n].type, np.float32)), _dims(by_name[n].shape))
-                for n in backend.output_names]
-    if backend.name == "tflite":
-        return [_tflite_info(d, "") for d in sorted(backend.interp.get_output_details(), key=tflite_output_position)]
-    if backend.name == "executorch":
-        meta = backend.method.metadata
-        return [_pte_info(f"output_{i}", meta.output_tensor_meta(i), "") for i in range(meta.num_outputs())]
-    if backend.name == "openvino":
-        return [TensorInfo(*t) for t in backend.tensors(backend.compiled.outputs)]
-    raise ModelFileError(f"outputs cannot be read from a {backend.name} file")
-
-
-def _dims(shape) -> tuple[int | None, ...]:
-    return tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
-
-
-def _tflite_info(d: dict, where: str) -> TensorInfo:
-    dtype = np.dtype(d["dtype"])
-    if dtype.kind not in "fiub":
-        raise UnsupportedModelError(f"{where}: input '{d['name']}' is {dtype}: edgekit can only feed numeric tensors")
-    scale, zero = d["quantization"]
-    sig = d.get("shape_signature")
-    shape = tuple(int(x) for x in (sig if sig is not None and len(sig) else d["shape"]))
-    return TensorInfo(d["name"], dtype, _dims(shape), (float(scale), int(zero)) if scale else None)
-
-
-def _pte_info(name: str, meta, where: str) -> TensorInfo:
-    code = int(meta.dtype())
-    if code not in _TORCH_TYPES:
-        raise UnsupportedModelError(f"{where}: {name} has scalar type {code}: edgekit can only feed numeric tensors")
-    return TensorInfo(name, np.dtype(_TORCH_TYPES[code]), tuple(int(d) for d in meta.sizes()))
+    return backend.output_tensors()
 
 
 # -- synthesized inputs ---------------------------------------------------------------------------
@@ -212,33 +146,7 @@ def synthesize(inputs: list[TensorInfo], shapes: dict[str, tuple], seed: int = 0
 
 def raw_runner(backend: Backend, feed: dict[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
     """A call that runs the backend's session on ``feed`` as is (every input, every output), set up once."""
-    if backend.name == "onnxruntime":
-        session = backend.session
-        return lambda: session.run(None, feed)
-    if backend.name == "openvino":
-        request = backend.compiled.create_infer_request()
-        return lambda: list(request.infer(feed).values())
-    if backend.name == "tflite":
-        interp = backend.interp
-        details = interp.get_input_details()
-        if any(tuple(d["shape"]) != feed[d["name"]].shape for d in details):
-            for d in details:
-                interp.resize_tensor_input(d["index"], list(feed[d["name"]].shape), strict=False)
-            interp.allocate_tensors()
-        pairs = [(d["index"], feed[d["name"]]) for d in details]
-        outs = [o["index"] for o in interp.get_output_details()]
-
-        def run_tflite() -> list[np.ndarray]:
-            for index, x in pairs:
-                interp.set_tensor(index, x)
-            interp.invoke()
-            return [interp.get_tensor(i) for i in outs]
-
-        return run_tflite
-    if backend.name == "executorch":
-        args = [backend.torch.from_numpy(np.ascontiguousarray(feed[f"input_{i}"])) for i in range(len(feed))]
-        return lambda: [o.numpy() for o in backend.method.execute(args)]
-    raise ModelFileError(f"a {backend.name} file cannot be run on synthesized inputs")
+    return backend.raw_runner(feed)
 
 
 # -- a card from the graph and the flags ----------------------------------------------------------

@@ -1,5 +1,8 @@
 """Read the model card embedded in a model file, without torch.
 
+Each backend reads its own files' card (``Backend.card_text``); the format table says which backend a
+suffix belongs to. Where the card lives per format:
+
 - ONNX: ``metadata_props["edgekit.card"]`` (read through onnxruntime's model metadata).
 - TFLite: a ``Model.metadata`` entry named ``edgekit.card`` pointing at a buffer of UTF-8 JSON
   (read with the flatbuffer schema that ships with ai-edge-litert).
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgekit.card import CARD_KEY, ModelCard
+from edgekit.card import ModelCard
 from edgekit.errors import CardError
 
 
@@ -45,32 +48,14 @@ def read_card(path: str | Path, session=None) -> ModelCard:
 
 
 def _embedded(path: Path, session=None) -> str | None:
-    suffix = path.suffix.lower()
-    if suffix in (".onnx", ".ort"):  # .ort: onnxruntime's own format (what web bundles may ship) keeps it too
-        if session is None:
-            import onnxruntime as ort
+    """The card JSON the file itself carries, read by its backend (None: none, or no backend knows it)."""
+    from edgekit.runtime.backend import ModelFileError, backend_class
 
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.get_modelmeta().custom_metadata_map.get(CARD_KEY)
-    if suffix == ".tflite":
-        return tflite_metadata(path.read_bytes(), CARD_KEY)
-    if suffix in (".mlpackage", ".mlmodel"):
-        import coremltools as ct
-
-        spec = ct.utils.load_spec(str(path))
-        return dict(spec.description.metadata.userDefined).get(CARD_KEY)
-    if suffix == ".pte":
-        from edgekit.runtime.pte import pte_card
-
-        return pte_card(path)
-    if suffix == ".xml":
-        from edgekit.runtime.openvino import ir_card
-
-        return ir_card(path)
-    if suffix == ".web":
-        card = path / "card.json"
-        return card.read_text() if card.is_file() else None
-    return None
+    try:
+        cls = backend_class(path)
+    except ModelFileError:  # an unknown suffix, or a .pt whose backend (train) is not imported: the sidecar only
+        return None
+    return cls.card_text(path, session)
 
 
 def tflite_metadata(data: bytes, name: str) -> str | None:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import DeviceError, first_line, option, require
-from edgekit.runtime.backend import Backend, ModelFileError, check_threads
+from edgekit.runtime.backend import Backend, ModelFileError, TensorInfo, check_threads
 
 CARD_PATH = ["edgekit", "card"]  # rt_info path of the card's JSON
 PIN_PATH = ["runtime_options", "INFERENCE_PRECISION_HINT"]  # rt_info path of a pinned inference precision
@@ -115,6 +115,7 @@ class OpenVINOBackend(Backend):
     precision hint), else at the precision the IR pins, else at OpenVINO's default."""
 
     name = "openvino"
+    library = "openvino"
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None,
                  precision: str | None = None) -> None:
@@ -167,14 +168,28 @@ class OpenVINOBackend(Backend):
         return OpenVINOBackend(self.path, self.device, self.threads, precision="fp32")
 
     @staticmethod
-    def tensors(ports) -> list[tuple[str, np.dtype, tuple[int | None, ...]]]:
-        """(name, dtype, shape with None for dynamic axes) of graph inputs or outputs."""
+    def tensors(ports) -> list[TensorInfo]:
+        """Graph inputs or outputs (None in a shape for a dynamic axis)."""
         out = []
         for p in ports:
             shape = p.get_partial_shape()
             dims = tuple(d.get_length() if d.is_static else None for d in shape) if shape.rank.is_static else ()
-            out.append((p.get_any_name(), np.dtype(p.get_element_type().to_dtype()), dims))
+            out.append(TensorInfo(p.get_any_name(), np.dtype(p.get_element_type().to_dtype()), dims))
         return out
+
+    @classmethod
+    def card_text(cls, path: Path, session: Any = None) -> str | None:
+        return ir_card(path)
+
+    def input_tensors(self, where: str = "the model") -> list[TensorInfo]:
+        return self.tensors(self.model.inputs)
+
+    def output_tensors(self) -> list[TensorInfo]:
+        return self.tensors(self.compiled.outputs)
+
+    def raw_runner(self, feed: dict[str, np.ndarray]):
+        request = self.compiled.create_infer_request()
+        return lambda: list(request.infer(feed).values())
 
     # -- what ran ---------------------------------------------------------------------------------
     def layers(self) -> list[tuple[str, str]]:
@@ -209,7 +224,7 @@ class OpenVINOBackend(Backend):
         hint = self._property("INFERENCE_PRECISION_HINT")
         return hint.get_type_name() if hasattr(hint, "get_type_name") else hint
 
-    def residency(self) -> dict[str, Any]:
+    def residency(self, path: Path | None = None, feed: dict | None = None) -> dict[str, Any]:
         """Layers of the compiled graph per runtime precision (``bf16 24 / f32 2``) and their types."""
         layers = self.layers()
         by_precision = Counter(p for _, p in layers)
@@ -218,7 +233,7 @@ class OpenVINOBackend(Backend):
                 "execution_precision": self.execution_precision, "threads": self.threads,
                 "ops": {p: dict(Counter(k for k, q in layers if q == p)) for p in by_precision}}
 
-    def quant(self) -> dict[str, Any] | None:
+    def quant(self, path: Path | None = None) -> dict[str, Any] | None:
         """Compute layers that ran in integer vs float (None for a float IR), as the other backends report it."""
         kinds: dict[str, Counter] = {"integer": Counter(), "weight_only": Counter(), "float": Counter()}
         for kind, p in self.layers():

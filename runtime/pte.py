@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import DependencyError, DeviceError, first_line, option
-from edgekit.runtime.backend import Backend, ModelFileError, run_in_chunks
+from edgekit.runtime.backend import Backend, ModelFileError, TensorInfo, UnsupportedModelError, run_in_chunks
 
 CARD_METHOD = "edgekit_card"  # the constant method returning the card's JSON
+_TORCH_TYPES = {0: np.uint8, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.int64, 5: np.float16, 6: np.float32,
+                7: np.float64, 11: np.bool_}  # c10::ScalarType codes of ExecuTorch's tensor metadata
 
 
 def executorch_runtime() -> Any:
@@ -52,6 +54,7 @@ class ExecuTorchBackend(Backend):
     """A ``.pte`` program's ``forward`` on the CPU (XNNPACK delegate plus ExecuTorch's portable kernels)."""
 
     name = "executorch"
+    library = "executorch.runtime"
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
         if device not in ("auto", "cpu", None):
@@ -92,3 +95,31 @@ class ExecuTorchBackend(Backend):
         feed = self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         outs = self.method.execute([feed])  # copied out of the program's arenas on every call
         return [o.numpy() if o.dtype == self.torch.float32 else o.float().numpy() for o in outs]
+
+    @classmethod
+    def card_text(cls, path: Path, session: Any = None) -> str | None:
+        return pte_card(path)
+
+    def input_tensors(self, where: str = "the model") -> list[TensorInfo]:
+        meta = self.method.metadata
+        return [_pte_info(f"input_{i}", meta.input_tensor_meta(i), where) for i in range(meta.num_inputs())]
+
+    def output_tensors(self) -> list[TensorInfo]:
+        meta = self.method.metadata
+        return [_pte_info(f"output_{i}", meta.output_tensor_meta(i), "") for i in range(meta.num_outputs())]
+
+    def raw_runner(self, feed: dict[str, np.ndarray]):
+        args = [self.torch.from_numpy(np.ascontiguousarray(feed[f"input_{i}"])) for i in range(len(feed))]
+        return lambda: [o.numpy() for o in self.method.execute(args)]
+
+    def residency(self, path: Path, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+        from edgekit.runtime.residency import pte_residency
+
+        return pte_residency(path)
+
+
+def _pte_info(name: str, meta: Any, where: str) -> TensorInfo:
+    code = int(meta.dtype())
+    if code not in _TORCH_TYPES:
+        raise UnsupportedModelError(f"{where}: {name} has scalar type {code}: edgekit can only feed numeric tensors")
+    return TensorInfo(name, np.dtype(_TORCH_TYPES[code]), tuple(int(d) for d in meta.sizes()))

@@ -25,7 +25,6 @@ delegate leaves the ops it does not support to TFLite's built-in kernels, silent
 from __future__ import annotations
 
 import json
-import platform
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -48,31 +47,13 @@ def what_ran(path: str | Path, backend, feed: dict[str, np.ndarray] | None = Non
     ``feed``: one input per graph input (ONNX Runtime's profiled run). Each part is "n/a: why" on failure."""
     path = Path(path)
     out: dict[str, Any] = {"residency": None, "fallback": None, "quant": None}
-    try:
-        if backend.name == "onnxruntime":
-            out["residency"] = onnx_residency(path, backend, feed or {})
-        elif backend.name == "tflite":
-            out["residency"] = tflite_residency(backend.interp)
-        elif backend.name == "executorch":
-            out["residency"] = pte_residency(path)
-        elif backend.name == "openvino":
-            out["residency"] = backend.residency()
-        elif backend.name == "coreml":
-            out["residency"] = "n/a: not measured" if platform.system() == "Darwin" else "n/a: needs macOS"
-        elif backend.name == "torch":
-            out["residency"] = {"device": backend.device}
-        else:
-            out["residency"] = f"n/a: not measured for {backend.name}"
+    try:  # each backend knows where its nodes ran (Backend.residency)
+        out["residency"] = backend.residency(path, feed or {})
     except Exception as exc:  # noqa: BLE001 - placement is a report, never a reason to lose the latency
         out["residency"] = f"n/a: {type(exc).__name__}: {first_line(exc, 160)}"
     out["fallback"] = fallback(requested, backend, out["residency"])
     try:
-        if backend.name == "onnxruntime":
-            out["quant"] = onnx_quant(path)
-        elif backend.name == "tflite":
-            out["quant"] = tflite_quant(backend.interp)
-        elif backend.name == "openvino":
-            out["quant"] = backend.quant()
+        out["quant"] = backend.quant(path)
     except Exception as exc:  # noqa: BLE001
         out["quant"] = f"n/a: {type(exc).__name__}: {first_line(exc, 160)}"
     return out
@@ -228,21 +209,21 @@ def pte_residency(path: Path) -> dict[str, Any]:
 
 def fallback(requested: str, backend, residency: Any) -> str | None:
     """A requested accelerator that did not run everything, in one line (None when all ran where asked)."""
-    requested = (requested or "auto").lower()
-    if backend.name == "onnxruntime":
-        wanted = (getattr(backend, "providers", None) or ["CPUExecutionProvider"])[0]
-        if wanted == "CPUExecutionProvider":
-            return None
-        running = backend.session.get_providers()
-        if wanted not in running:
-            return f"asked for {wanted}; the session has only {', '.join(running)}: everything ran there"
-        if isinstance(residency, dict) and residency.get("nodes"):
-            other = {p: n for p, n in residency["providers"].items() if p != wanted}
-            if other:
-                ops = sorted({op for p in other for op in residency["ops"][p]})
-                return (f"{sum(other.values())} of {residency['nodes']} nodes ran on "
-                        f"{', '.join(other)} instead of {wanted} ({', '.join(ops[:8])})")
+    return backend.fallback(requested, residency)
+
+
+def onnx_fallback(backend, residency: Any) -> str | None:
+    """ONNX Runtime's: the first provider asked for that the session dropped, or nodes it left to another."""
+    wanted = (getattr(backend, "providers", None) or ["CPUExecutionProvider"])[0]
+    if wanted == "CPUExecutionProvider":
         return None
-    if requested not in ("auto", "cpu") and not str(backend.device).startswith(requested.split(":")[0]):
-        return f"asked for {requested}; it ran on {backend.device}"
+    running = backend.session.get_providers()
+    if wanted not in running:
+        return f"asked for {wanted}; the session has only {', '.join(running)}: everything ran there"
+    if isinstance(residency, dict) and residency.get("nodes"):
+        other = {p: n for p, n in residency["providers"].items() if p != wanted}
+        if other:
+            ops = sorted({op for p in other for op in residency["ops"][p]})
+            return (f"{sum(other.values())} of {residency['nodes']} nodes ran on "
+                    f"{', '.join(other)} instead of {wanted} ({', '.join(ops[:8])})")
     return None

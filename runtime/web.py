@@ -105,6 +105,12 @@ def encode(x: np.ndarray) -> dict[str, Any]:
 class WebBackend(Backend):
     name = "web"
 
+    @classmethod
+    def card_text(cls, path: Path, session: Any = None) -> str | None:
+        """Its ``card.json``."""
+        card = Path(path) / "card.json"
+        return card.read_text() if card.is_file() else None
+
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
         if device not in DEVICES:
             raise DeviceError(f"a web bundle runs on {', '.join(DEVICES)}, not '{device}'")

@@ -1,8 +1,9 @@
 """The runtime's backend for edgekit ``.pt`` checkpoints: eager PyTorch (development machines).
 
-It implements :class:`edgekit.runtime.backend.Backend` and registers itself for ``.pt`` / ``.pth``
-on import, so ``edgekit.runtime`` stays a leaf that never imports torch or train. Whoever opens a
-checkpoint (the CLI, the bench worker) imports this module first, or calls :func:`load`.
+It implements :class:`edgekit.runtime.backend.Backend`; the format table's ``.pt`` / ``.pth`` row names
+it, and the runtime uses it once this module is imported (``edgekit.runtime`` stays a leaf that never
+imports torch or train). Whoever opens a checkpoint (the CLI, the bench worker) imports this module
+first, or calls :func:`load`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.runtime.backends import Backend, check_threads, register_backend
+from edgekit.runtime.backend import Backend, check_threads
 from edgekit.train.checkpoint import model_from_checkpoint
 from edgekit.train.device import resolve_device
 
@@ -41,9 +42,18 @@ class TorchBackend(Backend):
             out = self.model(self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.dev))
         return [out[h].float().cpu().numpy() for h in self.heads]
 
+    def residency(self, path: Path, feed: dict[str, np.ndarray]) -> dict[str, str]:
+        return {"device": self.device}
 
-register_backend(".pt", TorchBackend)
-register_backend(".pth", TorchBackend)
+    def device_sync(self):
+        """On CUDA: reset the peak-memory counter and return ``torch.cuda.synchronize``."""
+        if self.device != "cuda":
+            return None
+        self.torch.cuda.reset_peak_memory_stats()
+        return self.torch.cuda.synchronize
+
+    def peak_device_mb(self) -> float | None:
+        return self.torch.cuda.max_memory_allocated() / 2**20 if self.device == "cuda" else None
 
 
 def load(path: str | Path, device: str = "auto", threads: int | None = None):

@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from edgekit.runtime.backends import open_backend
+from edgekit.runtime.backends import Backend, OnnxBackend, open_backend
 from edgekit.runtime.foreign import input_shapes, signature, synthesize
 from edgekit.runtime.residency import fallback, tflite_residency, what_ran
 
@@ -48,9 +48,11 @@ def test_onnx_nodes_per_provider_and_qdq_placement(foreign_models):
 
 
 def test_a_requested_accelerator_that_fell_back_is_flagged():
-    def ort(asked, running):
-        return SimpleNamespace(name="onnxruntime", providers=asked, device="cpu",
-                               session=SimpleNamespace(get_providers=lambda: running))
+    def ort(asked, running):  # an ONNX Runtime backend not opened: only what its fallback reads
+        backend = OnnxBackend.__new__(OnnxBackend)
+        backend.providers, backend.device = asked, "cpu"
+        backend.session = SimpleNamespace(get_providers=lambda: running)
+        return backend
 
     cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert "the session has only CPUExecutionProvider" in fallback("cuda", ort(cuda, ["CPUExecutionProvider"]), None)
@@ -59,4 +61,6 @@ def test_a_requested_accelerator_that_fell_back_is_flagged():
     assert fallback("cuda", ort(cuda, cuda), split) == ("2 of 10 nodes ran on CPUExecutionProvider instead of "
                                                         "CUDAExecutionProvider (Shape)")
     assert fallback("cpu", ort(["CPUExecutionProvider"], ["CPUExecutionProvider"]), None) is None
-    assert fallback("cuda", SimpleNamespace(name="torch", device="cpu"), None) == "asked for cuda; it ran on cpu"
+    on_cpu = Backend()  # any other backend: what it says ran against what was asked
+    on_cpu.device = "cpu"
+    assert fallback("cuda", on_cpu, None) == "asked for cuda; it ran on cpu"

@@ -76,3 +76,16 @@ def test_runtime_extra_in_a_fresh_venv(exported, val_pngs, tmp_path):
     cli = subprocess.run([str(venv / "bin" / "edgekit"), "predict", str(exported.out_dir / "model.tflite"), image],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert cli.returncode == 0 and cli.stdout.startswith(image), cli.stderr[-2000:]
+    # what `edgekit check FILE --parity --on DEVICE` runs on the device: the gates on validation samples built
+    # here (CI failed on the emulated ARM: verifying a file imported its exporter, and with it torch)
+    from edgekit.recipes.samples import build_samples
+
+    for name in ("model.int8.onnx", "model.tflite"):
+        pack, why = build_samples(exported.out_dir / name, tmp_path / f"{name}.samples.npz", 16)
+        assert pack is not None, why
+        check = subprocess.run([str(venv / "bin" / "edgekit"), "check", str(exported.out_dir / name), "--parity",
+                                "--samples", str(pack), "--json"], capture_output=True, text=True, timeout=300,
+                               cwd=tmp_path)
+        assert check.returncode == 0, check.stderr[-2000:]
+        gates = json.loads(check.stdout.strip().splitlines()[-1])["gates"]
+        assert len(gates) >= 2 and all(g["passed"] for g in gates), gates  # golden inputs and the samples
