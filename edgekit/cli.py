@@ -72,8 +72,9 @@ Target = Annotated[str, typer.Option(
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
 FloatSearch = Annotated[str, typer.Option(
-    help="The float-layer search (--max-drop): 'layer' puts in float the layers edgekit diff ranks worst in the INT8 "
-         "file that missed its gate; 'block' the most sensitive top-level blocks.")]
+    help="The float-layer search (--max-drop): 'block' puts in float the most sensitive top-level blocks; 'layer' "
+         "first tries the layers edgekit diff ranks worst in the INT8 file that missed its gate (at most --max-float "
+         "of them), then the blocks.")]
 MaxFloat = Annotated[float, typer.Option(
     help="Per-layer search: at most this share of the model's conv/linear layers in float (else exit 2, naming "
          "the layers that keep the file from passing).")]
@@ -274,7 +275,7 @@ def export(ckpt: Ckpt,
            = "",
            verify: Annotated[bool, typer.Option(help="Check each file against PyTorch on val images.")] = True,
            max_drop: MaxDrop = None,
-           float_search: FloatSearch = "layer",
+           float_search: FloatSearch = "block",
            max_float: MaxFloat = 0.1,
            min_sqnr: MinSqnr = None,
            max_mae_increase: MaxMae = None,
@@ -340,7 +341,7 @@ def quantize(ckpt: Ckpt,
              out: Annotated[Path | None, typer.Option(help="Output folder (default runs/quantize/NAME/METHOD).")]
              = None,
              max_drop: MaxDrop = None,
-             float_search: FloatSearch = "layer",
+             float_search: FloatSearch = "block",
              max_float: MaxFloat = 0.1,
              min_sqnr: MinSqnr = None,
              max_mae_increase: MaxMae = None,

@@ -51,7 +51,7 @@ class Int8:
     lr: float = 1e-4  # QAT
     fuse: bool | None = None
     rank_always: bool = False  # the search: rank every block even when the fully INT8 file passes (a report's plot)
-    search_by: str = "layer"  # the search puts in float the layers edgekit diff ranks worst, or "block"s
+    search_by: str = "block"  # float: top-level blocks, or first the "layer"s edgekit diff ranks worst
     max_float: float = 0.1  # per layer: at most this share of the model's conv/linear layers in float
 
     def __post_init__(self) -> None:
@@ -106,7 +106,7 @@ class Search:
     calib_method: str
     verbose: bool = True
     rank_always: bool = False  # else the ranking is made only when a fully INT8 file misses its gate
-    by: str = "layer"  # "layer": the layers edgekit diff ranks worst (export/float_layers.py); "block": blocks
+    by: str = "block"  # "block": top-level blocks; "layer": first the layers edgekit diff ranks worst (float_layers.py)
     max_float: float = 0.1  # per layer: the most conv/linear layers in float, as a share of the model's
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # per target: how it was searched
     diffs: dict[str, Any] = field(default_factory=dict)  # per layer: PyTorch's activations, a proxy ranking

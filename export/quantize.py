@@ -30,7 +30,7 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
                         out_dir: str | Path | None = None, calib_images: int = 256, calib_method: str = "minmax",
                         skip_layers: Sequence[str] | str = "auto", epochs: int = 3, lr: float = 1e-4,
                         verbose: bool = True, max_drop: float | None = None, min_sqnr: float | None = None,
-                        max_mae_increase: float | None = None, data: str | None = None, search_by: str = "layer",
+                        max_mae_increase: float | None = None, data: str | None = None, search_by: str = "block",
                         max_float: float = 0.1) -> dict[str, Any]:
     """Quantize ``ckpt`` (``method`` ptq or qat) and write INT8 files plus ``quant.json``.
 
