@@ -71,6 +71,13 @@ Target = Annotated[str, typer.Option(
          "installed file target), or a comma list.")]
 Calib = Annotated[int, typer.Option(help="Calibration images (from the training data) for INT8.")]
 CalibMethod = Annotated[str, typer.Option(help="minmax, percentile or entropy (ONNX).")]
+FloatSearch = Annotated[str, typer.Option(
+    help="The float-layer search (--max-drop): 'block' puts in float the most sensitive top-level blocks; 'layer' "
+         "first tries the layers edgekit diff ranks worst in the INT8 file that missed its gate (at most --max-float "
+         "of them), then the blocks.")]
+MaxFloat = Annotated[float, typer.Option(
+    help="Per-layer search: at most this share of the model's conv/linear layers in float (else exit 2, naming "
+         "the layers that keep the file from passing).")]
 MaxDrop = Annotated[float | None, typer.Option(
     help="Gate: the most accuracy (classification top-1; multilabel mAP and LWLRAP) a FP16/INT8 file may lose "
          "against PyTorch, in points, on val images through its runtime (default: the gate table, 1 for INT8). "
@@ -268,6 +275,8 @@ def export(ckpt: Ckpt,
            = "",
            verify: Annotated[bool, typer.Option(help="Check each file against PyTorch on val images.")] = True,
            max_drop: MaxDrop = None,
+           float_search: FloatSearch = "block",
+           max_float: MaxFloat = 0.1,
            min_sqnr: MinSqnr = None,
            max_mae_increase: MaxMae = None,
            keep_failed: KeepFailed = False,
@@ -291,7 +300,7 @@ def export(ckpt: Ckpt,
         raise ConfigError("--max-drop chooses the float layers itself: leave --skip-layers out")
     # --max-drop with --int8: the float-layer search (as edgekit quantize), in this same export
     policy = Int8(float_layers="auto" if max_drop is not None else tuple(_split(skip_layers)), calib_images=calib,
-                  calib_method=calib_method) if int8 else False
+                  calib_method=calib_method, search_by=float_search, max_float=max_float) if int8 else False
     trained = load_trained(ckpt, data=data)
     try:
         report = export_checkpoint(trained, targets, out, int8=policy, fp16=fp16, batch=batch,
@@ -332,6 +341,8 @@ def quantize(ckpt: Ckpt,
              out: Annotated[Path | None, typer.Option(help="Output folder (default runs/quantize/NAME/METHOD).")]
              = None,
              max_drop: MaxDrop = None,
+             float_search: FloatSearch = "block",
+             max_float: MaxFloat = 0.1,
              min_sqnr: MinSqnr = None,
              max_mae_increase: MaxMae = None,
              data: DataMoved = None,
@@ -343,7 +354,8 @@ def quantize(ckpt: Ckpt,
     skip = "auto" if skip_layers == "auto" else _split(skip_layers)
     summary = quantize_checkpoint(ckpt, method, parse_targets(target), out, calib, calib_method, skip, epochs, lr,
                                   verbose=not quiet, max_drop=max_drop, min_sqnr=min_sqnr,
-                                  max_mae_increase=max_mae_increase, data=data)
+                                  max_mae_increase=max_mae_increase, data=data, search_by=float_search,
+                                  max_float=max_float)
     for f in summary["files"]:
         typer.echo(f)
 

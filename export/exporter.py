@@ -172,7 +172,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
 
         verifier = Verifier(trained, out, val_images, gate_overrides)
         search = int8_policy.Search(trained, out, gate_overrides, q.calib_images, q.calib_method, verbose,
-                                    rank_always=q.rank_always)
+                                    rank_always=q.rank_always, by=q.search_by, max_float=q.max_float)
     try:
         for target in targets:  # the format table says which precisions each target has
             fmt = formats.FORMATS[target]

@@ -51,6 +51,8 @@ class Int8:
     lr: float = 1e-4  # QAT
     fuse: bool | None = None
     rank_always: bool = False  # the search: rank every block even when the fully INT8 file passes (a report's plot)
+    search_by: str = "block"  # float: top-level blocks, or first the "layer"s edgekit diff ranks worst
+    max_float: float = 0.1  # per layer: at most this share of the model's conv/linear layers in float
 
     def __post_init__(self) -> None:
         from edgekit.errors import option
@@ -61,6 +63,12 @@ class Int8:
             raise ConfigError(f"{option('method')} must be ptq or qat, got '{self.method}'")
         if self.method == "qat" and self.epochs < 1:
             raise ConfigError(f"QAT fine-tunes for {option('epochs')} >= 1, got {self.epochs}")
+        if self.search_by not in ("layer", "block"):
+            raise ConfigError(f"{option('search_by', flag='--float-search')} must be layer or block, got "
+                              f"'{self.search_by}'")
+        if not 0 < self.max_float <= 1:
+            raise ConfigError(f"{option('max_float', flag='--max-float')} is a share of the layers (0-1], got "
+                              f"{self.max_float}")
         if self.method == "qat" and self.lr <= 0:
             raise ConfigError(f"{option('lr')} must be positive, got {self.lr}")
 
@@ -98,6 +106,10 @@ class Search:
     calib_method: str
     verbose: bool = True
     rank_always: bool = False  # else the ranking is made only when a fully INT8 file misses its gate
+    by: str = "block"  # "block": top-level blocks; "layer": first the layers edgekit diff ranks worst (float_layers.py)
+    max_float: float = 0.1  # per layer: the most conv/linear layers in float, as a share of the model's
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # per target: how it was searched
+    diffs: dict[str, Any] = field(default_factory=dict)  # per layer: PyTorch's activations, a proxy ranking
     order: list[dict[str, Any]] | None = None
     trail: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     float_layers: dict[str, list[str]] = field(default_factory=dict)
@@ -108,48 +120,26 @@ class Search:
         """The INT8 file of ``target`` that passes its gate, moved into the export folder with its verdict
         (an :class:`~edgekit.export.report.Artifact` whose ``entry`` is set), or ``None`` with the reason in
         :attr:`failed`. ``job`` holds this export's FP32 file of ``target``."""
-        from edgekit.export.certify import replace
+        from edgekit.export import float_layers
 
         t0 = time.perf_counter()
         if self.order is None and self.rank_always:
             self.order = self._rank()
-        name = formats.FORMATS[target].file("int8")
-        chosen: list[str] = []
-        trail = self.trail.setdefault(target, [])
         saved = job.skip
         try:
-            while True:
-                attempt = self.out / ".int8-search" / target / str(len(trail))
-                attempt.mkdir(parents=True, exist_ok=True)
-                job.skip = [module_path(self.trained.model, s) for s in chosen]
-                t1 = time.perf_counter()
-                try:
-                    path = steps.build(job, "int8", card, attempt / name)
-                    art = Artifact(path, target, "int8", time.perf_counter() - t1)
-                    entry = verifier.entry(art, end_to_end=False)  # raw files: for the file that is kept
-                except Exception as exc:  # noqa: BLE001 - a converter's failure ends this target's search
-                    art, entry = None, {"error": reason(exc)}
-                step = _attempt(entry)
-                trail.append({"float_layers": list(chosen), **step, "seconds": round(time.perf_counter() - t1, 2)})
-                if self.verbose:
-                    say(f"{target}: float {chosen or 'none'} -> " + _step_text(step))
-                if step["passed"]:
-                    for f in formats.model_files(art.path):  # with an IR's .bin
-                        replace(f, self.out / f.name)
-                    art.path = self.out / name
-                    verifier.end_to_end(entry, art)
-                    art.entry = {**entry, "float_layers": list(chosen)}
-                    self.float_layers[target] = chosen
-                    return art
-                if self.order is None:  # the fully INT8 file missed: rank the blocks now, once per export
-                    self.order = self._rank()
-                rest = [r["layer"] for r in self.order if r["layer"] not in chosen]
-                if not step["made"] or not rest:
-                    self.failed[target] = ("the INT8 file could not be made" if not step["made"] else
-                                           f"{'; '.join(step['failures'])} even with {len(chosen)} block(s) in "
-                                           "float")
-                    return None
-                chosen.append(rest[0])
+            art, entry, step = self.attempt(target, steps, job, card, verifier, [])
+            if step["passed"]:
+                return self.keep(target, art, entry, [], verifier)
+            if self.by == "layer":
+                found = float_layers.by_layer(self, target, steps, job, card, verifier, art, step)
+                record = self.layers[target]
+                if found is not float_layers.UNMAPPED and (found is not None or not record.get("capped")):
+                    return found
+                if found is None:  # no float set within the cap: said, then the blocks as before
+                    record.update(failed=self.failed.pop(target), then="block")
+                    if self.verbose:
+                        say(f"{target}: per layer: {record['failed']}; searching by block")
+            return self._by_block(target, steps, job, card, verifier, step)
         finally:
             job.skip = saved
             self.seconds[target] = round(time.perf_counter() - t0, 2)
@@ -157,10 +147,61 @@ class Search:
 
             shutil.rmtree(self.out / ".int8-search" / target, ignore_errors=True)
 
+    def attempt(self, target: str, steps, job, card, verifier, floats: list[str], **note: Any):
+        """One INT8 file of ``target`` with the modules ``floats`` in float, judged by its gate: (artifact or
+        None, entry, step); the step is added to the trail (with ``note``)."""
+        trail = self.trail.setdefault(target, [])
+        attempt = self.out / ".int8-search" / target / str(len(trail))
+        attempt.mkdir(parents=True, exist_ok=True)
+        job.skip = [module_path(self.trained.model, s) for s in floats]
+        t1 = time.perf_counter()
+        try:
+            path = steps.build(job, "int8", card, attempt / formats.FORMATS[target].file("int8"))
+            art = Artifact(path, target, "int8", time.perf_counter() - t1)
+            entry = verifier.entry(art, end_to_end=False)  # raw files: for the file that is kept
+        except Exception as exc:  # noqa: BLE001 - a converter's failure ends this target's search
+            art, entry = None, {"error": reason(exc)}
+        step = _attempt(entry)
+        trail.append({"float_layers": list(floats), **note, **step, "seconds": round(time.perf_counter() - t1, 2)})
+        if self.verbose:
+            say(f"{target}: float {_short(floats)} -> " + _step_text(step))
+        return art, entry, step
+
+    def keep(self, target: str, art, entry: dict[str, Any], floats: list[str], verifier):
+        """The attempt that passed, moved into the export folder with its verdict."""
+        from edgekit.export.certify import replace
+
+        for f in formats.model_files(art.path):  # with an IR's .bin
+            replace(f, self.out / f.name)
+        art.path = self.out / formats.FORMATS[target].file("int8")
+        verifier.end_to_end(entry, art)
+        art.entry = {**entry, "float_layers": list(floats)}
+        self.float_layers[target] = list(floats)
+        return art
+
+    def _by_block(self, target: str, steps, job, card, verifier, step: dict[str, Any]):
+        """The search by top-level block (after the fully INT8 file missed): the next most sensitive block goes
+        to float while the file misses."""
+        chosen: list[str] = []
+        while True:
+            if self.order is None:  # the fully INT8 file missed: rank the blocks now, once per export
+                self.order = self._rank()
+            rest = [r["layer"] for r in self.order if r["layer"] not in chosen]
+            if not step["made"] or not rest:
+                self.failed[target] = ("the INT8 file could not be made" if not step["made"] else
+                                       f"{'; '.join(step['failures'])} even with {len(chosen)} block(s) in float")
+                return None
+            chosen.append(rest[0])
+            art, entry, step = self.attempt(target, steps, job, card, verifier, chosen)
+            if step["passed"]:
+                return self.keep(target, art, entry, chosen, verifier)
+
     def failure(self, target: str) -> str:
         """One line: why ``target`` has no INT8 file, and every float set tried."""
         tried = ", ".join(_step(t) for t in self.trail.get(target, []))
-        return (f"INT8 cannot pass its gate on {target} ({self.failed[target]}); no INT8 file written for it. "
+        per_layer = self.layers.get(target, {}).get("failed")
+        why = self.failed[target] + (f"; per layer: {per_layer}" if per_layer else "")
+        return (f"INT8 cannot pass its gate on {target} ({why}); no INT8 file written for it. "
                 f"Tried: {target}: {tried}")
 
     def record(self) -> dict[str, Any]:
@@ -170,7 +211,8 @@ class Search:
         g = gate_for("int8", self.overrides)
         return {"max_drop_points": g.max_drop_points, "int8_gate": g.to_dict(), "float_layers": self.float_layers,
                 "trail": self.trail, "failed": self.failed, "seconds": self.seconds, "sensitivity": self.order or [],
-                "attempts": sum(len(t) for t in self.trail.values())}
+                "attempts": sum(len(t) for t in self.trail.values()),
+                "search": self.layers}
 
     def _rank(self) -> list[dict[str, Any]]:
         calib, _ = self.trained.images("train", limit=self.calib_images, seed=0)
@@ -323,6 +365,10 @@ def _step_text(step: dict[str, Any]) -> str:
 def _step(t: dict[str, Any]) -> str:
     drop = "n/a" if t["drop_points"] is None else f"drop {t['drop_points']:.2f}"
     return f"{t['float_layers'] or 'none'} -> {drop}{'' if t['passed'] else ' (missed)'}"
+
+
+def _short(floats: list[str]) -> str:
+    return "none" if not floats else str(floats) if len(floats) <= 4 else f"{len(floats)} modules ({floats[0]}, ...)"
 
 
 def _flat(outputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -30,13 +30,15 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
                         out_dir: str | Path | None = None, calib_images: int = 256, calib_method: str = "minmax",
                         skip_layers: Sequence[str] | str = "auto", epochs: int = 3, lr: float = 1e-4,
                         verbose: bool = True, max_drop: float | None = None, min_sqnr: float | None = None,
-                        max_mae_increase: float | None = None, data: str | None = None) -> dict[str, Any]:
+                        max_mae_increase: float | None = None, data: str | None = None, search_by: str = "block",
+                        max_float: float = 0.1) -> dict[str, Any]:
     """Quantize ``ckpt`` (``method`` ptq or qat) and write INT8 files plus ``quant.json``.
 
     Every file is judged by its precision's gate (:mod:`edgekit.export.gates`; ``max_drop``,
     ``min_sqnr`` and ``max_mae_increase`` override its thresholds). ``skip_layers="auto"`` (or any
-    ``max_drop``) runs the float-layer search (:mod:`edgekit.export.int8`): blocks go to float, most
-    sensitive first, until each backend's INT8 file passes its gate. A file that misses its gate is moved
+    ``max_drop``) runs the float-layer search (:mod:`edgekit.export.int8`): the layers ``edgekit diff`` ranks
+    worst (``search_by="layer"``, at most ``max_float`` of the conv/linear layers) or the most sensitive blocks
+    (``"block"``) go to float until each backend's INT8 file passes its gate. A file that misses its gate is moved
     aside and, after ``quant.json`` is written, the call raises."""
     from edgekit.export.gates import check_overrides, gate_for
 
@@ -46,7 +48,8 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
     auto = method == "ptq" and (skip_layers == "auto" or max_drop is not None)
     policy = Int8(method=method, float_layers="auto" if auto else tuple([] if skip_layers == "auto" else skip_layers),
                   calib_images=calib_images, calib_method=calib_method, epochs=epochs, lr=lr, fuse=True,
-                  rank_always=True)  # quant.json's sensitivity ranking and plot
+                  rank_always=True,  # quant.json's sensitivity ranking and plot
+                  search_by=search_by, max_float=max_float)
     overrides = check_overrides(max_drop, min_sqnr, max_mae_increase)
     trained = load_trained(ckpt, data=data)
     if trained.card.input.frames:
@@ -64,7 +67,7 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
                "int8_gate": gate_for("int8", overrides).to_dict()}
     if search:
         summary["gate"] = {k: search[k] for k in ("max_drop_points", "int8_gate", "float_layers", "trail", "failed",
-                                                  "seconds", "attempts")}
+                                                  "seconds", "attempts", "search")}
         summary["sensitivity"] = search["sensitivity"]
         summary["sensitivity_plot"] = "sensitivity.png" if (out / "sensitivity.png").exists() else None
     write_json(out / "quant.json", summary)
