@@ -62,7 +62,7 @@ class Verifier:
             self.diagnose(entry, art)
         if end_to_end and "heads" in entry:
             self.end_to_end(entry, art)
-        entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes, source=str(self.trained.path))
+        entry.update(export_seconds=round(art.seconds, 2), size_bytes=art.size_bytes, source=self.trained.source)
         return entry
 
     def diagnose(self, entry: dict[str, Any], art: Artifact) -> None:
@@ -114,7 +114,7 @@ def verify_artifacts(trained: Trained, report: ExportReport, val_images: int | N
             e["size_bytes"] = art.size_bytes  # the card now holds the verdict
         if art.path.exists():  # the verdict holds for these bytes only (edgekit.parity.record checks them)
             e["sha256"] = verdicts.digest(art.path)
-    header = {"source": str(trained.path), "val_images": len(verifier.x),
+    header = {"source": trained.source, "val_images": len(verifier.x),
               "gate_overrides": {k: v for k, v in (overrides or {}).items() if v is not None}}
     if report.int8_search:
         header["int8_search"] = report.int8_search

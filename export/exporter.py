@@ -124,7 +124,7 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
-    base = trained.card.derive(source=str(trained.path), edgekit=__version__, precision="fp32",
+    base = trained.card.derive(source=trained.source, edgekit=__version__, precision="fp32",
                                exported=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     if verify if golden is None else golden:
         from edgekit.export.golden import golden_inputs
@@ -210,10 +210,10 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
     if not (verify and artifacts):
         # not verified: each file is "not run", and an old verdict on an older file of that name is dropped
         report.parity = [{"file": a.path.name, "format": a.format, "precision": a.precision, "verdict": "not_run",
-                          "passed": False, "not_run": verdicts.NOT_VERIFIED, "source": str(trained.path),
+                          "passed": False, "not_run": verdicts.NOT_VERIFIED, "source": trained.source,
                           "export_seconds": round(a.seconds, 2), "size_bytes": a.size_bytes,
                           "sha256": verdicts.digest(a.path)} for a in artifacts]
-        verdicts.write_parity(out, {"source": str(trained.path), "verified": verify}, report.parity, failures)
+        verdicts.write_parity(out, {"source": trained.source, "verified": verify}, report.parity, failures)
         for e in report.parity if verbose else []:
             say(f"  {verdicts.not_run_line(e)}")
     if strict:

@@ -116,7 +116,7 @@ def summarize(trained: Trained, report: ExportReport, method: str, skip: list[st
             drops = ", ".join(f"{h}: {v['drop_points']:+.2f} pts" for h, v in heads.items() if "drop_points" in v)
             say(f"{fmt}: INT8 {int8_ms:.3f} ms vs FP32 {fp32_ms:.3f} ms at batch 1, {threads} threads "
                 f"(x{fp32_ms / int8_ms:.2f}), {a['size_bytes'] / b['size_bytes']:.1f}x smaller, accuracy drop {drops}")
-    summary = {"method": method, "source": str(trained.path), "fused": bool(trained.card.provenance.get("fused")),
+    summary = {"method": method, "source": trained.source, "fused": bool(trained.card.provenance.get("fused")),
                "float_layers": skip, "val_images": report.parity[0].get("val_images") if report.parity else None,
                "backends": backends, "files": [e["file"] for e in report.parity]}
     _record_in_cards(report, backends)

@@ -61,6 +61,12 @@ class Trained:
     config: dict[str, Any]  # the run config; ``data.source`` already replaced by a ``data`` override
     _data: Any = field(default=None, repr=False)  # the DataBundle, loaded on first use
 
+    @property
+    def source(self) -> str:
+        """The checkpoint as provenance records it: an absolute path, so that a file's reference (``check --on``,
+        ``diff``, the validation samples) is found from any folder, not only the one the export ran in."""
+        return str(Path(self.path).resolve())
+
     def wrapped(self) -> HeadsAsTuple:
         return HeadsAsTuple(self.model, self.card.head_names).eval()
 

@@ -76,3 +76,25 @@ def test_check_parity_reverifies_a_copied_file_from_its_golden_inputs(exported, 
     assert main(["check", str(tmp_path / "model.onnx"), "--parity"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("FAIL") and "relative error" in out
+
+
+def test_a_file_exported_from_a_relative_path_finds_its_checkpoint_from_any_folder(trained_run, tmp_path, monkeypatch):
+    """parity.json and the card record the checkpoint's absolute path: `check --samples` / `--on` rebuild the
+    validation samples from another folder than the one the export ran in (a relative path gave golden inputs only)."""
+    from pathlib import Path
+
+    from edgekit.recipes.samples import build_samples
+    from edgekit.runtime.metadata import read_card
+
+    ckpt = trained_run.run_dir / "best.pt"
+    monkeypatch.chdir(ckpt.parent.parent)
+    assert main(["export", f"{ckpt.parent.name}/best.pt", "--target", "onnx", "--out", str(tmp_path / "e"),
+                 "--quiet"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    model = tmp_path / "e" / "model.onnx"
+    recorded = json.loads((tmp_path / "e" / "parity.json").read_text())["source"]
+    assert Path(recorded) == ckpt.resolve() and read_card(model).provenance["source"] == recorded
+    samples, why = build_samples(model, tmp_path / "samples.npz")
+    assert samples is not None and samples.is_file(), why
