@@ -184,6 +184,7 @@ def check(doc: str, where: Path) -> tuple[list[str], str]:
         if written != read:
             problems.append(f"{where}: {written} '{kind}' marker(s) written, {read} read: each needs the form "
                             f"shown in tools/check_results.py (a closing marker, a name = path)")
+    problems += [f"{where}:{n}: {why}" for n, why in line_starts(code)]
     out, last = [], 0
     for m in found:
         try:
@@ -197,6 +198,17 @@ def check(doc: str, where: Path) -> tuple[list[str], str]:
         out += [doc[last:m.start], now]
         last = m.end
     return problems, "".join(out) + doc[last:]
+
+
+INLINE_START = re.compile(r"^[ \t]*(?:<!--\s*(?:value|claim)\b|<!--\s*results:[^\n]*?-->[ \t]*\S)", re.M)
+
+
+def line_starts(code: str) -> list[tuple[int, str]]:
+    """Lines that start with a marker followed by text: Markdown reads a line that starts with ``<!--`` as an HTML
+    block, which ends the paragraph there and shows the rest of the line unformatted. Start such a line with a
+    word (a ``results`` marker may stand alone on its line)."""
+    return [(code.count("\n", 0, m.start()) + 1, "a line starts with a marker and text goes on after it: on GitHub "
+             "that breaks the paragraph there (begin the line with a word)") for m in INLINE_START.finditer(code)]
 
 
 def pages(root: Path = Path(".")) -> list[Path]:

@@ -65,3 +65,20 @@ def test_a_table_row_changed_by_hand_in_the_readme_fails():
     row = next(line for line in text.splitlines() if line.startswith("| INT8 vs FP32 | TFLite |"))
     problems, _ = results.check(text.replace(row, row.replace("| 2 |", "| 4 |", 1)), README)
     assert len(problems) == 1 and ": block `" in problems[0]
+
+
+def test_a_line_that_starts_with_a_marker_is_flagged(tmp_path):
+    """Markdown reads a line that starts with ``<!--`` as an HTML block: the paragraph ends there and the rest of the
+    line shows unformatted. Such a line is an error; a ``results`` marker alone on its line, or a marker after a word,
+    is not."""
+    (tmp_path / "r.json").write_text('{"n": 3}')
+    page = tmp_path / "page.md"
+    good = "<!-- results: r = r.json -->\nWe ran\nover <!-- value: r.n -->3<!-- /value --> seeds.\n"
+    assert results.check(good, page)[0] == []
+    for bad, lines in [("We ran\n<!-- value: r.n -->3<!-- /value --> seeds.\n", [3]),
+                       ("We ran\n  <!-- claim: x > 1 -->: so\n<!-- value: r.n -->3<!-- /value -->\n", [3, 4]),
+                       ("<!-- results: r = r.json --> We ran <!-- value: r.n -->3<!-- /value -->\n", [1])]:
+        text = bad if bad.startswith("<!-- results") else "<!-- results: r = r.json -->\n" + bad
+        problems = results.check(text, page)[0]
+        assert [p.split(":")[1] for p in problems] == [str(n) for n in lines], problems
+        assert all(p.startswith(str(page)) and "begin the line with a word" in p for p in problems)
