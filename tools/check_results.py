@@ -7,7 +7,8 @@ beside it (JSON written by the command that measured it, e.g. ``docs/coverage.js
 - ``<!-- results: cov = docs/coverage.json -->`` names a file (path relative to the Markdown file) once;
 - ``<!-- value: cov.summary.passed -->177<!-- /value -->`` is a number in the text: the expression over the
   named files (attribute or ``["key"]`` access, ``sum``/``min``/``max``/``len``/``round``/``abs``/``sorted``,
-  ``pick(items, key=value)`` for the one item that matches, ``sci(x)`` for ``1.7e-4``), then ``| FORMAT`` (a
+  ``pick(items, key=value)`` for the one item that matches, ``unique(items)`` in order, ``sci(x)`` for
+  ``1.7e-4``), then ``| FORMAT`` (a
   Python format spec: ``<!-- value: cov.summary.pass_pct | .0f -->``) when given;
 - ``<!-- block: EXPR -->`` ... ``<!-- /block -->`` holds whole lines (a table): ``EXPR`` gives a string or a
   list of lines; ``table(header, rows)`` writes a Markdown table.
@@ -88,6 +89,15 @@ def pick(items: list[Any], **match: Any) -> Any:
     return found[0]
 
 
+def unique(items: list[Any]) -> list[Any]:
+    """``items`` without repeats, in the order first seen: ``unique([r.platform for r in w.rows])``."""
+    out: list[Any] = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
 def sci(value: float, digits: int = 1) -> str:
     """Scientific notation as the prose writes it: ``sci(0.000171)`` -> ``1.7e-4``."""
     mantissa, exp = f"{value:.{digits}e}".split("e")
@@ -95,7 +105,8 @@ def sci(value: float, digits: int = 1) -> str:
 
 
 HELPERS = {"sum": sum, "min": min, "max": max, "len": len, "round": round, "abs": abs, "sorted": sorted,
-           "any": any, "all": all, "table": table, "pick": pick, "sci": sci}
+           "any": any, "all": all, "str": str, "zip": zip, "enumerate": enumerate, "table": table, "pick": pick,
+           "unique": unique, "sci": sci}
 
 
 @dataclass
@@ -138,7 +149,7 @@ def markers(doc: str) -> list[Marker]:
     code = masked(doc)
     for kind, pattern in (("value", VALUE), ("block", BLOCK)):
         for m in pattern.finditer(code):
-            head = m.group(1)
+            head = doc[m.start(1):m.end(1)]  # found in the masked text, read from the text: `code` in an expression
             expr, _, fmt = head.rpartition("|") if "|" in head and kind == "value" else (head, "", "")
             start, end = m.span(2)
             found.append(Marker(kind, " ".join(expr.split()), fmt.strip(), doc[start:end], start, end,
@@ -173,6 +184,7 @@ def check(doc: str, where: Path) -> tuple[list[str], str]:
         if written != read:
             problems.append(f"{where}: {written} '{kind}' marker(s) written, {read} read: each needs the form "
                             f"shown in tools/check_results.py (a closing marker, a name = path)")
+    problems += [f"{where}:{n}: {why}" for n, why in line_starts(code)]
     out, last = [], 0
     for m in found:
         try:
@@ -186,6 +198,17 @@ def check(doc: str, where: Path) -> tuple[list[str], str]:
         out += [doc[last:m.start], now]
         last = m.end
     return problems, "".join(out) + doc[last:]
+
+
+INLINE_START = re.compile(r"^[ \t]*(?:<!--\s*(?:value|claim)\b|<!--\s*results:[^\n]*?-->[ \t]*\S)", re.M)
+
+
+def line_starts(code: str) -> list[tuple[int, str]]:
+    """Lines that start with a marker followed by text: Markdown reads a line that starts with ``<!--`` as an HTML
+    block, which ends the paragraph there and shows the rest of the line unformatted. Start such a line with a
+    word (a ``results`` marker may stand alone on its line)."""
+    return [(code.count("\n", 0, m.start()) + 1, "a line starts with a marker and text goes on after it: on GitHub "
+             "that breaks the paragraph there (begin the line with a word)") for m in INLINE_START.finditer(code)]
 
 
 def pages(root: Path = Path(".")) -> list[Path]:

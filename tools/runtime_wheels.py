@@ -1,6 +1,11 @@
 """Which runtime packages have wheels for which device platform, as pip resolves them (docs/devices.md's table).
 
-    python tools/runtime_wheels.py            # Markdown table on stdout
+    python tools/runtime_wheels.py                                        # Markdown table on stdout
+    python tools/runtime_wheels.py --json docs/results/runtime_wheels.json  # and the result file beside it
+
+The JSON (the README's and docs/devices.md's tables are read from it by tools/check_results.py) holds pip's version,
+the date, the requirements as stated, and per platform and Python each requirement's version (``null``: none within
+edgekit's bounds) and, where none fits, ``newest``: the newest version that installs there at all (``null``: none).
 
 For each platform (OS, CPU, C library) and Python, ``pip install --dry-run --only-binary=:all: --platform ...`` with
 every tag such a machine accepts (``manylinux_2_Y`` for each glibc 2.Y up to the platform's, ``macosx_X_Y`` for each
@@ -64,22 +69,52 @@ def resolve(requirement: str, tags: list[str], python: str) -> str | None:
         return None
 
 
-def main() -> int:
+def pip_version() -> str:
+    from importlib.metadata import version
+
+    return version("pip")
+
+
+def pip_config() -> list[str]:
+    """pip's settings as ``pip config list`` gives them (the indexes it asked: PyPI, and any others set here)."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
+    return [line for line in proc.stdout.splitlines() if "cert" not in line]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", metavar="PATH", help="also write the result file (atomically) to PATH")
+    args = parser.parse_args(argv)
     reqs = edgekit_requirements()
+    rows = []
     print("| platform | Python | " + " | ".join(reqs) + " |")
     print("|---|---|" + "---|" * len(reqs))
     for label, tags in PLATFORMS.items():
         for python in PYTHONS:
-            cells = []
+            cells, found = [], {}
             for req in reqs:
                 got = resolve(req, tags, python)
                 if got is None:
                     name = req.split(">")[0].split("<")[0].split("=")[0]
                     newest = resolve(name, tags, python)
                     cells.append(f"none (newest there: {newest})" if newest else "none")
+                    found[req] = {"version": None, "newest": newest}
                 else:
                     cells.append(got)
+                    found[req] = {"version": got}
+            rows.append({"platform": label, "python": python, "tags": tags, "resolved": found})
             print(f"| {label} | {python} | " + " | ".join(cells) + " |", flush=True)
+    if args.json:
+        from datetime import date
+
+        from edgekit.atomic import write_json
+
+        write_json(args.json, {"command": "python tools/runtime_wheels.py", "pip": pip_version(),
+                               "date": date.today().isoformat(), "index": "PyPI", "pip_config": pip_config(),
+                               "pythons": list(PYTHONS),
+                               "requirements": reqs, "rows": rows})
     return 0
 
 
