@@ -8,6 +8,35 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests must never reach a model hub
 
+
+def pytest_addoption(parser):
+    parser.addoption("--summary-json", default=None, metavar="PATH",
+                     help="Write this run's outcome counts, wall time and machine to PATH (JSON): the README's suite "
+                          "figures are read from docs/results/suite.json, written this way.")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """With --summary-json: what ran, how it ended and how long it took, measured by this run (atomic write)."""
+    path = config.getoption("--summary-json")
+    if not path:
+        return
+    import time
+
+    from edgekit.atomic import write_json
+    from edgekit.recipes.deployment import environment
+
+    stats = terminalreporter.stats
+    counts = {k: len([r for r in stats.get(k, []) if getattr(r, "when", "call") in ("call", "setup")])
+              for k in ("passed", "failed", "skipped", "error", "xfailed", "xpassed")}
+    counts["deselected"] = len(stats.get("deselected", []))
+    env = environment(packages=())
+    write_json(path, {"command": " ".join(["python -m pytest", *config.invocation_params.args]),
+                      "marker": config.getoption("-m"), "exit_status": int(exitstatus), **counts,
+                      "seconds": round(terminalreporter._session_start.elapsed().seconds, 1),  # pytest's own clock
+                      "machine": env["machine"],
+                      "cpu_features": env["cpu_features"], "python": env["python"],
+                      "load_average_end": [round(x, 2) for x in os.getloadavg()]})
+
 TINY = {
     "model.arch": "test_efficientnet",
     "data.imgsz": 16,
