@@ -20,7 +20,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     path = config.getoption("--summary-json")
     if not path:
         return
-    import time
 
     from edgekit.atomic import write_json
     from edgekit.recipes.deployment import environment
