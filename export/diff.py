@@ -124,7 +124,8 @@ def first_jump(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any] |
 # -- the command --------------------------------------------------------------------------------------------------
 def inputs_for(card, data: str | None, limit: int) -> tuple[np.ndarray, str]:
     """The NCHW batch both sides run: images from ``data`` (a folder or image files) or the card's golden inputs."""
-    spec = replace(card.input, layout="NCHW")
+    spec = replace(card.input, layout="NCHW", dtype="float32", quant=None)  # PyTorch's floats; a file with an integer
+    # input (full-INT8 TFLite) is quantized by its tapped run (runtime.taps), with its own scale
     if data is None:
         from edgekit.runtime.golden import golden_batch
 

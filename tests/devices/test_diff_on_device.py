@@ -27,7 +27,7 @@ def _db(row):
     return math.inf if row["sqnr_db"] is None else row["sqnr_db"]
 
 
-@pytest.mark.parametrize("name", ["model.int8.onnx", "model.tflite"])
+@pytest.mark.parametrize("name", ["model.int8.onnx", "model.tflite", "model.int8.tflite"])
 def test_the_device_gives_the_layers_a_diff_here_gives(local_device, files, tmp_path, name):
     address, env, _ = local_device
     here = edgekit(["diff", str(files / name), "--json", "--out", str(tmp_path / "here")], env)
