@@ -9,6 +9,7 @@
 - ``bench --on``: :func:`edgekit.recipes.bench.bench` with every measurement run by the same per-process worker on
   the device (:class:`OnDevice`); threads default to the device's usable cores; accuracy on the model's own
   validation data, sent over. An emulated device's timings are marked as such.
+- ``diff FILE --on``: :func:`diff_on`: the file's tapped run on the device (:class:`DeviceTaps`), PyTorch here.
 """
 
 from __future__ import annotations
