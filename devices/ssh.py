@@ -29,6 +29,7 @@ from edgekit.devices.address import Address
 from edgekit.errors import RemoteDeviceError, require
 
 GRACE_S = 15  # seconds the host waits past a command's own timeout before it gives up on the channel
+EOF_WAIT_S = 10  # seconds the host waits for the rest of a command's output once its exit status came
 
 
 @dataclass
@@ -145,6 +146,7 @@ class Connection:
             if stdin is not None:
                 self._feed(channel, stdin)
             deadline = time.monotonic() + limit + GRACE_S
+            quiet = time.monotonic()
             while True:
                 got = False
                 while channel.recv_ready():
@@ -153,7 +155,11 @@ class Connection:
                 while channel.recv_stderr_ready():
                     err += channel.recv_stderr(65536)
                     got = True
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                quiet = time.monotonic() if got else quiet
+                # sshd may send the exit status before the last of the output (seen under qemu: a base64 read of a file
+                # came back cut): done at the end of the output, or when nothing more came for EOF_WAIT_S after it
+                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready() \
+                        and (channel.eof_received or time.monotonic() - quiet > EOF_WAIT_S):
                     break
                 if channel.closed and not got:
                     break
@@ -229,8 +235,13 @@ class Connection:
 
     def read(self, remote: str, timeout: float = 120) -> bytes:
         """The bytes of a file on the device."""
+        import binascii
+
         result = self.run(f"base64 < {shlex.quote(remote)}", timeout, what=f"reading {remote}")
-        return base64.b64decode(result.out)
+        try:
+            return base64.b64decode(result.out)
+        except binascii.Error as exc:
+            raise self.error(f"reading {remote} came back incomplete ({len(result.out)} characters: {exc})") from None
 
 
 def _size(path: Path) -> str:

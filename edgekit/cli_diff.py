@@ -16,7 +16,8 @@ EPILOG = ("Examples:\n\n"
           "  edgekit diff runs/export/m/model.int8.onnx             # against the checkpoint its card names\n\n"
           "  edgekit diff model.tflite --against best.pt --data photos/val\n\n"
           "  edgekit diff model.int8.onnx --against model.onnx      # INT8 against the FP32 file\n\n"
-          "  edgekit diff model.xml --json                          # the report as JSON on stdout")
+          "  edgekit diff model.xml --json                          # the report as JSON on stdout\n\n"
+          "  edgekit diff model.int8.tflite --on pi                 # the file runs on the device, PyTorch here")
 
 
 def diff_command(model: Annotated[Path, typer.Argument(help="Model file: .onnx, .tflite or .xml (OpenVINO).")],
@@ -28,8 +29,9 @@ def diff_command(model: Annotated[Path, typer.Argument(help="Model file: .onnx, 
                  images: Annotated[int, typer.Option(help="Inputs compared (at most).")] = 4,
                  out: Annotated[Path | None, typer.Option(
                      help="Folder for diff.json and diff.png (default: FILE.diff beside the file).")] = None,
-                 on: Annotated[str | None, typer.Option("--on", help="Run FILE on a device over SSH (not supported "
-                                                                     "by diff yet: an error says so).")] = None,
+                 on: Annotated[str | None, typer.Option("--on", help="Run FILE on a device over SSH (a name or "
+                                                                     "ssh://user@host, set up with edgekit device "
+                                                                     "setup); the reference runs here.")] = None,
                  json_: Annotated[bool, typer.Option("--json", help="The report as JSON on stdout.")] = False,
                  all_rows: Annotated[bool, typer.Option("--all", help="Print every layer, not those around the "
                                                                       "first diverging one.")] = False) -> None:
@@ -43,13 +45,23 @@ def diff_command(model: Annotated[Path, typer.Argument(help="Model file: .onnx, 
     if images < 1:
         raise ConfigError(f"--images must be at least 1, got {images}")
     if on is not None:
-        raise ConfigError("--on: diff runs the file on this machine only for now (a device's per-layer tensors are "
-                          "not fetched over SSH yet); check --on DEVICE --parity judges the file there")
-    report = diff(model, against, data, images, out)
+        from edgekit.recipes.on_device import diff_on
+
+        report = diff_on(model, on, against, data, images, out)
+    else:
+        report = diff(model, against, data, images, out)
     if json_:
         typer.echo(json.dumps(report, default=str))
     else:
         print_report(report, all_rows)
+
+
+def where_text(m: dict[str, Any]) -> str:
+    """``arm (device, ssh://...): qemu-user aarch64 (cortex-a76) on AMD EPYC, aarch64, EMULATED; ARM dot-product``"""
+    where = "this host" if m["where"] == "host" else f"device, {m['where']}"
+    emulated = ", EMULATED" if m.get("emulated") else ""
+    return (f"{m['machine']} ({where}): {m.get('cpu')}, {m.get('arch')}{emulated}; "
+            f"{', '.join(m.get('cpu_features') or []) or 'no listed CPU features'}")
 
 
 def _db(v: Any) -> str:
@@ -66,6 +78,8 @@ def print_report(report: dict[str, Any], all_rows: bool = False) -> None:
 
     say(f"{escape(Path(report['file']).name)} ({escape(report['file_runner'])}) vs {escape(report['against'])} "
         f"({escape(report['reference_runner'])}) on {escape(report['inputs'])}; layout {report['layout']}")
+    for side in ("file", "reference"):
+        say(f"{side} ran on {escape(where_text(report['ran_on'][side]))}")
     rows = report["layers"]
     first = report["first_diverging"]
     k = first["index"] if first else 0

@@ -124,7 +124,8 @@ def first_jump(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any] |
 # -- the command --------------------------------------------------------------------------------------------------
 def inputs_for(card, data: str | None, limit: int) -> tuple[np.ndarray, str]:
     """The NCHW batch both sides run: images from ``data`` (a folder or image files) or the card's golden inputs."""
-    spec = replace(card.input, layout="NCHW")
+    spec = replace(card.input, layout="NCHW", dtype="float32", quant=None)  # PyTorch's floats; a file with an integer
+    # input (full-INT8 TFLite) is quantized by its tapped run (runtime.taps), with its own scale
     if data is None:
         from edgekit.runtime.golden import golden_batch
 
@@ -145,9 +146,11 @@ def inputs_for(card, data: str | None, limit: int) -> tuple[np.ndarray, str]:
 
 
 def diff(file: str | Path, against: str | Path | None = None, data: str | None = None, images: int = 4,
-         out_dir: str | Path | None = None) -> dict[str, Any]:
+         out_dir: str | Path | None = None, tap=None, ran_on: dict[str, Any] | None = None) -> dict[str, Any]:
     """Compare ``file``'s activations with its reference's, write ``diff.json`` and ``diff.png`` beside it (or in
-    ``out_dir``), and return the report."""
+    ``out_dir``), and return the report. ``tap``: where the file's tensors come from instead of
+    :func:`~edgekit.runtime.taps.tap_file` here (``tap(path, x, scopes, layout, modules) -> Tapped``: ``edgekit diff
+    --on DEVICE``), with ``ran_on`` describing that machine (:func:`machine_summary`); the reference runs here."""
     from edgekit.runtime.metadata import NoCardError, read_card
 
     t0 = time.perf_counter()
@@ -174,9 +177,11 @@ def diff(file: str | Path, against: str | Path | None = None, data: str | None =
     if ref_path.suffix != ".pt":
         check_tappable(ref_path)
     if ref_path.suffix == ".pt":
-        report = _against_checkpoint(file, card, ref_path, data, images)
+        report = _against_checkpoint(file, card, ref_path, data, images, tap)
     else:
-        report = _against_file(file, card, ref_path, data, images)
+        report = _against_file(file, card, ref_path, data, images, tap)
+    here = _this_machine()
+    report["ran_on"] = {"file": ran_on or here, "reference": here}
     report["seconds"] = round(time.perf_counter() - t0, 2)
     write_report(report, Path(out_dir) if out_dir else file.parent / f"{file.name}.diff")
     return report
@@ -190,7 +195,27 @@ def _check_same_model(file: Path, card, ref_card, ref: str) -> None:
                           f"{ref_card.arch} with heads {', '.join(ref_card.head_names)}: not the same model")
 
 
-def _against_checkpoint(file: Path, card, ckpt: Path, data: str | None, images: int) -> dict[str, Any]:
+def _tap(tap, path: Path, x: np.ndarray, scopes, layout: str, modules: list[str] | None):
+    """The file's tapped run: here (:func:`tap_file`), or by ``tap`` (on a device), told the reference's modules."""
+    return tap_file(path, x, scopes, layout) if tap is None else tap(path, x, scopes, layout, modules)
+
+
+def machine_summary(name: str, where: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Where a side of the diff ran, from a machine record (:func:`edgekit.runtime.machine.machine_record`)."""
+    return {"machine": name, "where": where, "arch": record.get("arch"), "cpu": record.get("cpu"),
+            "cpu_features": record.get("cpu_features") or [], "emulated": bool(record.get("emulated")),
+            "packages": record.get("packages") or {}}
+
+
+def _this_machine() -> dict[str, Any]:
+    import platform
+
+    from edgekit.runtime.machine import machine_record
+
+    return machine_summary(platform.node() or "this machine", "host", machine_record())
+
+
+def _against_checkpoint(file: Path, card, ckpt: Path, data: str | None, images: int, tap=None) -> dict[str, Any]:
     from edgekit.train.trained import load_trained
 
     trained = load_trained(ckpt)
@@ -208,7 +233,7 @@ def _against_checkpoint(file: Path, card, ckpt: Path, data: str | None, images: 
     own = file.suffix == ".xml" and ir_scopes(file) is not None  # IRs edgekit exported carry their module names
     scopes = onnx_scopes_of(trained.model, trained.card, x) if file.suffix == ".xml" and not own else None
     feed = x.transpose(0, 2, 3, 1).copy() if layout == "NHWC" else x
-    tapped = tap_file(file, feed, scopes, layout)
+    tapped = _tap(tap, file, feed, scopes, layout, [*order, *aliases])
     mapping, prefix = resolve(order, tapped.taps, aliases)
     if not mapping:
         raise ConfigError(f"no layer of {file.name} maps to a module of {ckpt.name} ({len(tapped.taps)} tensors name "
@@ -219,7 +244,7 @@ def _against_checkpoint(file: Path, card, ckpt: Path, data: str | None, images: 
     return _report(file, str(ckpt), "pytorch", precision, described, tapped, rows, missing, prefix)
 
 
-def _against_file(file: Path, card, other: Path, data: str | None, images: int) -> dict[str, Any]:
+def _against_file(file: Path, card, other: Path, data: str | None, images: int, tap=None) -> dict[str, Any]:
     from edgekit.runtime.metadata import NoCardError, read_card
 
     try:
@@ -234,7 +259,8 @@ def _against_file(file: Path, card, other: Path, data: str | None, images: int) 
     taps = []
     for path, c in ((other, ref_card), (file, card)):
         layout = c.input.layout if c is not None else "NCHW"
-        taps.append(tap_file(path, x.transpose(0, 2, 3, 1).copy() if layout == "NHWC" else x, None, layout))
+        feed = x.transpose(0, 2, 3, 1).copy() if layout == "NHWC" else x
+        taps.append(tap_file(path, feed, None, layout) if path is other else _tap(tap, path, feed, None, layout, None))
     ref_tapped, tapped = taps
     for side in taps:  # module names without the export wrappers (model., module.model.)
         wrapper = max((w for w in WRAPPERS if all(t.module.startswith(w) for t in side.taps)), key=len)

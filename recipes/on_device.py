@@ -9,11 +9,13 @@
 - ``bench --on``: :func:`edgekit.recipes.bench.bench` with every measurement run by the same per-process worker on
   the device (:class:`OnDevice`); threads default to the device's usable cores; accuracy on the model's own
   validation data, sent over. An emulated device's timings are marked as such.
+- ``diff FILE --on``: :func:`diff_on`: the file's tapped run on the device (:class:`DeviceTaps`), PyTorch here.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -205,3 +207,83 @@ class OnDevice:
         return {"machine": {"machine": self.meta()["machine"], "cpu_features": r.get("cpu_features") or [],
                             "python": r.get("python"), "packages": pk, "device": self.remote.name,
                             "emulated": bool(r.get("emulated"))}}
+
+
+# -- edgekit diff FILE --on DEVICE --------------------------------------------------------------------------------
+def diff_on(path: Path, target: str, against: Path | None, data: str | None, images: int,
+            out: Path | None) -> dict[str, Any]:
+    """``edgekit diff`` with FILE tapped on the device (:mod:`edgekit.runtime.taps_on_device`), on the inputs this
+    machine preprocessed; the reference runs here and the layers are compared here
+    (:func:`edgekit.export.diff.diff`). The report says where each side ran."""
+    from edgekit.export.diff import diff, machine_summary
+    from edgekit.runtime.taps import check_tappable
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"model file not found: {path}")
+    check_tappable(path)  # a format diff does not tap anywhere: one line before any connection
+    device = connect(target)  # the name resolved and the setup's record read; nothing connects until `with`
+    fmt = formats.SUFFIXES[path.suffix.lower()]
+    have = device.record.get("packages") or {}
+    missing = [m for m in fmt.run_packages if not have.get(m.replace("_", "-"))]
+    if missing:
+        raise ConfigError(f"device {device.label}: {path.name} needs {', '.join(missing)}, which is not installed "
+                          f"there (it has {', '.join(sorted(have)) or 'nothing recorded'}): install "
+                          f"edgekit[{fmt.extra}] there or diff the file here")
+    with tempfile.TemporaryDirectory(prefix="edgekit-diff-") as tmp, device as remote:
+        taps = DeviceTaps(remote, Path(tmp))
+        where = {**machine_summary(remote.name, str(remote.address), remote.record), "transfers": taps.log}
+        return diff(path, against, data, images, out, tap=taps, ran_on=where)
+
+
+class DeviceTaps:
+    """:func:`edgekit.runtime.taps.tap_file`, run on the device: the inputs (and, for ONNX, the tapped graph made
+    here) are sent, ``python -m edgekit.runtime.taps_on_device`` runs in the device's venv, the kept tensors come
+    back as one ``.npz``."""
+
+    def __init__(self, remote, tmp: Path) -> None:
+        self.remote, self.tmp = remote, tmp
+        self.log: list[dict[str, Any]] = []
+
+    def __call__(self, path: Path, x, scopes: dict[str, str] | None, layout: str, modules: list[str] | None):
+        import hashlib
+        import io
+
+        import numpy as np
+
+        from edgekit.export.layer_map import WRAPPERS
+        from edgekit.runtime.taps import Tap, Tapped, onnx_plan
+
+        remote, path = self.remote, Path(path)
+        inputs = self.tmp / f"inputs-{len(self.log)}.npy"
+        np.save(inputs, np.ascontiguousarray(x, np.float32))
+        spec: dict[str, Any] = {"file": remote.send(path), "inputs": remote.send(inputs), "layout": layout,
+                                "scopes": scopes, "modules": sorted(set(modules)) if modules else None,
+                                "wrappers": list(WRAPPERS)}
+        if path.suffix.lower() == ".onnx":  # the device has onnxruntime, not onnx: the tapped graph is made here
+            graph, taps, dequant, outputs, unscoped = onnx_plan(path, scopes)
+            tapped_graph = self.tmp / f"{path.stem}.tapped.onnx"
+            tapped_graph.write_bytes(graph)
+            spec["onnx"] = {"graph": remote.send(tapped_graph), "taps": [[t.module, t.tensor, t.op] for t in taps],
+                            "dequant": {k: [np.asarray(s).tolist(), np.asarray(z).tolist()]
+                                        for k, (s, z) in dequant.items()},
+                            "outputs": outputs, "unscoped": unscoped}
+        name = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        spec["out"] = f"{remote.folder}/work/taps-{name}.npz"
+        spec_path = remote.write(f"taps-{name}.json", json.dumps(spec).encode())
+        result = remote.run_python(["-m", "edgekit.runtime.taps_on_device", spec_path], CHECK_TIMEOUT_S,
+                                   f"tapping {path.name}", check=False)
+        doc = _last_json(result.out)
+        if doc is None or "error" in doc:
+            cause = doc["error"] if doc else result.last_error_line
+            raise remote.error(f"tapping {path.name} there failed: {cause}")
+        try:
+            arrays = np.load(io.BytesIO(remote.conn.read(spec["out"], CHECK_TIMEOUT_S)))
+        finally:
+            remote.conn.run(f"rm -f {shlex.quote(spec['out'])} {shlex.quote(spec_path)}", 60,
+                            what="removing the tensors", check=False)
+        taps = [Tap(m, t, op, arrays[key]) for m, t, op, key in doc["taps"]]
+        self.log.append({"file": path.name, "tensors": len(arrays.files), "taps": len(taps),
+                         "dropped_unmapped": doc["dropped"], "bytes": doc["bytes"], "seconds_there": doc["seconds"]})
+        return Tapped(taps, doc["layout"], f"{doc['runner']}, on {remote.name}", doc["unscoped"],
+                      doc["outputs_vs_plain"], doc["notes"])

@@ -66,13 +66,17 @@ def tap_file(path: str | Path, x: np.ndarray, scopes: dict[str, str] | None = No
     run = {".onnx": _onnx, ".tflite": _tflite, ".xml": _openvino}[suffix]
     tapped, heads = run(path, x, scopes)
     tapped.layout = layout
+    tapped.outputs_vs_plain = versus_plain(path, x, heads)
+    return tapped
+
+
+def versus_plain(path: Path, x: np.ndarray, heads: list[np.ndarray]) -> float:
+    """The max relative difference between the tapped run's heads and the file's plain run on ``x``."""
     from edgekit.runtime.backends import open_backend
 
     plain = open_backend(path, "cpu", None)
     outs = [np.concatenate([plain.run(x[i: i + 1])[k] for i in range(len(x))]) for k in range(len(heads))]
-    tapped.outputs_vs_plain = max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
-                                  for a, b in zip(heads, outs, strict=True))
-    return tapped
+    return max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)) for a, b in zip(heads, outs, strict=True))
 
 
 def check_tappable(path: str | Path) -> Path:
@@ -121,9 +125,21 @@ def ir_scopes(path: str | Path) -> dict[str, str] | None:
     return json.loads(str(model.get_rt_info(IR_SCOPES).astype(str))) if model.has_rt_info(IR_SCOPES) else None
 
 
+ONNX_RUNNER = "onnxruntime (CPU) with the extra outputs added to a copy of the graph"
+
+
 def _onnx(path: Path, x: np.ndarray, scopes: dict[str, str] | None) -> tuple[Tapped, list[np.ndarray]]:
+    graph, taps, dequant, graph_outputs, unscoped = onnx_plan(path, scopes)
+    heads = run_onnx_plan(graph, taps, dequant, graph_outputs, x)
+    return Tapped(taps, "NCHW", ONNX_RUNNER, unscoped), heads
+
+
+def onnx_plan(path: Path, scopes: dict[str, str] | None
+              ) -> tuple[bytes, list[Tap], dict[str, tuple[np.ndarray, np.ndarray]], list[str], int]:
+    """The tapped copy of an ONNX graph (needs the ``onnx`` package: on the host), its taps in execution order,
+    the tensors to dequantize (name -> scale, zero point), the graph's own outputs and the count of unscoped
+    nodes. :func:`run_onnx_plan` runs it with onnxruntime alone (as on a device)."""
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
 
     proto = onnx.load(str(path))
@@ -160,9 +176,18 @@ def _onnx(path: Path, x: np.ndarray, scopes: dict[str, str] | None) -> tuple[Tap
         if t.tensor not in have:
             proto.graph.output.append(onnx.ValueInfoProto(name=t.tensor))
             have.add(t.tensor)
+    return proto.SerializeToString(), taps, dequant, graph_outputs, unscoped
+
+
+def run_onnx_plan(graph: bytes | str, taps: list[Tap], dequant: dict[str, tuple[np.ndarray, np.ndarray]],
+                  graph_outputs: list[str], x: np.ndarray) -> list[np.ndarray]:
+    """Run a tapped graph (:func:`onnx_plan`; bytes or a path) on ``x`` one input at a time: fills each tap's
+    value and returns the graph's own outputs."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     names = [o.name for o in session.get_outputs()]
     runs = []
@@ -172,9 +197,7 @@ def _onnx(path: Path, x: np.ndarray, scopes: dict[str, str] | None) -> tuple[Tap
             values[tensor] = (values[tensor].astype(np.float32) - zero) * scale
         runs.append(values)
     _stack(runs, taps)
-    heads = [np.concatenate([r[o] for r in runs]).astype(np.float32) for o in graph_outputs]
-    return Tapped(taps, "NCHW", "onnxruntime (CPU) with the extra outputs added to a copy of the graph",
-                  unscoped), heads
+    return [np.concatenate([r[o] for r in runs]).astype(np.float32) for o in graph_outputs]
 
 
 # -- TFLite -------------------------------------------------------------------------------------------------------

@@ -136,6 +136,25 @@ def test_pip_install_edgekit_runtime_on_arm_from_the_index_and_offline(arm, tmp_
     _device_run(env, address, f"rm -rf {scratch}", 300)
 
 
+def test_diff_on_arm_taps_the_file_with_arm_s_kernels(arm, exported, tmp_path):
+    """edgekit diff FILE --on: the INT8 files' layers computed on the ARM device, compared here with PyTorch; the
+    report names the emulated aarch64 machine, and its rows are those of the same diff run here."""
+    address, env, _ = arm
+    for name in ("model.int8.onnx", "model.int8.tflite"):
+        here = edgekit(["diff", str(exported.out_dir / name), "--json", "--out", str(tmp_path / f"here-{name}")], env)
+        there = edgekit(["diff", str(exported.out_dir / name), "--on", address, "--json", "--out",
+                         str(tmp_path / f"arm-{name}")], env, timeout=3600)
+        assert here.returncode == 0 and there.returncode == 0, (name, there.stderr[-3000:])
+        mine, theirs = json.loads(here.stdout), json.loads(there.stdout)
+        where = theirs["ran_on"]["file"]
+        assert where["arch"] == "aarch64" and where["emulated"] is True and "ARM dot-product" in where["cpu_features"]
+        assert theirs["ran_on"]["reference"]["where"] == "host" and theirs["file_runner"].endswith(f"on {address}")
+        assert [r["layer"] for r in theirs["layers"]] == [r["layer"] for r in mine["layers"]]
+        assert len(theirs["layers"]) >= 15 and where["transfers"][0]["bytes"] > 0
+        last = theirs["layers"][-1]
+        assert last["sqnr_db"] is not None and last["sqnr_db"] > theirs["threshold_db"], last  # passes its gate there
+
+
 def test_clean_removes_edgekit_from_the_device_and_only_what_it_made(arm):
     """Last: it removes the session's setup."""
     address, env, _ = arm
