@@ -23,16 +23,22 @@ def test_multilabel_response_loss_is_a_per_class_binary_kl():
 
 
 def test_distill_a_sound_student(audio_run, tiny_config):
+    """With the response loss alone (no feature or task loss), the student learns the teacher's answers: its KD
+    loss on the training clips falls to under half its first epoch's. Without the response loss nothing trains
+    and it stays where the untrained student starts (about 0.27 here, measured)."""
     from edgekit.compress.distill import distill
 
-    cfg = tiny_config(stage="distill", **{"data.source": "speech_commands", "data.limit": 32, "train.epochs": 1,
+    cfg = tiny_config(stage="distill", **{"data.source": "speech_commands", "data.limit": 32, "train.epochs": 4,
+                                          "train.batch_size": 8, "distill.alpha": 0.0, "distill.gamma": 0.0,
                                           "distill.teacher": "timm:test_efficientnet", "distill.views": 1,
                                           "distill.teacher_weights": str(audio_run.run_dir / "best.pt"),
                                           "distill.baseline": False})
     report = distill(cfg, verbose=False)
     history = json.loads((report.run_dir / "history.json").read_text())
     assert report.teacher["logits_from"] == "head" and "words/lwlrap" in report.teacher["val"]
-    assert history[-1]["losses"]["resp"] > 0 and "words/lwlrap" in history[-1]["val"]
+    assert "words/lwlrap" in history[-1]["val"]
+    resp = [epoch["losses"]["resp"] for epoch in history]
+    assert resp[-1] < 0.5 * resp[0], f"the KD loss did not fall: {resp}"
 
 
 def test_distill_refuses_mixup_and_image_teachers(audio_run, trained_run, tiny_config):

@@ -42,6 +42,10 @@ def test_gate_that_cannot_be_met_fails_on_the_measured_drop(trained_run, tmp_pat
         pytest.importorskip("nncf")
     ckpt = outlier_checkpoint(trained_run.run_dir / "best.pt", tmp_path / "outlier.pt")  # INT8 collapses
     monkeypatch.setattr(int8, "candidate_layers", lambda trained: ["heads.digit"])  # not enough
+    steps, quantizers = formats.FORMATS[target].steps(), []  # per INT8 attempt: the quantizing ops in its file
+    build = steps.build
+    monkeypatch.setattr(steps, "build", lambda job, precision, card, path: _counted(
+        build(job, precision, card, path), precision, quantizers))
     argv = ["quantize", str(ckpt), "--target", target, "--calib", "16", "--max-drop", "0.5", "--float-search",
             "block", "--out", str(tmp_path / "q"), "--quiet"]
     assert main(argv) == 2
@@ -52,6 +56,23 @@ def test_gate_that_cannot_be_met_fails_on_the_measured_drop(trained_run, tmp_pat
     trail = json.loads((tmp_path / "q" / "quant.json").read_text())["gate"]["trail"][target]
     assert [t["float_layers"] for t in trail] == [[], ["heads.digit"]]  # every candidate tried, most sensitive first
     assert all(not t["passed"] and t["drop_points"] > 30 for t in trail)  # measured through the target's runtime
+    assert len(quantizers) == 2 and quantizers[1] < quantizers[0], quantizers  # the float block is in the file
+
+
+def _counted(path, precision, counts):
+    """``path``, after counting its quantizing ops into ``counts`` (INT8 files: ONNX Q/DQ and QLinear/Integer
+    nodes, OpenVINO FakeQuantize)."""
+    if precision == "int8":
+        if str(path).endswith(".onnx"):
+            import onnx
+
+            counts.append(sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") or n.op_type.startswith("QLinear")
+                              or n.op_type.endswith("Integer") for n in onnx.load(str(path)).graph.node))
+        else:
+            import openvino as ov
+
+            counts.append(sum(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(str(path)).get_ops()))
+    return path
 
 
 def test_max_drop_must_be_sensible(trained_run, tmp_path, capsys):

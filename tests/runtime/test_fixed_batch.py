@@ -134,3 +134,26 @@ def test_tflite_graph_proven_at_a_batch_is_resized(tmp_path, monkeypatch, golden
     verdict = model.backend.verdicts[5]
     assert verdict["proven"] is True and verdict["inputs"] == ("golden" if golden else "random")
     assert model.backend.input_shape[0] == 5 and model.backend.runs_at(5) == 5
+
+
+@pytest.mark.parametrize(("module", "proven"), [(Plain, True), (SplitAdd, False)])
+def test_export_proves_the_batches_the_runtime_will_use(tmp_path, monkeypatch, module, proven):
+    """Export's verification of a TFLite file proves it at its own batch and at 8 and 32 (edgekit bench's
+    batches) on the card's golden inputs, and writes each verdict into the file's parity entry: a graph whose
+    resize is right is proven at each, fasternet's split-and-add is proven at none (and still passes: its
+    verification ran in chunks)."""
+    from edgekit.export.verify import verify_file
+    from edgekit.runtime.metadata import read_card
+
+    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path / "cache"))
+    m = module().eval()
+    path = _tflite(m, tmp_path, "f")
+    x = np.random.default_rng(2).random((4, 3, 8, 8), dtype=np.float32)  # NCHW, as export's check feeds it
+    with torch.no_grad():
+        ref = {"class": m(torch.from_numpy(x.transpose(0, 2, 3, 1)))[0].numpy()}
+    entry = verify_file(path, ref, x, None, read_card(path))
+    assert entry["verdict"] == "passed", entry
+    assert set(entry["batches"]) == {"4", "8", "32"}, entry["batches"]
+    for n, v in entry["batches"].items():
+        assert v["proven"] is proven and v["inputs"] == "golden", (n, v)
+        assert (v["max_rel"] <= 1e-5) if proven else (v["max_rel"] > 1e-3), (n, v)
