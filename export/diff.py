@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import CardError, ConfigError
+from edgekit.export.diff_formats import check_format, tap_any
 from edgekit.export.gates import gate_for
 from edgekit.export.layer_map import WRAPPERS, onnx_scopes_of, resolve, to_reference_layout, torch_activations
-from edgekit.runtime.taps import check_tappable, ir_scopes, tap_file
+from edgekit.runtime.taps import ir_scopes, tap_file
 
 EXACT_DB = 200.0  # the SQNR of two identical tensors, for the drop between rows
 
@@ -154,7 +155,7 @@ def diff(file: str | Path, against: str | Path | None = None, data: str | None =
     file = Path(file)
     if not file.exists():
         raise ConfigError(f"model file not found: {file}")
-    check_tappable(file)
+    check_format(file)
     try:
         card = read_card(file)
     except NoCardError:
@@ -172,7 +173,7 @@ def diff(file: str | Path, against: str | Path | None = None, data: str | None =
     if not ref_path.exists():
         raise ConfigError(f"--against: {ref_path} not found")
     if ref_path.suffix != ".pt":
-        check_tappable(ref_path)
+        check_format(ref_path)
     if ref_path.suffix == ".pt":
         report = _against_checkpoint(file, card, ref_path, data, images)
     else:
@@ -208,7 +209,7 @@ def _against_checkpoint(file: Path, card, ckpt: Path, data: str | None, images: 
     own = file.suffix == ".xml" and ir_scopes(file) is not None  # IRs edgekit exported carry their module names
     scopes = onnx_scopes_of(trained.model, trained.card, x) if file.suffix == ".xml" and not own else None
     feed = x.transpose(0, 2, 3, 1).copy() if layout == "NHWC" else x
-    tapped = tap_file(file, feed, scopes, layout)
+    tapped = tap_any(file, feed, scopes, layout, card)
     mapping, prefix = resolve(order, tapped.taps, aliases)
     if not mapping:
         raise ConfigError(f"no layer of {file.name} maps to a module of {ckpt.name} ({len(tapped.taps)} tensors name "
@@ -234,7 +235,7 @@ def _against_file(file: Path, card, other: Path, data: str | None, images: int) 
     taps = []
     for path, c in ((other, ref_card), (file, card)):
         layout = c.input.layout if c is not None else "NCHW"
-        taps.append(tap_file(path, x.transpose(0, 2, 3, 1).copy() if layout == "NHWC" else x, None, layout))
+        taps.append(tap_any(path, x.transpose(0, 2, 3, 1).copy() if layout == "NHWC" else x, None, layout, c))
     ref_tapped, tapped = taps
     for side in taps:  # module names without the export wrappers (model., module.model.)
         wrapper = max((w for w in WRAPPERS if all(t.module.startswith(w) for t in side.taps)), key=len)
@@ -262,6 +263,7 @@ def _report(file: Path, against: str, ref_runner: str, precision: str, described
             "precision": precision, "inputs": described, "layout": tapped.layout, "threshold_db": threshold,
             "threshold_from": f"the {precision.split('-')[0]} gate", "wrapper_prefix": prefix,
             "taps_changed_outputs_rel": tapped.outputs_vs_plain, "unscoped_tensors": tapped.unscoped,
+            "notes": tapped.notes,
             "first_diverging": None if verdict is None else {k: verdict[k] for k in
                                                              ("layer", "also", "sqnr_db", "channel_sqnr_db",
                                                               "drop_db", "index")},
