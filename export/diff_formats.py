@@ -20,6 +20,7 @@ headless Chromium (:func:`edgekit.runtime.taps.tap_web`).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,12 @@ def check_format(path: Path) -> Path:
 
         bundle_model(path)
         return path
-    if suffix == ".pte":
+    if suffix == ".pte":  # a file that is no program: one line (ExecuTorch's loader also logs its own on stderr)
+        from edgekit.logs import quiet
+        from edgekit.runtime.metadata import NoCardError, read_card
+
+        with quiet(stderr=True), contextlib.suppress(NoCardError):
+            read_card(path)
         return path
     return check_tappable(path)
 
