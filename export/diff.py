@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import CardError, ConfigError
+from edgekit.export.diff_formats import check_format, tap_any
 from edgekit.export.gates import gate_for
 from edgekit.export.layer_map import WRAPPERS, onnx_scopes_of, resolve, to_reference_layout, torch_activations
-from edgekit.runtime.taps import check_tappable, ir_scopes, tap_file
+from edgekit.runtime.taps import ir_scopes, tap_file
 
 EXACT_DB = 200.0  # the SQNR of two identical tensors, for the drop between rows
 
@@ -157,7 +158,7 @@ def diff(file: str | Path, against: str | Path | None = None, data: str | None =
     file = Path(file)
     if not file.exists():
         raise ConfigError(f"model file not found: {file}")
-    check_tappable(file)
+    check_format(file)
     try:
         card = read_card(file)
     except NoCardError:
@@ -175,7 +176,7 @@ def diff(file: str | Path, against: str | Path | None = None, data: str | None =
     if not ref_path.exists():
         raise ConfigError(f"--against: {ref_path} not found")
     if ref_path.suffix != ".pt":
-        check_tappable(ref_path)
+        check_format(ref_path)
     if ref_path.suffix == ".pt":
         report = _against_checkpoint(file, card, ref_path, data, images, tap)
     else:
@@ -195,9 +196,10 @@ def _check_same_model(file: Path, card, ref_card, ref: str) -> None:
                           f"{ref_card.arch} with heads {', '.join(ref_card.head_names)}: not the same model")
 
 
-def _tap(tap, path: Path, x: np.ndarray, scopes, layout: str, modules: list[str] | None):
-    """The file's tapped run: here (:func:`tap_file`), or by ``tap`` (on a device), told the reference's modules."""
-    return tap_file(path, x, scopes, layout) if tap is None else tap(path, x, scopes, layout, modules)
+def _tap(tap, path: Path, x: np.ndarray, scopes, layout: str, modules: list[str] | None, card=None):
+    """The file's tapped run: here (:func:`tap_any`: each format its own way), or by ``tap`` (on a device), told the
+    reference's modules."""
+    return tap_any(path, x, scopes, layout, card) if tap is None else tap(path, x, scopes, layout, modules)
 
 
 def machine_summary(name: str, where: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -233,7 +235,7 @@ def _against_checkpoint(file: Path, card, ckpt: Path, data: str | None, images: 
     own = file.suffix == ".xml" and ir_scopes(file) is not None  # IRs edgekit exported carry their module names
     scopes = onnx_scopes_of(trained.model, trained.card, x) if file.suffix == ".xml" and not own else None
     feed = x.transpose(0, 2, 3, 1).copy() if layout == "NHWC" else x
-    tapped = _tap(tap, file, feed, scopes, layout, [*order, *aliases])
+    tapped = _tap(tap, file, feed, scopes, layout, [*order, *aliases], card)
     mapping, prefix = resolve(order, tapped.taps, aliases)
     if not mapping:
         raise ConfigError(f"no layer of {file.name} maps to a module of {ckpt.name} ({len(tapped.taps)} tensors name "
@@ -260,7 +262,7 @@ def _against_file(file: Path, card, other: Path, data: str | None, images: int, 
     for path, c in ((other, ref_card), (file, card)):
         layout = c.input.layout if c is not None else "NCHW"
         feed = x.transpose(0, 2, 3, 1).copy() if layout == "NHWC" else x
-        taps.append(tap_file(path, feed, None, layout) if path is other else _tap(tap, path, feed, None, layout, None))
+        taps.append(_tap(None if path is other else tap, path, feed, None, layout, None, c))  # the reference: here
     ref_tapped, tapped = taps
     for side in taps:  # module names without the export wrappers (model., module.model.)
         wrapper = max((w for w in WRAPPERS if all(t.module.startswith(w) for t in side.taps)), key=len)
@@ -288,6 +290,7 @@ def _report(file: Path, against: str, ref_runner: str, precision: str, described
             "precision": precision, "inputs": described, "layout": tapped.layout, "threshold_db": threshold,
             "threshold_from": f"the {precision.split('-')[0]} gate", "wrapper_prefix": prefix,
             "taps_changed_outputs_rel": tapped.outputs_vs_plain, "unscoped_tensors": tapped.unscoped,
+            "notes": tapped.notes,
             "first_diverging": None if verdict is None else {k: verdict[k] for k in
                                                              ("layer", "also", "sqnr_db", "channel_sqnr_db",
                                                               "drop_db", "index")},

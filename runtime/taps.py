@@ -30,10 +30,11 @@ from edgekit.errors import ConfigError
 
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 TAPPABLE = (".onnx", ".tflite", ".xml")
-NOT_TAPPED = {
-    ".pte": "ExecuTorch: per-layer outputs need an ETDump-enabled runtime build and its Inspector (not run here)",
+NOT_TAPPED = {  # what tap_file does not run (edgekit.export.diff_formats sends each to its own way)
+    ".pte": "ExecuTorch: the runtime shows an XNNPACK delegate's inputs and outputs only; edgekit diff reads the "
+            "layers from the program rebuilt from its checkpoint (needs torch)",
     ".mlpackage": "CoreML: per-layer outputs need coremltools' MLModelComparator on macOS (not run here)",
-    ".web": "web bundles: diff its ONNX file (bundle/model.onnx); the page itself is not tapped in Chromium here",
+    ".web": "web bundles: tap_web runs the bundle's ONNX graph with extra outputs in Chromium",
 }
 
 
@@ -136,9 +137,16 @@ def _onnx(path: Path, x: np.ndarray, scopes: dict[str, str] | None) -> tuple[Tap
 
 def onnx_plan(path: Path, scopes: dict[str, str] | None
               ) -> tuple[bytes, list[Tap], dict[str, tuple[np.ndarray, np.ndarray]], list[str], int]:
-    """The tapped copy of an ONNX graph (needs the ``onnx`` package: on the host), its taps in execution order,
-    the tensors to dequantize (name -> scale, zero point), the graph's own outputs and the count of unscoped
-    nodes. :func:`run_onnx_plan` runs it with onnxruntime alone (as on a device)."""
+    """:func:`onnx_tapped` serialized: what :func:`run_onnx_plan` runs with onnxruntime alone (as on a device, which
+    has no ``onnx`` package)."""
+    proto, taps, dequant, graph_outputs, unscoped = onnx_tapped(path, scopes)
+    return proto.SerializeToString(), taps, dequant, graph_outputs, unscoped
+
+
+def onnx_tapped(path: Path, scopes: dict[str, str] | None = None):
+    """A copy of the ONNX graph in ``path`` with the last node of each module added as an output. Returns (proto,
+    taps, dequant: tensor -> (scale, zero point) of taps read after their ``QuantizeLinear``, the graph's own
+    output names, the count of computing nodes that name no module)."""
     import onnx
     from onnx import numpy_helper
 
@@ -176,7 +184,14 @@ def onnx_plan(path: Path, scopes: dict[str, str] | None
         if t.tensor not in have:
             proto.graph.output.append(onnx.ValueInfoProto(name=t.tensor))
             have.add(t.tensor)
-    return proto.SerializeToString(), taps, dequant, graph_outputs, unscoped
+    return proto, taps, dequant, graph_outputs, unscoped
+
+
+def dequantize(values: dict[str, np.ndarray], dequant: dict[str, tuple]) -> dict[str, np.ndarray]:
+    """``values`` with the taps read after a ``QuantizeLinear`` back in float (in place)."""
+    for tensor, (scale, zero) in dequant.items():
+        values[tensor] = (values[tensor].astype(np.float32) - zero) * scale
+    return values
 
 
 def run_onnx_plan(graph: bytes | str, taps: list[Tap], dequant: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -190,12 +205,8 @@ def run_onnx_plan(graph: bytes | str, taps: list[Tap], dequant: dict[str, tuple[
     session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     names = [o.name for o in session.get_outputs()]
-    runs = []
-    for i in range(len(x)):
-        values = dict(zip(names, session.run(None, {name: x[i: i + 1]}), strict=True))
-        for tensor, (scale, zero) in dequant.items():
-            values[tensor] = (values[tensor].astype(np.float32) - zero) * scale
-        runs.append(values)
+    runs = [dequantize(dict(zip(names, session.run(None, {name: x[i: i + 1]}), strict=True)), dequant)
+            for i in range(len(x))]
     _stack(runs, taps)
     return [np.concatenate([r[o] for r in runs]).astype(np.float32) for o in graph_outputs]
 
@@ -316,3 +327,81 @@ def _openvino(path: Path, x: np.ndarray, scopes: dict[str, str] | None) -> tuple
     heads = [np.concatenate([r[f"__head{j}"] for r in runs]) for j in range(heads_n)]
     ran = hint or "OpenVINO's default precision"
     return Tapped(taps, "NCHW", f"OpenVINO (CPU, {ran}) with extra outputs added to the IR", unscoped), heads
+
+
+# -- web bundles: the bundle's ONNX with extra outputs, run by onnxruntime-web in Chromium ---------------------------
+_WEB_MODEL = "__edgekit_tapped.onnx"  # served to the page by Playwright's router: the bundle is never written
+_WEB_RUN = """async ({x, model}) => {
+  if (!window.__edgekitTaps) {
+    const ort = await import(new URL('./ort/ort.wasm.min.mjs', location.href).href);
+    const bytes = new Uint8Array(await (await fetch(model)).arrayBuffer());
+    window.__edgekitTaps = {ort, session: await ort.InferenceSession.create(bytes, {executionProviders: ['wasm']})};
+  }
+  const {ort, session} = window.__edgekitTaps;
+  const s = atob(x.b64), raw = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) raw[i] = s.charCodeAt(i);
+  const T = {float32: Float32Array, uint8: Uint8Array, int8: Int8Array}[x.type];
+  const out = await session.run({[session.inputNames[0]]: new ort.Tensor(x.type, new T(raw.buffer), x.dims)});
+  const result = {};
+  for (const [name, t] of Object.entries(out)) {
+    const b = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    let text = '';
+    for (let i = 0; i < b.length; i += 0x8000) text += String.fromCharCode.apply(null, b.subarray(i, i + 0x8000));
+    result[name] = {type: t.type, dims: Array.from(t.dims), b64: btoa(text)};
+  }
+  return result;
+}"""
+_WEB_TYPES = {"float32": np.float32, "uint8": np.uint8, "int8": np.int8, "int32": np.int32, "int64": np.int64,
+              "float16": np.float16, "bool": np.bool_}
+
+
+def bundle_model(bundle: Path) -> Path:
+    """The ONNX file a web bundle runs (its manifest's ``model.file``), or a one-line error."""
+    import json
+
+    manifest = bundle / "manifest.json"
+    if not manifest.is_file():
+        raise ConfigError(f"{bundle} is not a web bundle (no manifest.json); make one with edgekit export --target web")
+    name = json.loads(manifest.read_text()).get("model", {}).get("file", "")
+    if not name.endswith(".onnx") or not (bundle / name).is_file():
+        raise ConfigError(f"{bundle.name} runs {name or 'no model file'}, not an ONNX file: its graph cannot be given "
+                          "extra outputs (diff the ONNX file it was made from)")
+    return bundle / name
+
+
+def tap_web(bundle: str | Path, x: np.ndarray) -> Tapped:
+    """The bundle's ONNX graph with the last node of each module as an extra output (as :func:`_onnx`), run by the
+    bundle's own onnxruntime-web on WebAssembly in headless Chromium (its page, :class:`edgekit.runtime.web.WebPage`);
+    ``outputs_vs_plain`` compares the heads with the page's own session on the same inputs."""
+    import base64
+
+    from edgekit.runtime.web import WebPage, bundle_card, encode
+
+    bundle = Path(bundle)
+    proto, taps, dequant, graph_outputs, unscoped = onnx_tapped(bundle_model(bundle))
+    body = proto.SerializeToString()
+    names = bundle_card(bundle).head_names  # the page returns the heads by name (card order), found as byHead does
+    page = WebPage(bundle, "wasm")
+    try:
+        page.page.route(f"**/{_WEB_MODEL}", lambda route: route.fulfill(status=200, body=body,
+                                                                         content_type="application/octet-stream"))
+        runs, plain = [], []
+        for i in range(len(x)):
+            out = page.page.evaluate(_WEB_RUN, {"x": encode(x[i: i + 1]), "model": _WEB_MODEL})
+            runs.append(dequantize({n: np.frombuffer(base64.b64decode(v["b64"]), _WEB_TYPES[v["type"]])
+                                    .reshape(v["dims"]) for n, v in out.items()}, dequant))
+            got = page.call("runTensor", encode(x[i: i + 1]))
+            plain.append([np.frombuffer(base64.b64decode(got[h]["b64"]), np.float32) for h in names])
+        info = page.info
+    finally:
+        page.close()
+    _stack(runs, taps)
+    order = names if all(h in graph_outputs for h in names) else graph_outputs[: len(names)]
+    heads = [np.concatenate([r[o].reshape(1, -1) for r in runs]).astype(np.float32) for o in order]
+    own = [np.stack([p[k] for p in plain]) for k in range(len(names))]
+    tapped = Tapped(taps, "NCHW", f"{info['runtime']} on {info['backend']} ({info['threads']} thread"
+                    f"{'s' if info['threads'] != 1 else ''}) in headless Chromium, with the extra outputs added to a "
+                    f"copy of the bundle's {bundle_model(bundle).name}", unscoped)
+    tapped.outputs_vs_plain = max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+                                  for a, b in zip(heads, own, strict=True))
+    return tapped

@@ -1,12 +1,12 @@
 """Seeded faults for ``edgekit diff`` (issue 32, Done-when 1): files that each carry one fault put in on purpose,
 and how often diff names the faulty layer first, with its seconds per file.
 
-    python tools/seed_faults.py CHECKPOINT.pt --out /tmp/faults [--formats onnx,tflite,openvino]
+    python tools/seed_faults.py CHECKPOINT.pt --out /tmp/faults [--formats onnx,tflite,openvino,executorch,web]
 
 The faults (each in one layer, chosen at a fraction of the depth among the 3x3 convolutions):
-- ``scaled``: the layer's weights times 4 (in the PyTorch model, then exported: ONNX, TFLite, OpenVINO), at 20%,
-  50% and 80% of the depth;
-- ``transposed``: the layer's kernel transposed (kh <-> kw, a layout mix-up; ONNX, TFLite, OpenVINO), at 50%;
+- ``scaled``: the layer's weights times 4 (in the PyTorch model, then exported: ONNX, TFLite, OpenVINO, ExecuTorch,
+  web bundles), at 20%, 50% and 80% of the depth;
+- ``transposed``: the layer's kernel transposed (kh <-> kw, a layout mix-up; the same formats), at 50%;
 - ``int8-scale``: one weight's dequantization scale times 4 in the INT8 ONNX file, at 8 depths from 5% to 95%;
 - ``fp16-overflow`` (``--fp16``, not counted: no runtime here keeps an FP16 intermediate): in the FP16 ONNX file
   one conv computes 2^k times its value and a multiplication by 2^-k follows, 2^k the largest power of 2 that keeps
@@ -115,7 +115,8 @@ def main() -> None:
     from edgekit.export.diff import diff
 
     formats = args.formats.split(",")
-    suffix = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "model.xml"}
+    suffix = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "model.xml", "executorch": "model.pte",
+              "web": "model.web"}
     state = torch.load(args.ckpt, map_location="cpu", weights_only=True)["model_state"]
     keys = _pick(state)
     edits = _pick(state, (0.05, 0.18, 0.31, 0.44, 0.57, 0.70, 0.83, 0.95))

@@ -143,9 +143,9 @@ def test_a_missing_file(tmp_path, capsys):
 
 
 def test_a_format_it_does_not_tap_says_so(tmp_path, capsys):
-    (tmp_path / "m.pte").write_bytes(b"x")
-    code, err = _cli(capsys, tmp_path / "m.pte", "--against", tmp_path / "m.pte")
-    assert code == 2 and "not run here" in err and err.count("\n") == 0, err
+    (tmp_path / "m.mlpackage").mkdir()
+    code, err = _cli(capsys, tmp_path / "m.mlpackage", "--against", tmp_path / "m.mlpackage")
+    assert code == 2 and "not run here" in err and "macOS" in err and err.count("\n") == 0, err
 
 
 def test_a_gate_failure_names_the_first_diverging_layer(trained_run, outlier_checkpoint, tmp_path):
