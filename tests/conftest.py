@@ -11,8 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests must never reach a model h
 
 def pytest_addoption(parser):
     parser.addoption("--summary-json", default=None, metavar="PATH",
-                     help="Write this run's outcome counts, wall time and machine to PATH (JSON): the README's suite "
-                          "figures are read from docs/results/suite.json, written this way.")
+                     help="Write this run's outcome counts, wall time, machine and load average to PATH (JSON).")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
