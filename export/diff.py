@@ -222,6 +222,8 @@ def _against_checkpoint(file: Path, card, ckpt: Path, data: str | None, images: 
 
     trained = load_trained(ckpt)
     _check_same_model(file, card, trained.card, str(ckpt))
+    if card is not None:  # a file exported at another size (--imgsz) than the checkpoint trained at
+        trained.at_size(card.input.size)
     source = card or trained.card
     if data is None and not source.golden:  # a card-less file: the checkpoint's own validation images
         x = trained.images("val", limit=images)[0]

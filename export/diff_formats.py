@@ -94,7 +94,7 @@ def tap_pte(path: Path, card, x: np.ndarray) -> Tapped:
                           "INT8 ONNX or TFLite file of the same checkpoint")
     from edgekit.train.trained import load_trained
 
-    trained = load_trained(source)
+    trained = load_trained(source).at_size(card.input.size)  # rebuilt at the file's size (export --imgsz)
     batch = int(card.provenance.get("batch", 1))
     program, specs = _tapped_program(trained.wrapped(), trained.sample(batch))
     from executorch.extension.pybindings.portable_lib import _load_for_executorch_from_buffer

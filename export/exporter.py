@@ -27,7 +27,7 @@ from edgekit.console import say
 from edgekit.errors import ConfigError, either, option
 from edgekit.export.certify import verify_artifacts
 from edgekit.export.report import Artifact, ExportReport, failure_entry, reason
-from edgekit.train.models import fix_position_embeddings, module_path
+from edgekit.train.models import module_path
 from edgekit.train.trained import Trained, load_trained
 
 if TYPE_CHECKING:
@@ -95,14 +95,9 @@ def export_checkpoint(ckpt: str | Path | Trained, targets: Sequence[str] = DEFAU
     if q and q.search and not verify:
         raise ConfigError("the INT8 float-layer search judges every attempt through its runtime: it cannot run "
                           "without verification")
-    if imgsz is not None:
-        from edgekit.train.models import check_input_size
-
-        check_input_size(trained.model, imgsz, frames=trained.card.input.frames)
-        trained.card.input.size = [imgsz, imgsz]
+    trained.at_size(imgsz if imgsz is not None else trained.card.input.size)  # every target: a fixed-size graph
     targets = formats.with_wrapped(targets)  # a bundle (web) wraps another target's files, made first
     _check_targets_available(targets)
-    fix_position_embeddings(trained.model, trained.card.input.size)  # every target gets a fixed-size graph
     if trained.card.input.frames:
         if "coreml" in targets:
             raise ConfigError("CoreML export of clip models is not supported (its image input takes one frame); "

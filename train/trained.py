@@ -67,6 +67,20 @@ class Trained:
         ``diff``, the validation samples) is found from any folder, not only the one the export ran in."""
         return str(Path(self.path).resolve())
 
+    def at_size(self, size: int | list[int] | tuple[int, int]) -> Trained:
+        """The model at input ``size`` (px), as export makes its files: the size checked against the
+        architecture, the card's input size set, and a dynamic-size ViT's position embedding fixed at that
+        size (every target gets a fixed-size graph). Export and ``diff`` (which rebuilds and taps a file's
+        model at the file's size) both go through here."""
+        from edgekit.train.models import check_input_size, fix_position_embeddings
+
+        h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        if [h, w] != list(self.card.input.size):
+            check_input_size(self.model, (h, w), frames=self.card.input.frames)
+            self.card.input.size = [h, w]
+        fix_position_embeddings(self.model, self.card.input.size)
+        return self
+
     def wrapped(self) -> HeadsAsTuple:
         return HeadsAsTuple(self.model, self.card.head_names).eval()
 

@@ -9,10 +9,10 @@ import pytest
 pytest.importorskip("executorch.exir")
 
 
-def _export(ckpt, out):
+def _export(ckpt, out, imgsz=None):
     from edgekit.export.exporter import export_checkpoint
 
-    export_checkpoint(ckpt, targets=["executorch"], out_dir=out, verify=False, golden=True, verbose=False)
+    export_checkpoint(ckpt, targets=["executorch"], out_dir=out, verify=False, golden=True, verbose=False, imgsz=imgsz)
     return out / "model.pte"
 
 
@@ -32,7 +32,8 @@ def _faulty_checkpoint(src, dst):
 
 @pytest.fixture(scope="module")
 def clean_pte(trained_run, tmp_path_factory):
-    return _export(trained_run.run_dir / "best.pt", tmp_path_factory.mktemp("diff_pte"))
+    """Exported at 24 px, not the 16 px it trained at (``export --imgsz``): the rebuild must be at the file's size."""
+    return _export(trained_run.run_dir / "best.pt", tmp_path_factory.mktemp("diff_pte"), imgsz=24)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,9 @@ def test_a_healthy_pte_agrees_in_every_mapped_layer(clean_pte, trained_run, tmp_
     from edgekit.export.diff import diff
 
     report = diff(clean_pte, out_dir=tmp_path)
+    from edgekit.runtime.metadata import read_card
+
+    assert list(read_card(clean_pte).input.size) == [24, 24]  # not the checkpoint's 16 px
     assert report["against"] == str(trained_run.run_dir / "best.pt")
     assert len(report["layers"]) >= 20, report["no_counterpart"][:5]
     assert report["first_diverging"] is None, report["first_diverging"]
