@@ -35,6 +35,9 @@ from edgekit.export.report import Artifact, reason
 from edgekit.train.models import module_path
 from edgekit.train.trained import Trained
 
+SEARCH_BY = "block"  # the float search's default: per layer cost 2-5x more and found no set within the cap (export.md)
+MAX_FLOAT = 0.1  # per layer: at most this share of the model's conv/linear layers in float
+
 QAT_TARGETS = ("onnx", "tflite", "executorch")  # what one fine-tuned INT8 graph is exported to
 
 
@@ -51,8 +54,8 @@ class Int8:
     lr: float = 1e-4  # QAT
     fuse: bool | None = None
     rank_always: bool = False  # the search: rank every block even when the fully INT8 file passes (a report's plot)
-    search_by: str = "block"  # float: top-level blocks, or first the "layer"s edgekit diff ranks worst
-    max_float: float = 0.1  # per layer: at most this share of the model's conv/linear layers in float
+    search_by: str = SEARCH_BY  # float: top-level blocks, or first the "layer"s edgekit diff ranks worst
+    max_float: float = MAX_FLOAT
 
     def __post_init__(self) -> None:
         from edgekit.errors import option
@@ -106,8 +109,8 @@ class Search:
     calib_method: str
     verbose: bool = True
     rank_always: bool = False  # else the ranking is made only when a fully INT8 file misses its gate
-    by: str = "block"  # "block": top-level blocks; "layer": first the layers edgekit diff ranks worst (float_layers.py)
-    max_float: float = 0.1  # per layer: the most conv/linear layers in float, as a share of the model's
+    by: str = SEARCH_BY  # "block": top-level blocks; "layer": first the layers diff ranks worst (float_layers.py)
+    max_float: float = MAX_FLOAT
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # per target: how it was searched
     diffs: dict[str, Any] = field(default_factory=dict)  # per layer: PyTorch's activations, a proxy ranking
     order: list[dict[str, Any]] | None = None

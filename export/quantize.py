@@ -21,7 +21,7 @@ from edgekit.atomic import write_json
 from edgekit.console import say
 from edgekit.errors import ConfigError, option
 from edgekit.export.exporter import default_out_dir, export_checkpoint
-from edgekit.export.int8 import Int8, fuse_if_possible
+from edgekit.export.int8 import MAX_FLOAT, SEARCH_BY, Int8, fuse_if_possible
 from edgekit.export.report import ExportError, ExportReport
 from edgekit.train.trained import Trained, load_trained
 
@@ -30,8 +30,8 @@ def quantize_checkpoint(ckpt: str | Path, method: str = "ptq", targets: Sequence
                         out_dir: str | Path | None = None, calib_images: int = 256, calib_method: str = "minmax",
                         skip_layers: Sequence[str] | str = "auto", epochs: int = 3, lr: float = 1e-4,
                         verbose: bool = True, max_drop: float | None = None, min_sqnr: float | None = None,
-                        max_mae_increase: float | None = None, data: str | None = None, search_by: str = "block",
-                        max_float: float = 0.1) -> dict[str, Any]:
+                        max_mae_increase: float | None = None, data: str | None = None,
+                        search_by: str = SEARCH_BY, max_float: float = MAX_FLOAT) -> dict[str, Any]:
     """Quantize ``ckpt`` (``method`` ptq or qat) and write INT8 files plus ``quant.json``.
 
     Every file is judged by its precision's gate (:mod:`edgekit.export.gates`; ``max_drop``,

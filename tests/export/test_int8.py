@@ -188,10 +188,13 @@ def test_the_search_is_by_block_unless_asked_per_layer():
     import inspect
 
     from edgekit import cli
-    from edgekit.export.int8 import Int8
+    from edgekit.export.int8 import MAX_FLOAT, SEARCH_BY, Int8, Search
     from edgekit.export.quantize import quantize_checkpoint
 
-    assert Int8(float_layers="auto").search_by == "block"
-    for fn in (cli.export, cli.quantize):
-        assert inspect.signature(fn).parameters["float_search"].default == "block"
-    assert inspect.signature(quantize_checkpoint).parameters["search_by"].default == "block"
+    assert SEARCH_BY == "block" and Int8(float_layers="auto").search_by == SEARCH_BY
+    for fn in (cli.export, cli.quantize):  # the CLI spells its defaults out (it does not import torch to read them)
+        assert inspect.signature(fn).parameters["float_search"].default == SEARCH_BY
+        assert inspect.signature(fn).parameters["max_float"].default == MAX_FLOAT
+    assert inspect.signature(quantize_checkpoint).parameters["search_by"].default == SEARCH_BY
+    assert inspect.signature(quantize_checkpoint).parameters["max_float"].default == MAX_FLOAT
+    assert Search.__dataclass_fields__["by"].default == SEARCH_BY
