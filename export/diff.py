@@ -89,11 +89,13 @@ def row_db(row: dict[str, Any]) -> float:
 def rows_of(order: list[str], ref: dict[str, np.ndarray], mapping: dict[str, Any], layout: str
             ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Compared rows (one per file tensor, in the reference's order) and the modules with no counterpart."""
+    mapping, absorbed = absorbed_activations(order, ref, mapping)
     rows, missing, done = [], [], {}
     for name in order:
         tap = mapping.get(name)
         if tap is None:
-            missing.append({"module": name, "why": "no tensor in the file (fused, folded or renamed)"})
+            why = absorbed.get(name, "no tensor in the file (fused, folded or renamed)")
+            missing.append({"module": name, "why": why})
             continue
         if id(tap) in done:
             rows[done[id(tap)]]["also"].append(name)
@@ -106,6 +108,36 @@ def rows_of(order: list[str], ref: dict[str, np.ndarray], mapping: dict[str, Any
         done[id(tap)] = len(rows)
         rows.append({"layer": name, "also": [], "tensor": tap.tensor, "op": tap.op, **compare(ref[name], value)})
     return rows, missing
+
+
+ABSORB_LOOKAHEAD = 4  # modules after a conv where its activation may be (a norm's or block's wrapper between)
+
+
+def absorbed_activations(order: list[str], ref: dict[str, np.ndarray], mapping: dict[str, Any]
+                         ) -> tuple[dict[str, Any], dict[str, str]]:
+    """A tap read after a quantizer whose range starts at 0 (``Tap.clips_at_zero``) holds ``max(0, x)``: onnxruntime's
+    quantizer drops a ReLU before a QuantizeLinear and lets the range clip instead. Such a tensor is the output of
+    the ReLU, not of the conv the file names: it moves to the first of the next modules whose PyTorch output is
+    ``max(0, x)`` of the conv's, and the conv gets no row (with why). Where no such module follows, the tensor stays
+    with the conv (its clipping is then an error of the file, shown as one). Returns (mapping, module -> why)."""
+    mapping, why = dict(mapping), {}
+    for k, name in enumerate(order):
+        tap = mapping.get(name)
+        if tap is None or not getattr(tap, "clips_at_zero", False) or not (ref[name] < 0).any():
+            continue
+        relu = np.maximum(ref[name], 0)
+        scale = max(float(np.abs(relu).max()), 1e-12)
+        later = next((m for m in order[k + 1: k + 1 + ABSORB_LOOKAHEAD] if ref[m].shape == relu.shape
+                      and float(np.abs(ref[m] - relu).max()) <= 1e-5 * scale), None)
+        if later is None:
+            continue
+        for m in [m for m in mapping if mapping[m] is tap and order.index(m) < order.index(later)
+                  and not later.startswith(m + ".")]:
+            del mapping[m]  # the conv (and what holds it alone) computed x; the file keeps only max(0, x)
+            why[m] = (f"its ReLU ({later}) was folded into the file's quantizer: the file keeps max(0, x) only, "
+                      "compared at the ReLU")
+        mapping[later] = tap
+    return mapping, why
 
 
 def first_jump(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:

@@ -264,7 +264,8 @@ class DeviceTaps:
             graph, taps, dequant, outputs, unscoped = onnx_plan(path, scopes)
             tapped_graph = self.tmp / f"{path.stem}.tapped.onnx"
             tapped_graph.write_bytes(graph)
-            spec["onnx"] = {"graph": remote.send(tapped_graph), "taps": [[t.module, t.tensor, t.op] for t in taps],
+            spec["onnx"] = {"graph": remote.send(tapped_graph),
+                            "taps": [[t.module, t.tensor, t.op, t.clips_at_zero] for t in taps],
                             "dequant": {k: [np.asarray(s).tolist(), np.asarray(z).tolist()]
                                         for k, (s, z) in dequant.items()},
                             "outputs": outputs, "unscoped": unscoped}
@@ -282,7 +283,7 @@ class DeviceTaps:
         finally:
             remote.conn.run(f"rm -f {shlex.quote(spec['out'])} {shlex.quote(spec_path)}", 60,
                             what="removing the tensors", check=False)
-        taps = [Tap(m, t, op, arrays[key]) for m, t, op, key in doc["taps"]]
+        taps = [Tap(m, t, op, arrays[key], bool(c and c[0])) for m, t, op, key, *c in doc["taps"]]
         self.log.append({"file": path.name, "tensors": len(arrays.files), "taps": len(taps),
                          "dropped_unmapped": doc["dropped"], "bytes": doc["bytes"], "seconds_there": doc["seconds"]})
         return Tapped(taps, doc["layout"], f"{doc['runner']}, on {remote.name}", doc["unscoped"],

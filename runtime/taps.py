@@ -47,6 +47,9 @@ class Tap:
     tensor: str
     op: str
     value: np.ndarray | None = None
+    # read after a QuantizeLinear whose range starts at 0 that follows no activation: negatives read as 0, the
+    # ReLU onnxruntime's quantizer dropped (it lets the quantized range clip instead); see export/diff.py rows_of
+    clips_at_zero: bool = False
 
 
 @dataclass
@@ -158,6 +161,7 @@ def onnx_tapped(path: Path, scopes: dict[str, str] | None = None):
             consumers.setdefault(i, []).append(node)
     inits = {i.name: i for i in proto.graph.initializer}
     skip = {"QuantizeLinear", "DequantizeLinear", "Constant", "Shape", "Cast"}
+    clipping = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "Softmax"}  # already at >= 0: a range from 0 clips nothing
     last: dict[str, tuple[int, Any]] = {}
     unscoped = 0
     for k, node in enumerate(proto.graph.node):
@@ -172,12 +176,17 @@ def onnx_tapped(path: Path, scopes: dict[str, str] | None = None):
     for module, (_, node) in sorted(last.items(), key=lambda kv: kv[1][0]):
         out = node.output[0]
         q = next((c for c in consumers.get(out, []) if c.op_type == "QuantizeLinear"), None)
+        clips = False
         if q is not None and len(q.input) >= 2 and q.input[1] in inits:  # integer kernels write the quantized tensor
             scale = numpy_helper.to_array(inits[q.input[1]]).astype(np.float32)
-            zero = numpy_helper.to_array(inits[q.input[2]]).astype(np.float32) if len(q.input) > 2 else 0.0
+            raw = numpy_helper.to_array(inits[q.input[2]]) if len(q.input) > 2 and q.input[2] in inits \
+                else np.zeros(1, np.uint8)
+            zero = raw.astype(np.float32)
             dequant[q.output[0]] = (scale, zero)
             out = q.output[0]
-        taps.append(Tap(module, out, node.op_type))
+            clips = (node.op_type not in clipping and np.issubdtype(raw.dtype, np.integer)
+                     and bool(np.all(raw == np.iinfo(raw.dtype).min)))
+        taps.append(Tap(module, out, node.op_type, clips_at_zero=clips))
     graph_outputs = [o.name for o in proto.graph.output]
     have = set(graph_outputs)
     for t in taps:

@@ -55,7 +55,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     path, x = Path(spec["file"]), np.load(spec["inputs"])
     plan = spec.get("onnx")
     if plan:
-        taps = [Tap(m, t, op) for m, t, op in plan["taps"]]
+        taps = [Tap(m, t, op, clips_at_zero=bool(c and c[0])) for m, t, op, *c in plan["taps"]]
         dequant = {k: (np.asarray(s, np.float32), np.asarray(z, np.float32)) for k, (s, z) in plan["dequant"].items()}
         heads = run_onnx_plan(plan["graph"], taps, dequant, plan["outputs"], x)
         tapped = Tapped(taps, spec["layout"], ONNX_RUNNER, int(plan["unscoped"]))
@@ -68,7 +68,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     for t in kept(tapped.taps, spec.get("modules"), spec.get("wrappers") or [""]):
         key = keys.setdefault(t.tensor, f"t{len(keys)}")
         arrays[key] = np.ascontiguousarray(t.value, np.float32)
-        rows.append([t.module, t.tensor, t.op, key])
+        rows.append([t.module, t.tensor, t.op, key, t.clips_at_zero])
     out = write_with(spec["out"], lambda fh: np.savez(fh, **arrays))
     return {"taps": rows, "runner": tapped.runner, "layout": tapped.layout, "unscoped": tapped.unscoped,
             "outputs_vs_plain": tapped.outputs_vs_plain, "notes": tapped.notes, "dropped": len(tapped.taps) - len(rows),
