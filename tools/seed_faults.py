@@ -2,6 +2,7 @@
 and how often diff names the faulty layer first, with its seconds per file.
 
     python tools/seed_faults.py CHECKPOINT.pt --out /tmp/faults [--formats onnx,tflite,openvino,executorch,web]
+        [--imgsz 224]   (the files at another size than the checkpoint's, as ``edgekit export --imgsz``)
 
 The faults (each in one layer, chosen at a fraction of the depth among the 3x3 convolutions):
 - ``scaled``: the layer's weights times 4 (in the PyTorch model, then exported: ONNX, TFLite, OpenVINO, ExecuTorch,
@@ -109,6 +110,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--formats", default="onnx,tflite,openvino")
     ap.add_argument("--fp16", action="store_true", help="also the FP16 overflow files (see above: not counted)")
+    ap.add_argument("--imgsz", type=int, help="export the files at this size (default: the checkpoint's)")
     args = ap.parse_args()
     import torch
 
@@ -127,14 +129,14 @@ def main() -> None:
             folder = args.out / f"{kind}-{key}"
             if not (folder / "done").exists():
                 ckpt = _variant(args.ckpt, folder.with_suffix(".pt"), key, kind)
-                _export(ckpt, folder, formats)
+                _export(ckpt, folder, formats, imgsz=args.imgsz)
                 (folder / "done").write_text("")
             cases += [(kind, key.rsplit(".", 1)[0], folder / suffix[f]) for f in formats
                       if (folder / suffix[f]).exists()]
     if "onnx" in formats:
         base = args.out / "original"
         if not (base / "done").exists():
-            _export(args.ckpt, base, ["onnx"], int8=True, fp16=args.fp16, calib_images=64)
+            _export(args.ckpt, base, ["onnx"], int8=True, fp16=args.fp16, calib_images=64, imgsz=args.imgsz)
             (base / "done").write_text("")
         kinds = [("int8-scale", "model.int8.onnx", _int8_scale)]
         kinds += [("fp16-overflow", "model.fp16.onnx", _fp16_overflow)] if args.fp16 else []
