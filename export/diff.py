@@ -113,29 +113,33 @@ def rows_of(order: list[str], ref: dict[str, np.ndarray], mapping: dict[str, Any
 ABSORB_LOOKAHEAD = 4  # modules after a conv where its activation may be (a norm's or block's wrapper between)
 
 
+def _clips(x: np.ndarray, y: np.ndarray) -> bool:
+    """``y`` is ``x`` clipped below at 0 (a ReLU), and above at ``y``'s largest value (a ReLU6: an ONNX Clip)."""
+    scale = max(float(np.abs(x).max()), 1e-12)
+    return y.shape == x.shape and float(np.abs(y - np.clip(x, 0, float(y.max()))).max()) <= 1e-5 * scale
+
+
 def absorbed_activations(order: list[str], ref: dict[str, np.ndarray], mapping: dict[str, Any]
                          ) -> tuple[dict[str, Any], dict[str, str]]:
-    """A tap read after a quantizer whose range starts at 0 (``Tap.clips_at_zero``) holds ``max(0, x)``: onnxruntime's
-    quantizer drops a ReLU before a QuantizeLinear and lets the range clip instead. Such a tensor is the output of
-    the ReLU, not of the conv the file names: it moves to the first of the next modules whose PyTorch output is
-    ``max(0, x)`` of the conv's, and the conv gets no row (with why). Where no such module follows, the tensor stays
-    with the conv (its clipping is then an error of the file, shown as one). Returns (mapping, module -> why)."""
+    """A tap read after a quantizer whose range starts at 0 (``Tap.clips_at_zero``) holds ``max(0, x)``:
+    onnxruntime's quantizer drops a ReLU (or a ReLU6's Clip) before a QuantizeLinear and lets the range clip instead.
+    Such a tensor is the output of the ReLU, not of the conv the file names: it moves to the first of the next
+    modules whose PyTorch output is the conv's clipped that way, and the conv gets no row (with why). Where no such
+    module follows, the tensor stays with the conv (its clipping is then an error of the file, shown as one).
+    Returns (mapping, module -> why)."""
     mapping, why = dict(mapping), {}
     for k, name in enumerate(order):
         tap = mapping.get(name)
         if tap is None or not getattr(tap, "clips_at_zero", False) or not (ref[name] < 0).any():
             continue
-        relu = np.maximum(ref[name], 0)
-        scale = max(float(np.abs(relu).max()), 1e-12)
-        later = next((m for m in order[k + 1: k + 1 + ABSORB_LOOKAHEAD] if ref[m].shape == relu.shape
-                      and float(np.abs(ref[m] - relu).max()) <= 1e-5 * scale), None)
+        later = next((m for m in order[k + 1: k + 1 + ABSORB_LOOKAHEAD] if _clips(ref[name], ref[m])), None)
         if later is None:
             continue
         for m in [m for m in mapping if mapping[m] is tap and order.index(m) < order.index(later)
                   and not later.startswith(m + ".")]:
-            del mapping[m]  # the conv (and what holds it alone) computed x; the file keeps only max(0, x)
-            why[m] = (f"its ReLU ({later}) was folded into the file's quantizer: the file keeps max(0, x) only, "
-                      "compared at the ReLU")
+            del mapping[m]  # the conv (and what holds it alone) computed x; the file keeps only its clipped values
+            why[m] = (f"its activation ({later}) was folded into the file's quantizer, which keeps only the clipped "
+                      "values: compared at the activation")
         mapping[later] = tap
     return mapping, why
 

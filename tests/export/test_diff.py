@@ -193,3 +193,22 @@ def test_int8_onnx_of_a_fused_mobileone_is_compared_at_its_relus(mobileone_run, 
     at_relus = [r for r in rows if r["layer"].endswith(".act")]
     assert len(at_relus) >= 10 and all(r["cosine"] > 0.95 for r in at_relus[:5]), at_relus[:5]
     assert "folded into the file's quantizer" in why["backbone.stem.reparam_conv"]
+
+
+def test_a_clipped_tensor_moves_to_the_relu_or_relu6_that_follows_and_only_there():
+    """The rule behind the test above, on its own: a tap after a quantizer from 0 goes to the next module that is its
+    conv's output clipped (ReLU, or ReLU6 whose Clip onnxruntime drops the same way); with no such module it stays,
+    and a tap not read after such a quantizer never moves."""
+    from edgekit.export.diff import absorbed_activations
+    from edgekit.runtime.taps import Tap
+
+    x = np.linspace(-8, 8, 64, dtype=np.float32).reshape(1, 4, 4, 4)
+    ref = {"conv": x, "bn": x * 2, "relu6": np.clip(x, 0, 6), "relu": np.maximum(x, 0), "block": np.maximum(x, 0)}
+    clip = Tap("conv", "t", "Conv", clips_at_zero=True)
+    for act in ("relu", "relu6"):
+        order = ["conv", act, "block"]
+        mapping, why = absorbed_activations(order, ref, {"conv": clip, "block": clip})
+        assert mapping == {act: clip, "block": clip} and act in why["conv"]
+    plain = Tap("conv", "t", "Conv")
+    assert absorbed_activations(["conv", "relu"], ref, {"conv": plain})[0] == {"conv": plain}
+    assert absorbed_activations(["conv", "bn"], ref, {"conv": clip})[0] == {"conv": clip}  # no activation follows
