@@ -114,9 +114,12 @@ ABSORB_LOOKAHEAD = 4  # modules after a conv where its activation may be (a norm
 
 
 def _clips(x: np.ndarray, y: np.ndarray) -> bool:
-    """``y`` is ``x`` clipped below at 0 (a ReLU), and above at ``y``'s largest value (a ReLU6: an ONNX Clip)."""
-    scale = max(float(np.abs(x).max()), 1e-12)
-    return y.shape == x.shape and float(np.abs(y - np.clip(x, 0, float(y.max()))).max()) <= 1e-5 * scale
+    """``y`` is ``x`` clipped below at 0 (a ReLU), and above at ``y``'s largest value (a ReLU6: an ONNX Clip), and
+    the clipping changed ``x`` (a module whose output is ``x`` again, a block holding it, is no activation of it)."""
+    if y.shape != x.shape:
+        return False
+    tol = 1e-5 * max(float(np.abs(x).max()), 1e-12)
+    return float(np.abs(y - x).max()) > tol and float(np.abs(y - np.clip(x, 0, float(y.max()))).max()) <= tol
 
 
 def absorbed_activations(order: list[str], ref: dict[str, np.ndarray], mapping: dict[str, Any]
@@ -127,10 +130,10 @@ def absorbed_activations(order: list[str], ref: dict[str, np.ndarray], mapping: 
     modules whose PyTorch output is the conv's clipped that way, and the conv gets no row (with why). Where no such
     module follows, the tensor stays with the conv (its clipping is then an error of the file, shown as one).
     Returns (mapping, module -> why)."""
-    mapping, why = dict(mapping), {}
+    mapping, why, moved = dict(mapping), {}, set()
     for k, name in enumerate(order):
         tap = mapping.get(name)
-        if tap is None or not getattr(tap, "clips_at_zero", False) or not (ref[name] < 0).any():
+        if tap is None or not getattr(tap, "clips_at_zero", False) or id(tap) in moved:
             continue
         later = next((m for m in order[k + 1: k + 1 + ABSORB_LOOKAHEAD] if _clips(ref[name], ref[m])), None)
         if later is None:
@@ -141,6 +144,7 @@ def absorbed_activations(order: list[str], ref: dict[str, np.ndarray], mapping: 
             why[m] = (f"its activation ({later}) was folded into the file's quantizer, which keeps only the clipped "
                       "values: compared at the activation")
         mapping[later] = tap
+        moved.add(id(tap))  # once: the activation's own output is not clipped again
     return mapping, why
 
 

@@ -212,3 +212,13 @@ def test_a_clipped_tensor_moves_to_the_relu_or_relu6_that_follows_and_only_there
     plain = Tap("conv", "t", "Conv")
     assert absorbed_activations(["conv", "relu"], ref, {"conv": plain})[0] == {"conv": plain}
     assert absorbed_activations(["conv", "bn"], ref, {"conv": clip})[0] == {"conv": clip}  # no activation follows
+    # an activation's output (a SiLU's few small negatives rounded into a range from 0) is not moved to the block
+    # that returns it unchanged, nor on from there (the outlier model above: it went on to the pool and the head)
+    silu = np.where(x > 0, x, 1e-6 * x)
+    ref2 = {"act": silu, "block": silu, "pool": np.maximum(silu, 0)}
+    assert absorbed_activations(["act", "block", "pool"], ref2, {"act": clip, "block": clip})[0] == \
+        {"act": clip, "block": clip}
+    order = ["conv", "relu", "block", "after"]
+    ref3 = {**ref, "after": np.clip(ref["relu"], 0, 6)}  # would match the ReLU's output in turn
+    mapping = absorbed_activations(order, ref3, {"conv": clip, "block": clip})[0]
+    assert mapping == {"relu": clip, "block": clip}
