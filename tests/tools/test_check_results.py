@@ -69,11 +69,13 @@ def test_without_arguments_it_checks_the_readme_and_every_docs_page(tmp_path, mo
     assert "README.md: 0 marked" in out and "FAIL docs/deep/page.md:2: value `r.n` is '3'" in out
 
 
-def test_docs_coverage_md_is_rendered_from_its_json():
+@pytest.mark.parametrize("folder", ["docs", "docs/coverage-outside"])
+def test_docs_coverage_md_is_rendered_from_its_json(folder):
+    """The matrix, and the 8 architectures outside it (issue 32), each as the recipe wrote it from its JSON."""
     from edgekit.recipes.coverage_report import render
 
-    data = json.loads((ROOT / "docs" / "coverage.json").read_text())
-    assert render(data) == (ROOT / "docs" / "coverage.md").read_text()
+    data = json.loads((ROOT / folder / "coverage.json").read_text())
+    assert render(data) == (ROOT / folder / "coverage.md").read_text()
 
 
 @pytest.fixture
