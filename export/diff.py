@@ -131,6 +131,7 @@ def absorbed_activations(order: list[str], ref: dict[str, np.ndarray], mapping: 
     module follows, the tensor stays with the conv (its clipping is then an error of the file, shown as one).
     Returns (mapping, module -> why)."""
     mapping, why, moved = dict(mapping), {}, set()
+    pos = {n: i for i, n in enumerate(order)}  # mapping's modules are all in order (layer_map.resolve)
     for k, name in enumerate(order):
         tap = mapping.get(name)
         if tap is None or not getattr(tap, "clips_at_zero", False) or id(tap) in moved:
@@ -138,8 +139,7 @@ def absorbed_activations(order: list[str], ref: dict[str, np.ndarray], mapping: 
         later = next((m for m in order[k + 1: k + 1 + ABSORB_LOOKAHEAD] if _clips(ref[name], ref[m])), None)
         if later is None:
             continue
-        for m in [m for m in mapping if mapping[m] is tap and order.index(m) < order.index(later)
-                  and not later.startswith(m + ".")]:
+        for m in [m for m in mapping if mapping[m] is tap and pos[m] < pos[later] and not later.startswith(m + ".")]:
             del mapping[m]  # the conv (and what holds it alone) computed x; the file keeps only its clipped values
             why[m] = (f"its activation ({later}) was folded into the file's quantizer, which keeps only the clipped "
                       "values: compared at the activation")

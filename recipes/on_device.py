@@ -283,7 +283,7 @@ class DeviceTaps:
         finally:
             remote.conn.run(f"rm -f {shlex.quote(spec['out'])} {shlex.quote(spec_path)}", 60,
                             what="removing the tensors", check=False)
-        taps = [Tap(m, t, op, arrays[key], bool(c and c[0])) for m, t, op, key, *c in doc["taps"]]
+        taps = [Tap(m, t, op, arrays[key], clips) for m, t, op, key, clips in doc["taps"]]
         self.log.append({"file": path.name, "tensors": len(arrays.files), "taps": len(taps),
                          "dropped_unmapped": doc["dropped"], "bytes": doc["bytes"], "seconds_there": doc["seconds"]})
         return Tapped(taps, doc["layout"], f"{doc['runner']}, on {remote.name}", doc["unscoped"],

@@ -55,7 +55,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     path, x = Path(spec["file"]), np.load(spec["inputs"])
     plan = spec.get("onnx")
     if plan:
-        taps = [Tap(m, t, op, clips_at_zero=bool(c and c[0])) for m, t, op, *c in plan["taps"]]
+        taps = [Tap(m, t, op, clips_at_zero=clips) for m, t, op, clips in plan["taps"]]
         dequant = {k: (np.asarray(s, np.float32), np.asarray(z, np.float32)) for k, (s, z) in plan["dequant"].items()}
         heads = run_onnx_plan(plan["graph"], taps, dequant, plan["outputs"], x)
         tapped = Tapped(taps, spec["layout"], ONNX_RUNNER, int(plan["unscoped"]))

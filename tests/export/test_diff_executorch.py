@@ -45,10 +45,9 @@ def faulty_pte(trained_run, tmp_path_factory):
 
 def test_a_healthy_pte_agrees_in_every_mapped_layer(clean_pte, trained_run, tmp_path):
     from edgekit.export.diff import diff
-
-    report = diff(clean_pte, out_dir=tmp_path)
     from edgekit.runtime.metadata import read_card
 
+    report = diff(clean_pte, out_dir=tmp_path)
     assert list(read_card(clean_pte).input.size) == [24, 24]  # not the checkpoint's 16 px
     assert report["against"] == str(trained_run.run_dir / "best.pt")
     assert len(report["layers"]) >= 20, report["no_counterpart"][:5]
